@@ -12,13 +12,24 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
+from audit_chain.anvil import AnvilProcess, rpc_call
 from audit_chain.checkpoint import Checkpoint, Ed25519NoteSigner, sign_checkpoint
 from audit_chain.days import DayClock
+from audit_chain.ethereum import EthereumAccount, SoftwareSecp256k1Signer
 from audit_chain.export import DayExportHeader, write_day_export
 from audit_chain.leaf import DroppedLeaf, EventLeaf, EventType
 from audit_chain.merkle import MerkleTree
 
 ORIGIN = "cloudsign.test/audit-log"
+
+
+def fund(node: AnvilProcess, signer: SoftwareSecp256k1Signer) -> str:
+    """Give a test signer's address ether on anvil."""
+    address = EthereumAccount(signer).address
+    rpc_call(node.rpc_url, "anvil_setBalance", [address, hex(10**20)])
+    return address
+
+
 TYPES = list(EventType)
 
 

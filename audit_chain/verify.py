@@ -86,8 +86,10 @@ ISTEP_CONFIRMATIONS: Final = (7, "confirmations")
 Progress = Callable[[int, int], None]
 
 
-def _fail(step: tuple[int, str], day: str | None, message: str) -> NoReturn:
-    raise VerificationError(step[0], step[1], day, message)
+def _fail(
+    step: tuple[int, str], day: str | None, message: str, cause: BaseException | None = None
+) -> NoReturn:
+    raise VerificationError(step[0], step[1], day, message) from cause
 
 
 @dataclass(frozen=True)
@@ -129,7 +131,7 @@ def verify_day_offline(
         try:
             prev = _verify_export_file(Path(previous), log_key, None)
         except VerificationError as e:
-            _fail(STEP_CONSISTENCY, day, f"the previous export does not verify: {e.message}")
+            _fail(STEP_CONSISTENCY, day, f"the previous export does not verify: {e.message}", e)
         if prev.day >= result.day:
             _fail(STEP_CONSISTENCY, day, f"previous export is for {prev.day}, not an earlier day")
         if result.previous is None or prev.checkpoint != result.previous:
@@ -149,7 +151,7 @@ def _verify_export_file(
     try:
         f = open(path, "rb")  # noqa: SIM115 - closed in finally, after streaming
     except OSError as e:
-        _fail(STEP_HEADER, None, f"cannot open {path}: {e.strerror}")
+        _fail(STEP_HEADER, None, f"cannot open {path}: {e.strerror}", e)
     try:
         return _verify_export_stream(f, log_key, progress)
     finally:
@@ -174,9 +176,9 @@ def _verify_export_stream(
     try:
         reader = DayExportReader(f)
     except AuditChainError as e:
-        _fail(STEP_HEADER, _day_hint(f), e.message)
+        _fail(STEP_HEADER, _day_hint(f), e.message, e)
     except OSError as e:
-        _fail(STEP_HEADER, None, f"cannot read: {e}")
+        _fail(STEP_HEADER, None, f"cannot read: {e}", e)
     header: DayExportHeader = reader.header
     day = header.day_text
 
@@ -184,7 +186,7 @@ def _verify_export_stream(
     try:
         checkpoint = log_key.open_checkpoint(header.checkpoint, origin=header.origin)
     except AuditChainError as e:
-        _fail(STEP_CHECKPOINT, day, e.message)
+        _fail(STEP_CHECKPOINT, day, e.message, e)
 
     # 3. previous-checkpoint
     previous: Checkpoint | None = None
@@ -192,7 +194,7 @@ def _verify_export_stream(
         try:
             previous = log_key.open_checkpoint(header.previous_checkpoint, origin=header.origin)
         except AuditChainError as e:
-            _fail(STEP_PREVIOUS, day, e.message)
+            _fail(STEP_PREVIOUS, day, e.message, e)
 
     # 4. frontier
     start_frontier = header.start_range()
@@ -227,9 +229,9 @@ def _verify_export_stream(
     except VerificationError:
         raise
     except AuditChainError as e:
-        _fail(STEP_LEAVES, day, e.message)
+        _fail(STEP_LEAVES, day, e.message, e)
     except OSError as e:
-        _fail(STEP_LEAVES, day, f"cannot read: {e}")
+        _fail(STEP_LEAVES, day, f"cannot read: {e}", e)
     if progress is not None:
         progress(count, total)
 
@@ -262,7 +264,7 @@ async def _check_anchor(
     try:
         anchor = await anchors.find_anchor(day)
     except AuditChainError as e:
-        _fail(anchor_step, text, e.message)
+        _fail(anchor_step, text, e.message, e)
     if anchor is None:
         _fail(anchor_step, text, "the day has no anchor on chain")
     if anchor.root != checkpoint.root_hash:
@@ -334,7 +336,7 @@ async def verify_inclusion_bundle(
         try:
             bundle = InclusionBundle.from_json(bundle)
         except AuditChainError as e:
-            _fail(ISTEP_BUNDLE, None, e.message)
+            _fail(ISTEP_BUNDLE, None, e.message, e)
     day = bundle.day.isoformat()
 
     # 2. leaf
@@ -348,7 +350,7 @@ async def verify_inclusion_bundle(
     try:
         checkpoint = log_key.open_checkpoint(bundle.checkpoint)
     except AuditChainError as e:
-        _fail(ISTEP_CHECKPOINT, day, e.message)
+        _fail(ISTEP_CHECKPOINT, day, e.message, e)
 
     # 4. inclusion
     if bundle.tree_size != checkpoint.size:
@@ -358,7 +360,7 @@ async def verify_inclusion_bundle(
             bundle.leaf_hash, bundle.index, bundle.tree_size, bundle.proof, checkpoint.root_hash
         )
     except AuditChainError as e:
-        _fail(ISTEP_INCLUSION, day, e.message)
+        _fail(ISTEP_INCLUSION, day, e.message, e)
 
     # 5. document
     if document is not None:

@@ -113,7 +113,8 @@ def _check_extra(extra: Mapping[str, ExtraValue]) -> dict[str, ExtraValue]:
 
 
 def _format_time(t: datetime) -> str:
-    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat is C code and, with timespec, always prints six fraction digits.
+    return t.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 @dataclass(frozen=True, eq=True)
@@ -158,8 +159,11 @@ class EventLeaf:
                 raise LeafFormatError("document_hash is only allowed on key.use events")
             _check_bytes("document_hash", self.document_hash, DOCUMENT_HASH_SIZES)
         object.__setattr__(self, "extra", MappingProxyType(_check_extra(self.extra)))
-        if len(self.to_bytes()) > MAX_LEAF_BYTES:
+        # Encode once: the canonical bytes are needed for hashing and export anyway.
+        encoded = _canonical(self.to_json_obj())
+        if len(encoded) > MAX_LEAF_BYTES:
             raise LeafFormatError(f"encoded leaf exceeds {MAX_LEAF_BYTES} bytes")
+        object.__setattr__(self, "_encoded", encoded)
 
     def to_json_obj(self) -> dict[str, Any]:
         """The leaf as a JSON object (the canonical form before serialisation)."""
@@ -180,7 +184,8 @@ class EventLeaf:
 
     def to_bytes(self) -> bytes:
         """Canonical encoding: sorted keys, no whitespace, UTF-8, no trailing newline."""
-        return _canonical(self.to_json_obj())
+        encoded: bytes = self.__dict__["_encoded"]
+        return encoded
 
     def leaf_hash(self) -> bytes:
         """RFC 9162 leaf hash of :meth:`to_bytes`."""
@@ -206,11 +211,14 @@ class DroppedLeaf:
         return self.hash
 
 
+_ENCODER: Final = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+
+
 def _canonical(obj: Mapping[str, Any]) -> bytes:
     try:
-        return json.dumps(
-            obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-        ).encode("utf-8")
+        return _ENCODER.encode(obj).encode("utf-8")
     except (ValueError, TypeError, UnicodeEncodeError) as e:
         raise LeafFormatError(f"leaf cannot be encoded: {e}") from e
 
@@ -232,15 +240,16 @@ def _refuse_constant(text: str) -> Any:
     raise LeafFormatError(f"{text} is not allowed")
 
 
+_DECODER: Final = json.JSONDecoder(
+    object_pairs_hook=_no_duplicates, parse_float=_refuse_float, parse_constant=_refuse_constant
+)
+
+
 def loads_strict(data: bytes | str) -> Any:
     """json.loads refusing duplicate keys, floats and NaN/Infinity."""
     try:
-        return json.loads(
-            data,
-            object_pairs_hook=_no_duplicates,
-            parse_float=_refuse_float,
-            parse_constant=_refuse_constant,
-        )
+        text = data.decode("utf-8") if isinstance(data, bytes | bytearray) else data
+        return _DECODER.decode(text)
     except (ValueError, UnicodeDecodeError, RecursionError) as e:
         raise LeafFormatError(f"not valid JSON: {e}") from e
 
@@ -271,7 +280,8 @@ def leaf_from_json_obj(obj: Any) -> EventLeaf:
     if not isinstance(time_text, str) or not _TIME.fullmatch(time_text):
         raise LeafFormatError("time must be YYYY-MM-DDTHH:MM:SS.ffffffZ")
     try:
-        time = datetime.strptime(time_text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+        # The regex pinned the shape; fromisoformat (C code) checks the calendar.
+        time = datetime.fromisoformat(time_text[:-1]).replace(tzinfo=UTC)
     except ValueError as e:
         raise LeafFormatError(f"time {time_text!r} is not a valid instant") from e
     extra = obj.get("extra", {})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import subprocess
@@ -214,13 +215,7 @@ def test_prove_event_inclusion(
     obj = json.loads(bundle.to_json())
     obj["index"] = obj["index"] + 1
     obj["leaf"]["index"] = obj["index"]
-    obj["leaf_hash"] = (
-        EventLeaf(
-            **{**entry.__dict__, "index": obj["index"]}  # type: ignore[arg-type]
-        )
-        .leaf_hash()
-        .hex()
-    )
+    obj["leaf_hash"] = dataclasses.replace(entry, index=obj["index"]).leaf_hash().hex()
     path.write_text(json.dumps(obj))
     code = main(
         [

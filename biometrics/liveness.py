@@ -34,6 +34,7 @@ RIGHT_EYE = slice(36, 42)  # the subject's right eye: left side of an unmirrored
 LEFT_EYE = slice(42, 48)
 # Points that do not move when the eyes close: jaw line and nose.
 _RIGID = np.r_[0:17, 27:36]
+REST_FRAMES = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,14 +183,16 @@ def closed_frames(signals: Sequence[FrameSignals], policy: BiometricsPolicy) -> 
 
 
 def relative_yaw(signals: Sequence[FrameSignals], policy: BiometricsPolicy) -> list[float]:
-    """Yaw relative to the burst's median, sign-corrected so + is the subject's left.
+    """Yaw relative to the resting pose, sign-corrected so + is the subject's left.
 
     Relative because people rarely sit square to the camera (obama_2.jpg reads -0.45
-    while looking at the lens); the median is the resting pose when the burst holds
-    more resting frames than turned ones.
+    while looking at the lens). The resting pose is the median of the first
+    ``REST_FRAMES`` frames: the client shows the challenge before it starts capturing,
+    so a burst starts at rest (a whole-burst median would be dragged off by a turn that
+    is held for half of the frames).
     """
     sign = -1.0 if policy.mirrored_frames else 1.0
-    base = float(np.median([s.yaw for s in signals])) if signals else 0.0
+    base = float(np.median([s.yaw for s in signals[:REST_FRAMES]])) if signals else 0.0
     return [sign * (s.yaw - base) for s in signals]
 
 

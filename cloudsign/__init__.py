@@ -1,0 +1,1 @@
+"""cloudsign: the cloud digital-signature service."""

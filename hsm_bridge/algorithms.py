@@ -1,0 +1,98 @@
+"""Key algorithms and signature schemes the bridge supports, and the small
+encodings around them (DigestInfo for PKCS#1 v1.5, DER for ECDSA)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Final
+
+from asn1crypto import algos
+
+from hsm_bridge.errors import UnsupportedAlgorithmError
+
+
+class KeyAlgorithm(enum.StrEnum):
+    """Owner and CA key types. Values are the names used in the API and config."""
+
+    EC_P256 = "ec-p256"
+    EC_P384 = "ec-p384"
+    RSA_2048 = "rsa-2048"
+    RSA_3072 = "rsa-3072"
+
+    @property
+    def is_ec(self) -> bool:
+        return self in (KeyAlgorithm.EC_P256, KeyAlgorithm.EC_P384)
+
+    @property
+    def curve_oid(self) -> str:
+        return _CURVE_OIDS[self]
+
+    @property
+    def rsa_bits(self) -> int:
+        return _RSA_BITS[self]
+
+    @classmethod
+    def parse(cls, value: str) -> KeyAlgorithm:
+        try:
+            return cls(value)
+        except ValueError as e:
+            raise UnsupportedAlgorithmError(f"unsupported key algorithm {value!r}") from e
+
+
+_CURVE_OIDS: Final = {
+    KeyAlgorithm.EC_P256: "1.2.840.10045.3.1.7",
+    KeyAlgorithm.EC_P384: "1.3.132.0.34",
+}
+_RSA_BITS: Final = {KeyAlgorithm.RSA_2048: 2048, KeyAlgorithm.RSA_3072: 3072}
+
+#: Algorithms a citizen may choose for a cloud key.
+OWNER_KEY_ALGORITHMS: Final = (KeyAlgorithm.EC_P256, KeyAlgorithm.RSA_2048, KeyAlgorithm.RSA_3072)
+
+
+class SignatureScheme(enum.StrEnum):
+    ECDSA = "ecdsa"
+    RSA_PKCS1V15 = "rsa-pkcs1v15"
+    RSA_PSS = "rsa-pss"
+
+
+@dataclass(frozen=True)
+class HashAlgorithm:
+    name: str  # asn1crypto / hashlib name
+    oid: str
+    digest_size: int
+
+
+HASHES: Final = {
+    h.name: h
+    for h in (
+        HashAlgorithm("sha256", "2.16.840.1.101.3.4.2.1", 32),
+        HashAlgorithm("sha384", "2.16.840.1.101.3.4.2.2", 48),
+        HashAlgorithm("sha512", "2.16.840.1.101.3.4.2.3", 64),
+    )
+}
+HASHES_BY_OID: Final = {h.oid: h for h in HASHES.values()}
+
+
+def hash_algorithm(name_or_oid: str) -> HashAlgorithm:
+    found = HASHES.get(name_or_oid) or HASHES_BY_OID.get(name_or_oid)
+    if found is None:
+        raise UnsupportedAlgorithmError(f"unsupported hash algorithm {name_or_oid!r}")
+    return found
+
+
+def digest_info(hash_alg: HashAlgorithm, digest: bytes) -> bytes:
+    """DER DigestInfo, the input of a PKCS#1 v1.5 signature (RFC 8017 §9.2)."""
+    if len(digest) != hash_alg.digest_size:
+        raise UnsupportedAlgorithmError(
+            f"a {hash_alg.name} digest is {hash_alg.digest_size} bytes, got {len(digest)}"
+        )
+    info = algos.DigestInfo(
+        {"digest_algorithm": {"algorithm": hash_alg.name}, "digest": digest}
+    )
+    return bytes(info.dump())
+
+
+def ecdsa_raw_to_der(raw: bytes) -> bytes:
+    """PKCS#11 returns ECDSA as r||s; X.509, CMS and CSC want DER SEQUENCE{r, s}."""
+    return bytes(algos.DSASignature.from_p1363(raw).dump())

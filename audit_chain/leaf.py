@@ -165,6 +165,11 @@ class EventLeaf:
             raise LeafFormatError(f"encoded leaf exceeds {MAX_LEAF_BYTES} bytes")
         object.__setattr__(self, "_encoded", encoded)
 
+    def __hash__(self) -> int:
+        # The generated hash would fail on the mapping in ``extra``; the canonical
+        # bytes identify the leaf exactly.
+        return hash(self.to_bytes())
+
     def to_json_obj(self) -> dict[str, Any]:
         """The leaf as a JSON object (the canonical form before serialisation)."""
         obj: dict[str, Any] = {

@@ -47,6 +47,7 @@ def test_leaf_canonical_bytes_are_fixed() -> None:
     )
     assert leaf.leaf_hash() == hashlib.sha256(b"\x00" + leaf.to_bytes()).digest()
     assert parse_leaf(leaf.to_bytes()) == leaf
+    assert len({leaf, parse_leaf(leaf.to_bytes())}) == 1
 
 
 def test_leaf_time_normalised_to_utc() -> None:

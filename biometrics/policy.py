@@ -35,7 +35,7 @@ SECOND_FACE_MIN_SIZE_RATIO = 0.4
 MIN_ENROL_FACE_PX = 80
 MIN_PROBE_FACE_PX = 64
 MIN_FACE_LUMA = 40.0
-MAX_FACE_LUMA = 240.0
+MAX_FACE_LUMA = 230.0
 # Variance of the Laplacian of the contrast-normalised 128x128 grey face crop: sharp
 # test faces score 76..1300, a Gaussian blur of sigma 2 px brings most under 30.
 MIN_SHARPNESS = 40.0

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image
+from PIL import Image, ImageFile
 
 from biometrics.imaging import RGBImage
 from biometrics.policy import BiometricsPolicy
@@ -35,10 +35,14 @@ def models() -> ModuleType:
     if _api is None:
         with _lock:
             if _api is None:
+                truncated_ok = ImageFile.LOAD_TRUNCATED_IMAGES
                 with warnings.catch_warnings():
                     # face_recognition_models imports pkg_resources (deprecated).
                     warnings.simplefilter("ignore")
                     import face_recognition.api as api
+                # face_recognition flips this Pillow global to True on import, which
+                # would make truncated uploads decode "successfully" as grey padding.
+                ImageFile.LOAD_TRUNCATED_IMAGES = truncated_ok
                 _api = api
     return _api
 

@@ -17,7 +17,7 @@ from typing import Final
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image, ImageOps
+from PIL import Image, ImageFile, ImageOps
 
 from biometrics.errors import (
     ImageTooLargeError,
@@ -115,6 +115,17 @@ def check_caps(data: bytes, policy: BiometricsPolicy) -> ImageHeader:
     return header
 
 
+def _load_strict(im: Image.Image) -> None:
+    # A truncated upload must fail, whatever another library set this global to
+    # (face_recognition sets it to True on import).
+    previous = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        im.load()
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = previous
+
+
 def decode_image(data: bytes, policy: BiometricsPolicy) -> RGBImage:
     """Decode JPEG/PNG bytes to a C-contiguous RGB array at most ``working_max_side``.
 
@@ -133,7 +144,7 @@ def decode_image(data: bytes, policy: BiometricsPolicy) -> RGBImage:
                 if header.format == "JPEG":
                     # DCT-domain downscale: decode at 1/2..1/8 when the image is large.
                     im.draft("RGB", (target, target))
-                im.load()
+                _load_strict(im)
                 oriented = ImageOps.exif_transpose(im)
                 rgb = oriented.convert("RGB")
         rgb.thumbnail((target, target), Image.Resampling.BILINEAR)

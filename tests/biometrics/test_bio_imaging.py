@@ -146,3 +146,19 @@ def test_fuzz_only_biometrics_errors(prefix: bytes, body: bytes) -> None:
     except BiometricsError as e:
         code = e.code
     assert code in {None, "unsupported_format", "malformed_image", "image_too_large"}
+
+
+def test_truncated_jpeg_refused_after_models_loaded(face_bytes: Callable[[str], bytes]) -> None:
+    from PIL import ImageFile
+
+    from biometrics.detection import models
+
+    models()  # face_recognition's import flips Pillow's LOAD_TRUNCATED_IMAGES
+    real = face_bytes("obama_1.jpg")
+    previous = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = True  # as set by some other library
+    try:
+        with pytest.raises(MalformedImageError):
+            decode_image(real[: len(real) // 2], POLICY)
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = previous

@@ -1,0 +1,119 @@
+"""Enrolment API (JSON over HTTP, `/api/v1`): what the portal and the mobile
+app call to open an account and create the citizen's cloud key."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from cloudsign.appkeys import ENROLMENT
+from cloudsign.ca.identity import Identity
+from cloudsign.consents import current_texts
+from cloudsign.enrolment import Owner, parse_transport_message
+from cloudsign.http import bearer_token, field, read_json
+
+routes = web.RouteTableDef()
+
+
+async def current_owner(request: web.Request) -> Owner:
+    return await request.app[ENROLMENT].authenticate(bearer_token(request))
+
+
+@routes.post("/api/v1/owners")
+async def create_owner(request: web.Request) -> web.Response:
+    identity = Identity.from_json(await read_json(request))
+    owner_id, token = await request.app[ENROLMENT].create_owner(identity)
+    return web.json_response(
+        {"owner_id": owner_id, "access_token": token, "token_type": "Bearer"}, status=201
+    )
+
+
+@routes.post("/api/v1/sessions")
+async def login(request: web.Request) -> web.Response:
+    data = await read_json(request)
+    owner_id, token = await request.app[ENROLMENT].login(field(data, "iin"), field(data, "otp"))
+    return web.json_response({"owner_id": owner_id, "access_token": token, "token_type": "Bearer"})
+
+
+@routes.get("/api/v1/me")
+async def me(request: web.Request) -> web.Response:
+    owner = await current_owner(request)
+    return web.json_response(await request.app[ENROLMENT].profile(owner))
+
+
+@routes.get("/api/v1/consent-texts")
+async def consent_texts(request: web.Request) -> web.Response:
+    return web.json_response(
+        [
+            {"kind": t.kind, "version": t.version, "language": t.language, "sha256": t.sha256, "text": t.text}
+            for t in current_texts()
+        ]
+    )
+
+
+@routes.post("/api/v1/me/consents")
+async def record_consent(request: web.Request) -> web.Response:
+    owner = await current_owner(request)
+    data = await read_json(request)
+    await request.app[ENROLMENT].record_consent(
+        owner, field(data, "kind"), field(data, "version"), field(data, "sha256")
+    )
+    return web.json_response({"recorded": True}, status=201)
+
+
+@routes.post("/api/v1/me/totp")
+async def begin_totp(request: web.Request) -> web.Response:
+    owner = await current_owner(request)
+    uri = await request.app[ENROLMENT].begin_totp(owner)
+    # The URI carries the seed: shown once, never cached.
+    return web.json_response(
+        {"provisioning_uri": uri}, status=201, headers={"Cache-Control": "no-store"}
+    )
+
+
+@routes.post("/api/v1/me/totp/confirm")
+async def confirm_totp(request: web.Request) -> web.Response:
+    owner = await current_owner(request)
+    data = await read_json(request)
+    await request.app[ENROLMENT].confirm_totp(owner, field(data, "otp"))
+    return web.json_response({"confirmed": True})
+
+
+@routes.get("/api/v1/me/key-params")
+async def key_params(request: web.Request) -> web.Response:
+    owner = await current_owner(request)
+    return web.json_response(await request.app[ENROLMENT].key_params(owner))
+
+
+@routes.post("/api/v1/me/transport-keys")
+async def new_transport_key(request: web.Request) -> web.Response:
+    owner = await current_owner(request)
+    data = await read_json(request)
+    body = await request.app[ENROLMENT].new_transport_key(owner, field(data, "purpose"))
+    return web.json_response(body, status=201)
+
+
+@routes.get("/api/v1/me/credentials")
+async def list_credentials(request: web.Request) -> web.Response:
+    owner = await current_owner(request)
+    return web.json_response(await request.app[ENROLMENT].list_credentials(owner))
+
+
+@routes.post("/api/v1/me/credentials")
+async def create_credential(request: web.Request) -> web.Response:
+    owner = await current_owner(request)
+    data = await read_json(request)
+    message = parse_transport_message(field(data, "password_key", dict))
+    body = await request.app[ENROLMENT].create_credential(
+        owner, data.get("algorithm", "ec-p256"), message, field(data, "otp")
+    )
+    return web.json_response(body, status=201)
+
+
+@routes.delete("/api/v1/me/credentials/{credential_id}")
+async def delete_credential(request: web.Request) -> web.Response:
+    owner = await current_owner(request)
+    data = await read_json(request)
+    await request.app[ENROLMENT].delete_credential(
+        owner, request.match_info["credential_id"], field(data, "otp")
+    )
+    return web.json_response({"deleted": True})

@@ -1,0 +1,82 @@
+"""The composition root: `create_app(settings)` wires storage, the HSM, the CA
+and the APIs, each resource with its own cleanup context."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Final
+
+from aiohttp import web
+from hsm_bridge import HsmBridge, HsmError
+
+from cloudsign import api_enrolment, api_pki
+from cloudsign.appkeys import CA, DATABASE, ENROLMENT, HSM, SETTINGS
+from cloudsign.ca.authority import CertificateAuthority
+from cloudsign.enrolment import EnrolmentService
+from cloudsign.http import problem_middleware
+from cloudsign.instance import ca_profile, prepare_hsm
+from cloudsign.settings import Settings
+from cloudsign.storage import Database
+
+log = logging.getLogger(__name__)
+SWEEP_INTERVAL_SECONDS: Final = 60.0
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    db = Database(app[SETTINGS].effective_database_url)
+    await db.migrate()
+    app[DATABASE] = db
+    yield
+    await db.close()
+
+
+async def _hsm(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    loop = asyncio.get_running_loop()
+    # First start creates the token (child processes); keep that off the loop.
+    access = await loop.run_in_executor(None, prepare_hsm, settings)
+    bridge = HsmBridge(access.module, access.token_label, access.pin, threads=settings.hsm_threads)
+    await bridge.start()
+    try:
+        profile = ca_profile(settings)
+        await CertificateAuthority.initialise(bridge, settings.pki_dir, profile)
+        app[HSM] = bridge
+        app[CA] = CertificateAuthority.load(bridge, settings.pki_dir, profile)
+        yield
+    finally:
+        await bridge.close()
+
+
+async def _services(app: web.Application) -> AsyncIterator[None]:
+    app[ENROLMENT] = EnrolmentService(app[DATABASE], app[HSM], app[CA], app[SETTINGS])
+    yield
+
+
+async def _sweeper(app: web.Application) -> AsyncIterator[None]:
+    async def run() -> None:
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL_SECONDS)
+            try:
+                n = await app[ENROLMENT].sweep_transport_keys()
+                if n:
+                    log.info("destroyed %d expired transport keys", n)
+            except (HsmError, OSError) as e:
+                log.warning("transport key sweep failed: %s", e)
+
+    task = asyncio.create_task(run(), name="transport-key-sweeper")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[problem_middleware])
+    app[SETTINGS] = settings
+    app.cleanup_ctx.extend([_database, _hsm, _services, _sweeper])
+    app.add_routes(api_enrolment.routes)
+    app.add_routes(api_pki.routes)
+    return app

@@ -1,0 +1,140 @@
+"""`cloudsign` command line: serve, init, and the operator's registry views."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from cloudsign.errors import CloudsignError
+from cloudsign.settings import Settings, load_settings
+from cloudsign.storage import Database
+from cloudsign.storage.schema import certificates, events
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    if getattr(args, "data_dir", None):
+        overrides["data_dir"] = args.data_dir
+    return load_settings(args.config, **overrides)
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from cloudsign.instance import initialise
+
+    settings = _settings(args)
+    for line in asyncio.run(initialise(settings)):
+        print(line)
+    print(f"data dir ready: {settings.data_dir.resolve()}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from cloudsign.app import create_app
+
+    settings = _settings(args)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("cloudsign").info("settings: %s", json.dumps(settings.describe()))
+    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    print(json.dumps(_settings(args).describe(), indent=2))
+    return 0
+
+
+async def _query(settings: Settings, stmt: Any) -> list[dict[str, Any]]:
+    db = Database(settings.effective_database_url)
+    try:
+        await db.migrate()
+        async with db.read() as conn:
+            return [dict(r) for r in (await conn.execute(stmt)).mappings().all()]
+    finally:
+        await db.close()
+
+
+def _print_rows(rows: list[dict[str, Any]], as_json: bool) -> None:
+    for row in rows:
+        clean = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()}
+        if as_json:
+            print(json.dumps(clean))
+        else:
+            print("  ".join(f"{k}={v}" for k, v in clean.items()))
+
+
+def cmd_registry(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if args.registry_cmd == "show":
+        rows = asyncio.run(_query(settings, select(certificates).where(certificates.c.serial == args.serial.lower())))
+        if not rows:
+            print(f"no certificate with serial {args.serial}", file=sys.stderr)
+            return 1
+        from asn1crypto import pem
+
+        print(pem.armor("CERTIFICATE", rows[0]["der"]).decode(), end="")
+        return 0
+    stmt = select(
+        certificates.c.serial,
+        certificates.c.subject,
+        certificates.c.status,
+        certificates.c.not_before,
+        certificates.c.not_after,
+        certificates.c.revoked_at,
+        certificates.c.revocation_reason,
+    ).order_by(certificates.c.issued_at)
+    if args.status:
+        stmt = stmt.where(certificates.c.status == args.status)
+    _print_rows(asyncio.run(_query(settings, stmt)), args.json)
+    return 0
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    stmt = select(events).order_by(events.c.seq.desc()).limit(args.limit)
+    _print_rows(list(reversed(asyncio.run(_query(_settings(args), stmt)))), args.json)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cloudsign", description=__doc__)
+    p.add_argument("--config", type=Path, help="TOML settings file (or CLOUDSIGN_CONFIG)")
+    p.add_argument("--data-dir", type=Path, help="data directory (overrides settings)")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("init", help="initialise the data dir (HSM token, CA, database)").set_defaults(fn=cmd_init)
+    sub.add_parser("serve", help="run the HTTP service").set_defaults(fn=cmd_serve)
+    sub.add_parser("config", help="print the effective settings (no secrets)").set_defaults(fn=cmd_config)
+    reg = sub.add_parser("registry", help="the certificate registry")
+    reg.set_defaults(fn=cmd_registry)
+    reg_sub = reg.add_subparsers(dest="registry_cmd", required=True)
+    lst = reg_sub.add_parser("list", help="every issued certificate")
+    lst.add_argument("--status", choices=["good", "revoked"])
+    lst.add_argument("--json", action="store_true")
+    show = reg_sub.add_parser("show", help="one certificate as PEM")
+    show.add_argument("serial")
+    ev = sub.add_parser("events", help="the latest audit events")
+    ev.add_argument("--limit", type=int, default=50)
+    ev.add_argument("--json", action="store_true")
+    ev.set_defaults(fn=cmd_events)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.fn(args)
+    except CloudsignError as e:
+        print(f"cloudsign: {e.detail}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,374 @@
+"""Enrolment over real HTTP against the real SoftHSM2 token, on both databases."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+from asn1crypto import x509
+from sqlalchemy import func, select
+
+from cloudsign.appkeys import DATABASE
+from cloudsign.storage.schema import certificates, credentials, events, owners
+from mobile_api.client import ApiError, CloudsignClient
+from cloudsign.ca.identity import check_digit
+from tests.conftest import enrolled, make_bin, person
+
+WRONG_CHECK_DIGIT_IIN = "90010131234" + str(((check_digit("90010131234") or 0) + 1) % 10)
+
+
+def _pem_chain(tmp_path: Path, cred: dict[str, Any]) -> tuple[Path, Path, Path]:
+    leaf = tmp_path / "leaf.pem"
+    issuing = tmp_path / "issuing.pem"
+    root = tmp_path / "root.pem"
+    leaf.write_text(cred["certificate"])
+    issuing.write_text(cred["chain"][0])
+    root.write_text(cred["chain"][1])
+    return leaf, issuing, root
+
+
+async def test_enrol_issues_certificate_that_openssl_verifies(
+    client: CloudsignClient, tmp_path: Path
+) -> None:
+    identity = person(surname="Abenov", given_name="Dauren")
+    _, cred = await enrolled(client, identity=identity)
+    leaf, issuing, root = _pem_chain(tmp_path, cred)
+    verify = subprocess.run(
+        ["openssl", "verify", "-CAfile", str(root), "-untrusted", str(issuing), str(leaf)],
+        capture_output=True, text=True, check=False,
+    )
+    assert verify.returncode == 0, verify.stderr
+    assert verify.stdout.strip().endswith(": OK")
+    text = subprocess.run(
+        ["openssl", "x509", "-in", str(leaf), "-noout", "-text", "-nameopt", "RFC2253"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    assert f"serialNumber=IIN{identity['iin']}" in text
+    assert "CN=Abenov Dauren" in text
+    assert "SN=Abenov" in text
+    assert "GN=Dauren" in text
+    assert "C=KZ" in text
+    assert f"emailAddress={identity['email']}" in text
+    assert "Digital Signature, Non Repudiation" in text
+    assert "CA:FALSE" in text
+    assert "Policy: 2.999.1.1" in text
+    assert "/pki/crl/issuing.crl" in text
+    assert "OCSP - URI:" in text and "/pki/ocsp" in text
+    cert = x509.Certificate.load(
+        subprocess.run(
+            ["openssl", "x509", "-in", str(leaf), "-outform", "DER"], capture_output=True, check=True
+        ).stdout
+    )
+    days = (cert.not_valid_after - cert.not_valid_before).days
+    assert 365 <= days <= 366
+
+
+async def test_organisation_certificate_has_o_and_bin(client: CloudsignClient, tmp_path: Path) -> None:
+    bin_ = make_bin()
+    _, cred = await enrolled(
+        client,
+        identity=person(kind="organisation", bin=bin_, organisation="ТОО Ромашка"),
+        algorithm="rsa-2048",
+    )
+    leaf, issuing, root = _pem_chain(tmp_path, cred)
+    text = subprocess.run(
+        ["openssl", "x509", "-in", str(leaf), "-noout", "-subject", "-nameopt", "RFC2253,-esc_msb"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    assert f"OU=BIN{bin_}" in text
+    assert "O=ТОО Ромашка" in text
+    verify = subprocess.run(
+        ["openssl", "verify", "-CAfile", str(root), "-untrusted", str(issuing), str(leaf)],
+        capture_output=True, text=True, check=False,
+    )
+    assert verify.returncode == 0, verify.stderr
+
+
+async def test_events_written_with_the_change(client: CloudsignClient, app: Any) -> None:
+    totp, cred = await enrolled(client)
+    db = app[DATABASE]
+    async with db.read() as conn:
+        rows = (
+            await conn.execute(
+                select(events.c.event_type, events.c.owner_id, events.c.occurred_at)
+                .where(events.c.credential_id == cred["credential_id"])
+                .order_by(events.c.seq)
+            )
+        ).all()
+    assert [r[0] for r in rows] == ["key.create", "cert.issue"]
+    assert all(r[1] == client.owner_id for r in rows)
+    assert all(r[2].tzinfo is not None for r in rows)
+
+    await client.delete_credential(cred["credential_id"], await totp.fresh_code())
+    async with db.read() as conn:
+        kinds = (
+            await conn.execute(
+                select(events.c.event_type)
+                .where(events.c.credential_id == cred["credential_id"])
+                .order_by(events.c.seq)
+            )
+        ).scalars().all()
+        blob, status = (
+            await conn.execute(
+                select(credentials.c.key_blob, credentials.c.status).where(
+                    credentials.c.id == cred["credential_id"]
+                )
+            )
+        ).one()
+        cert_status = (
+            await conn.execute(
+                select(certificates.c.status).where(
+                    certificates.c.serial == cred["certificate_serial"]
+                )
+            )
+        ).scalar_one()
+    assert list(kinds) == ["key.create", "cert.issue", "key.destroy", "cert.revoke"]
+    assert blob is None and status == "deleted"
+    assert cert_status == "revoked"
+    listed = await client.credentials()
+    assert listed[0]["status"] == "deleted"
+    # Deleting again: nothing left to delete.
+    with pytest.raises(ApiError) as err:
+        await client.delete_credential(cred["credential_id"], await totp.fresh_code())
+    assert err.value.status == 404
+
+
+async def test_replayed_transport_message_is_refused(client: CloudsignClient) -> None:
+    await client.create_account(person())
+    await client.accept_consents()
+    totp = await client.setup_totp()
+    wrapped = await client.wrap_password("pw-1", "credential.create")
+    body = {"algorithm": "ec-p256", "password_key": wrapped.to_json()}
+    await client.request("POST", "/api/v1/me/credentials", {**body, "otp": await totp.fresh_code()})
+    creds = await client.credentials()
+    await client.delete_credential(creds[0]["credential_id"], await totp.fresh_code())
+    with pytest.raises(ApiError) as err:
+        await client.request(
+            "POST", "/api/v1/me/credentials", {**body, "otp": await totp.fresh_code()}
+        )
+    assert err.value.status == 409
+    assert "transport key" in err.value.body["detail"]
+    assert len([c for c in await client.credentials() if c["status"] == "active"]) == 0
+
+
+async def test_otp_wrong_or_replayed_is_refused(client: CloudsignClient) -> None:
+    await client.create_account(person())
+    await client.accept_consents()
+    totp = await client.setup_totp()
+    wrapped = await client.wrap_password("pw", "credential.create")
+    code = await totp.fresh_code()
+    wrong = f"{(int(code) + 1) % 1_000_000:06d}"
+    with pytest.raises(ApiError) as err:
+        await client.request(
+            "POST", "/api/v1/me/credentials",
+            {"algorithm": "ec-p256", "password_key": wrapped.to_json(), "otp": wrong},
+        )
+    assert err.value.status == 403 and err.value.code == "factor_failed"
+    await client.request(
+        "POST", "/api/v1/me/credentials",
+        {"algorithm": "ec-p256", "password_key": wrapped.to_json(), "otp": code},
+    )
+    creds = await client.credentials()
+    with pytest.raises(ApiError) as err:
+        await client.delete_credential(creds[0]["credential_id"], code)
+    assert err.value.status == 403 and "already used" in err.value.body["detail"]
+
+
+async def test_credential_requires_consent_and_totp(client: CloudsignClient) -> None:
+    await client.create_account(person())
+    wrapped = await client.wrap_password("pw", "credential.create")
+    with pytest.raises(ApiError) as err:
+        await client.request(
+            "POST", "/api/v1/me/credentials",
+            {"algorithm": "ec-p256", "password_key": wrapped.to_json(), "otp": "123456"},
+        )
+    assert err.value.status == 409 and err.value.code == "precondition_failed"
+    assert "consent" in err.value.body["detail"]
+    await client.accept_consents()
+    with pytest.raises(ApiError) as err:
+        await client.request(
+            "POST", "/api/v1/me/credentials",
+            {"algorithm": "ec-p256", "password_key": wrapped.to_json(), "otp": "123456"},
+        )
+    assert err.value.status == 409 and "TOTP" in err.value.body["detail"]
+    assert await client.credentials() == []
+
+
+async def test_consent_must_match_current_text(client: CloudsignClient) -> None:
+    await client.create_account(person())
+    with pytest.raises(ApiError) as err:
+        await client.request(
+            "POST", "/api/v1/me/consents",
+            {"kind": "personal_data", "version": "1", "sha256": "0" * 64},
+        )
+    assert err.value.status == 409
+    profile = await client.request("GET", "/api/v1/me")
+    assert profile["consents"] == []
+
+
+async def test_racing_credential_requests_create_exactly_one(
+    client: CloudsignClient, app: Any
+) -> None:
+    await client.create_account(person())
+    await client.accept_consents()
+    totp = await client.setup_totp()
+    first = await client.wrap_password("pw", "credential.create")
+    second = await client.wrap_password("pw", "credential.create")
+    code = await totp.fresh_code()
+    # The next time step: the two requests must not lose on the OTP replay check.
+    later = totp.totp.at(time.time() + totp.totp.interval)
+
+    async def attempt(wrapped: Any, otp: str) -> int:
+        try:
+            await client.request(
+                "POST", "/api/v1/me/credentials",
+                {"algorithm": "ec-p256", "password_key": wrapped.to_json(), "otp": otp},
+            )
+        except ApiError as e:
+            return e.status
+        return 201
+
+    statuses = sorted(await asyncio.gather(attempt(first, code), attempt(second, later)))
+    assert statuses[0] == 201
+    assert statuses[1] in (403, 409)
+    async with app[DATABASE].read() as conn:
+        n_active = (
+            await conn.execute(
+                select(func.count()).where(
+                    credentials.c.owner_id == client.owner_id, credentials.c.status == "active"
+                )
+            )
+        ).scalar_one()
+        n_events = (
+            await conn.execute(
+                select(func.count()).where(
+                    events.c.owner_id == client.owner_id, events.c.event_type == "key.create"
+                )
+            )
+        ).scalar_one()
+        n_certs = (
+            await conn.execute(
+                select(func.count()).where(certificates.c.owner_id == client.owner_id)
+            )
+        ).scalar_one()
+    assert (n_active, n_events, n_certs) == (1, 1, 1)
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "code"),
+    [
+        (b"{not json", "application/json", 400, "invalid_field"),
+        (b"[1, 2]", "application/json", 400, "invalid_field"),
+        (b"\xff\xfe", "application/json", 400, "invalid_field"),
+        (b"iin=1", "application/x-www-form-urlencoded", 415, "unsupported_media_type"),
+    ],
+)
+async def test_malformed_bodies(
+    http: aiohttp.ClientSession, base_url: str, body: bytes, content_type: str, status: int, code: str
+) -> None:
+    async with http.post(
+        f"{base_url}/api/v1/owners", data=body, headers={"Content-Type": content_type}
+    ) as resp:
+        assert resp.status == status
+        assert resp.content_type == "application/problem+json"
+        assert (await resp.json(content_type=None))["code"] == code
+
+
+async def test_oversized_body_is_413_and_server_keeps_serving(
+    http: aiohttp.ClientSession, base_url: str, server: TestServer
+) -> None:
+    big = b'{"x": "' + b"a" * (2 << 20) + b'"}'
+    async with http.post(
+        f"{base_url}/api/v1/owners", data=big, headers={"Content-Type": "application/json"}
+    ) as resp:
+        assert resp.status == 413
+        assert (await resp.json(content_type=None))["code"] == "payload_too_large"
+    async with http.get(f"{base_url}/healthz") as resp:
+        assert resp.status == 200
+
+
+@pytest.mark.parametrize(
+    ("override", "field"),
+    [
+        ({"iin": WRONG_CHECK_DIGIT_IIN}, "iin"),
+        ({"iin": "90010131234"}, "iin"),
+        ({"iin": "901301300001"}, "iin"),
+        ({"email": "not-an-email"}, "email"),
+        ({"surname": ""}, "surname"),
+        ({"kind": "robot"}, "kind"),
+    ],
+)
+async def test_bad_identity_is_400_with_field(
+    client: CloudsignClient, override: dict[str, str], field: str
+) -> None:
+    data = person(**override)
+    with pytest.raises(ApiError) as err:
+        await client.create_account(data)
+    assert err.value.status == 400
+    assert err.value.body["field"] == field
+
+
+async def test_duplicate_account_is_409(client: CloudsignClient) -> None:
+    data = person()
+    await client.create_account(data)
+    with pytest.raises(ApiError) as err:
+        await client.create_account(data)
+    assert err.value.status == 409
+
+
+async def test_unauthenticated_and_foreign_access(client: CloudsignClient, http: aiohttp.ClientSession, base_url: str) -> None:
+    anonymous = CloudsignClient(base_url, http)
+    with pytest.raises(ApiError) as err:
+        await anonymous.request("GET", "/api/v1/me/credentials")
+    assert err.value.status == 401
+    anonymous.access_token = "forged-token"
+    with pytest.raises(ApiError) as err:
+        await anonymous.request("GET", "/api/v1/me")
+    assert err.value.status == 401
+
+    totp_a, cred_a = await enrolled(client)
+    other = CloudsignClient(base_url, http)
+    await other.create_account(person())
+    await other.accept_consents()
+    totp_b = await other.setup_totp()
+    with pytest.raises(ApiError) as err:
+        await other.delete_credential(cred_a["credential_id"], await totp_b.fresh_code())
+    assert err.value.status == 404
+    assert [c["credential_id"] for c in await other.credentials()] == []
+    assert (await client.credentials())[0]["status"] == "active"
+
+
+async def test_login_with_iin_and_otp(client: CloudsignClient, http: aiohttp.ClientSession, base_url: str) -> None:
+    identity = person()
+    totp, _ = await enrolled(client, identity=identity)
+    again = CloudsignClient(base_url, http)
+    with pytest.raises(ApiError) as err:
+        await again.login(identity["iin"], "000000")
+    assert err.value.status == 401
+    await again.login(identity["iin"], await totp.fresh_code())
+    assert again.owner_id == client.owner_id
+    assert len(await again.credentials()) == 1
+
+
+async def test_no_password_recovery_route(app: Any) -> None:
+    paths = [r.resource.canonical for r in app.router.routes() if r.resource is not None]
+    assert not [p for p in paths if any(w in p for w in ("recover", "reset", "forgot"))]
+
+
+async def test_owner_rows_hold_no_plain_secrets(client: CloudsignClient, app: Any) -> None:
+    await client.create_account(person())
+    await client.accept_consents()
+    totp = await client.setup_totp()
+    seed = totp.totp.secret
+    async with app[DATABASE].read() as conn:
+        row = (await conn.execute(select(owners).where(owners.c.id == client.owner_id))).mappings().one()
+    dump = repr(dict(row)).encode()
+    assert seed.encode() not in dump
+    assert base64.b32decode(seed) not in row["totp_sealed"]

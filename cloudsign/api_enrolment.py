@@ -44,7 +44,13 @@ async def me(request: web.Request) -> web.Response:
 async def consent_texts(request: web.Request) -> web.Response:
     return web.json_response(
         [
-            {"kind": t.kind, "version": t.version, "language": t.language, "sha256": t.sha256, "text": t.text}
+            {
+                "kind": t.kind,
+                "version": t.version,
+                "language": t.language,
+                "sha256": t.sha256,
+                "text": t.text,
+            }
             for t in current_texts()
         ]
     )

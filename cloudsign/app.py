@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 from typing import Final
 
 from aiohttp import web
-from hsm_bridge import HsmBridge, HsmError
 
 from cloudsign import api_enrolment, api_pki
 from cloudsign.appkeys import CA, DATABASE, ENROLMENT, HSM, SETTINGS
@@ -20,6 +19,7 @@ from cloudsign.http import problem_middleware
 from cloudsign.instance import ca_profile, prepare_hsm
 from cloudsign.settings import Settings
 from cloudsign.storage import Database
+from hsm_bridge import HsmBridge, HsmError
 
 log = logging.getLogger(__name__)
 SWEEP_INTERVAL_SECONDS: Final = 60.0

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from aiohttp import web
-from hsm_bridge import HsmBridge
 
 from cloudsign.ca.authority import CertificateAuthority
 from cloudsign.enrolment import EnrolmentService
 from cloudsign.settings import Settings
 from cloudsign.storage import Database
+from hsm_bridge import HsmBridge
 
 SETTINGS = web.AppKey("settings", Settings)
 DATABASE = web.AppKey("database", Database)

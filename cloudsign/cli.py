@@ -41,7 +41,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from cloudsign.app import create_app
 
     settings = _settings(args)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     logging.getLogger("cloudsign").info("settings: %s", json.dumps(settings.describe()))
     web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
     return 0
@@ -74,7 +76,11 @@ def _print_rows(rows: list[dict[str, Any]], as_json: bool) -> None:
 def cmd_registry(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if args.registry_cmd == "show":
-        rows = asyncio.run(_query(settings, select(certificates).where(certificates.c.serial == args.serial.lower())))
+        rows = asyncio.run(
+            _query(
+                settings, select(certificates).where(certificates.c.serial == args.serial.lower())
+            )
+        )
         if not rows:
             print(f"no certificate with serial {args.serial}", file=sys.stderr)
             return 1
@@ -108,9 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, help="TOML settings file (or CLOUDSIGN_CONFIG)")
     p.add_argument("--data-dir", type=Path, help="data directory (overrides settings)")
     sub = p.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("init", help="initialise the data dir (HSM token, CA, database)").set_defaults(fn=cmd_init)
+    sub.add_parser("init", help="initialise the data dir (HSM token, CA, database)").set_defaults(
+        fn=cmd_init
+    )
     sub.add_parser("serve", help="run the HTTP service").set_defaults(fn=cmd_serve)
-    sub.add_parser("config", help="print the effective settings (no secrets)").set_defaults(fn=cmd_config)
+    sub.add_parser("config", help="print the effective settings (no secrets)").set_defaults(
+        fn=cmd_config
+    )
     reg = sub.add_parser("registry", help="the certificate registry")
     reg.set_defaults(fn=cmd_registry)
     reg_sub = reg.add_subparsers(dest="registry_cmd", required=True)

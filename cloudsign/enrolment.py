@@ -18,16 +18,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import pyotp
-from hsm_bridge import (
-    OWNER_KEY_ALGORITHMS,
-    HsmBridge,
-    HsmError,
-    InvalidTransportMessageError,
-    KeyAlgorithm,
-    TransportKeyError,
-    TransportMessage,
-    UnsupportedAlgorithmError,
-)
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
@@ -55,6 +45,16 @@ from cloudsign.storage.schema import (
     credentials,
     owners,
     transport_keys,
+)
+from hsm_bridge import (
+    OWNER_KEY_ALGORITHMS,
+    HsmBridge,
+    HsmError,
+    InvalidTransportMessageError,
+    KeyAlgorithm,
+    TransportKeyError,
+    TransportMessage,
+    UnsupportedAlgorithmError,
 )
 
 TOTP_SEED_BYTES: Final = 20
@@ -173,17 +173,21 @@ class EnrolmentService:
     async def authenticate(self, token: str) -> Owner:
         async with self.db.read() as conn:
             row = (
-                await conn.execute(
-                    select(owners)
-                    .join(access_tokens, access_tokens.c.owner_id == owners.c.id)
-                    .where(
-                        access_tokens.c.token_hash == hash_token(token),
-                        access_tokens.c.revoked.is_(False),
-                        access_tokens.c.expires_at > _now(),
-                        owners.c.status == "active",
+                (
+                    await conn.execute(
+                        select(owners)
+                        .join(access_tokens, access_tokens.c.owner_id == owners.c.id)
+                        .where(
+                            access_tokens.c.token_hash == hash_token(token),
+                            access_tokens.c.revoked.is_(False),
+                            access_tokens.c.expires_at > _now(),
+                            owners.c.status == "active",
+                        )
                     )
                 )
-            ).mappings().first()
+                .mappings()
+                .first()
+            )
         if row is None:
             raise UnauthorizedError("access token unknown or expired")
         return Owner.from_row(row)
@@ -304,7 +308,9 @@ class EnrolmentService:
                 update(owners).where(owners.c.id == owner.id).values(totp_confirmed_at=_now())
             )
 
-    async def verify_otp(self, owner_id: str, otp: object, *, require_confirmed: bool = True) -> None:
+    async def verify_otp(
+        self, owner_id: str, otp: object, *, require_confirmed: bool = True
+    ) -> None:
         """Accept a TOTP code once: the matched time step must be newer than
         the last accepted one, recorded with a compare-and-set."""
         if not isinstance(otp, str) or not otp.isdigit() or len(otp) != 6:
@@ -312,8 +318,9 @@ class EnrolmentService:
         async with self.db.read() as conn:
             row = (
                 await conn.execute(
-                    select(owners.c.totp_sealed, owners.c.totp_confirmed_at, owners.c.totp_last_step)
-                    .where(owners.c.id == owner_id)
+                    select(
+                        owners.c.totp_sealed, owners.c.totp_confirmed_at, owners.c.totp_last_step
+                    ).where(owners.c.id == owner_id)
                 )
             ).first()
         if row is None or row[0] is None:
@@ -461,7 +468,9 @@ class EnrolmentService:
         except UnsupportedAlgorithmError as e:
             raise ValidationError(e.message, field="algorithm") from e
         if algorithm not in OWNER_KEY_ALGORITHMS:
-            raise ValidationError(f"{algorithm.value} is not offered for owner keys", field="algorithm")
+            raise ValidationError(
+                f"{algorithm.value} is not offered for owner keys", field="algorithm"
+            )
         async with self.db.read() as conn:
             missing = await self._missing_consents(conn, owner.id)
             active = (
@@ -545,7 +554,9 @@ class EnrolmentService:
 
     async def _identity(self, owner_id: str) -> Identity:
         async with self.db.read() as conn:
-            row = (await conn.execute(select(owners).where(owners.c.id == owner_id))).mappings().one()
+            row = (
+                (await conn.execute(select(owners).where(owners.c.id == owner_id))).mappings().one()
+            )
         return Identity(
             kind=row["kind"],
             iin=row["iin"],
@@ -559,26 +570,30 @@ class EnrolmentService:
     async def list_credentials(self, owner: Owner) -> list[dict[str, Any]]:
         async with self.db.read() as conn:
             rows = (
-                await conn.execute(
-                    select(
-                        credentials.c.id,
-                        credentials.c.status,
-                        credentials.c.key_algorithm,
-                        credentials.c.created_at,
-                        credentials.c.deleted_at,
-                        certificates.c.serial,
-                        certificates.c.status.label("certificate_status"),
-                        certificates.c.not_after,
-                    )
-                    .select_from(
-                        credentials.outerjoin(
-                            certificates, certificates.c.credential_id == credentials.c.id
+                (
+                    await conn.execute(
+                        select(
+                            credentials.c.id,
+                            credentials.c.status,
+                            credentials.c.key_algorithm,
+                            credentials.c.created_at,
+                            credentials.c.deleted_at,
+                            certificates.c.serial,
+                            certificates.c.status.label("certificate_status"),
+                            certificates.c.not_after,
                         )
+                        .select_from(
+                            credentials.outerjoin(
+                                certificates, certificates.c.credential_id == credentials.c.id
+                            )
+                        )
+                        .where(credentials.c.owner_id == owner.id)
+                        .order_by(credentials.c.created_at)
                     )
-                    .where(credentials.c.owner_id == owner.id)
-                    .order_by(credentials.c.created_at)
                 )
-            ).mappings().all()
+                .mappings()
+                .all()
+            )
         return [
             {
                 "credential_id": r["id"],
@@ -620,8 +635,12 @@ class EnrolmentService:
                 raise NotFoundError("no active credential with this id")
             await conn.execute(
                 update(certificates)
-                .where(certificates.c.credential_id == credential_id, certificates.c.status == "good")
-                .values(status="revoked", revoked_at=now, revocation_reason="cessation_of_operation")
+                .where(
+                    certificates.c.credential_id == credential_id, certificates.c.status == "good"
+                )
+                .values(
+                    status="revoked", revoked_at=now, revocation_reason="cessation_of_operation"
+                )
             )
             await append_event(
                 conn, EventType.KEY_DESTROY, owner_id=owner.id, credential_id=credential_id, at=now

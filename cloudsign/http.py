@@ -9,9 +9,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 from aiohttp import web
-from hsm_bridge import HsmError
 
 from cloudsign.errors import CloudsignError, UnauthorizedError, ValidationError
+from hsm_bridge import HsmError
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +20,13 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def problem(status: int, title: str, detail: str, code: str, **extra: Any) -> web.Response:
-    body = {"type": f"urn:cloudsign:error:{code}", "title": title, "status": status, "detail": detail, "code": code}
+    body = {
+        "type": f"urn:cloudsign:error:{code}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
     body.update(extra)
     headers = {"WWW-Authenticate": 'Bearer realm="cloudsign"'} if status == 401 else None
     return web.Response(
@@ -41,7 +47,9 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         status = 503 if e.code in ("hsm_unavailable", "hsm_misconfigured") else 400
         return problem(status, "HSM operation refused", e.message, e.code)
     except web.HTTPRequestEntityTooLarge as e:
-        return problem(413, "Payload too large", e.text or "request body too large", "payload_too_large")
+        return problem(
+            413, "Payload too large", e.text or "request body too large", "payload_too_large"
+        )
     except web.HTTPException as e:
         if e.status < 400:
             raise

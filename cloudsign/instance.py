@@ -14,13 +14,12 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from hsm_bridge import HsmBridge, KeyAlgorithm, Secret, softhsm
-from hsm_bridge.provision import provision_keys
-
 from cloudsign.ca.authority import CaProfile, CertificateAuthority, PkiUrls
 from cloudsign.errors import ConfigurationError
 from cloudsign.settings import Settings
 from cloudsign.storage import Database
+from hsm_bridge import HsmBridge, KeyAlgorithm, Secret, softhsm
+from hsm_bridge.provision import provision_keys
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +65,10 @@ def prepare_hsm(settings: Settings) -> HsmAccess:
             _write_secret_file(so_file, secrets.token_urlsafe(24))
         log.info("initialising SoftHSM2 token %r in %s", settings.hsm_token_label, hsm_dir)
         softhsm.init_token(
-            hsm_dir, settings.hsm_token_label, Secret(so_file.read_text().strip()), _read_pin(settings)
+            hsm_dir,
+            settings.hsm_token_label,
+            Secret(so_file.read_text().strip()),
+            _read_pin(settings),
         )
     pin = _read_pin(settings)
     if so_file.exists():

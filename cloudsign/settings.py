@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from hsm_bridge import KeyAlgorithm, Secret
-
 from cloudsign.errors import ConfigurationError
+from hsm_bridge import KeyAlgorithm, Secret
 
 ENV_PREFIX: Final = "CLOUDSIGN_"
 #: Environment variables with the prefix that are not settings keys.
@@ -39,7 +38,7 @@ class Settings:
     database_url: str = ""  # default sqlite in data_dir
     # HSM
     hsm_module: str = ""  # default: SoftHSM2 from Debian, token in data_dir
-    hsm_token_label: str = "cloudsign"
+    hsm_token_label: str = "cloudsign"  # noqa: S105 - a label, not a secret
     hsm_pin_file: str = ""  # default data_dir/hsm/user.pin
     hsm_pin: Secret | None = field(default=None, repr=False)  # env only
     hsm_threads: int = 4
@@ -195,7 +194,8 @@ def load_settings(
                 raise ConfigurationError(f"unknown setting {key!r} in {path}")
             if key in _ENV_ONLY:
                 raise ConfigurationError(
-                    f"{key} may not be written in a file; use {ENV_PREFIX}{key.upper()} or hsm_pin_file"
+                    f"{key} may not be written in a file; "
+                    f"use {ENV_PREFIX}{key.upper()} or hsm_pin_file"
                 )
             values[key] = _coerce(key, raw)
     for var, raw in env.items():

@@ -87,9 +87,7 @@ def digest_info(hash_alg: HashAlgorithm, digest: bytes) -> bytes:
         raise UnsupportedAlgorithmError(
             f"a {hash_alg.name} digest is {hash_alg.digest_size} bytes, got {len(digest)}"
         )
-    info = algos.DigestInfo(
-        {"digest_algorithm": {"algorithm": hash_alg.name}, "digest": digest}
-    )
+    info = algos.DigestInfo({"digest_algorithm": {"algorithm": hash_alg.name}, "digest": digest})
     return bytes(info.dump())
 
 

@@ -38,6 +38,7 @@ the async methods only await it, so the event loop never blocks on the HSM.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import threading
@@ -107,6 +108,43 @@ def _load_lib(path: str) -> Any:
                 raise HsmUnavailableError(f"cannot load PKCS#11 module {path}") from e
             _loaded_libs[path] = lib
         return lib
+
+
+# PKCS#11 login state belongs to the process, not the session: several bridges
+# on one token (tests, a CLI inside a server process) share one login session,
+# and the last one to close logs out.
+_logins: dict[tuple[str, str], tuple[Any, int]] = {}
+
+
+def _login(module_path: str, token: Any, token_label: str, pin: Secret) -> Any:
+    with _state_lock:
+        key = (module_path, token_label)
+        held = _logins.get(key)
+        if held is not None:
+            _logins[key] = (held[0], held[1] + 1)
+            return held[0]
+        try:
+            session = token.open(user_pin=pin.reveal(), rw=True)
+        except pkcs11.exceptions.PinIncorrect as e:
+            raise HsmUnavailableError("the HSM rejected the user PIN") from e
+        except PKCS11Error as e:
+            raise HsmUnavailableError(f"cannot log in to token {token_label!r}") from e
+        _logins[key] = (session, 1)
+        return session
+
+
+def _logout(module_path: str, token_label: str) -> None:
+    with _state_lock:
+        key = (module_path, token_label)
+        held = _logins.get(key)
+        if held is None:
+            return
+        if held[1] > 1:
+            _logins[key] = (held[0], held[1] - 1)
+            return
+        del _logins[key]
+        with contextlib.suppress(PKCS11Error):
+            held[0].close()
 
 
 def transport_context(transport_key_id: str, device_point: bytes) -> bytes:
@@ -201,12 +239,7 @@ class HsmBridge:
             self._token = lib.get_token(token_label=self._token_label)
         except PKCS11Error as e:
             raise HsmUnavailableError(f"token {self._token_label!r} not found") from e
-        try:
-            self._login_session = self._token.open(user_pin=self._pin.reveal(), rw=True)
-        except pkcs11.exceptions.PinIncorrect as e:
-            raise HsmUnavailableError("the HSM rejected the user PIN") from e
-        except PKCS11Error as e:
-            raise HsmUnavailableError(f"cannot log in to token {self._token_label!r}") from e
+        self._login_session = _login(self._module_path, self._token, self._token_label, self._pin)
         self._executor = ThreadPoolExecutor(self._threads, thread_name_prefix="hsm")
         try:
             self._find_key(self._login_session, ObjectClass.SECRET_KEY, MASTER_KEY_LABEL)
@@ -224,15 +257,10 @@ class HsmBridge:
         with self._sessions_lock:
             sessions, self._sessions = self._sessions, []
         for s in sessions:
-            try:
+            with contextlib.suppress(PKCS11Error):
                 s.close()
-            except PKCS11Error:
-                pass
         if self._login_session is not None:
-            try:
-                self._login_session.close()
-            except PKCS11Error:
-                pass
+            _logout(self._module_path, self._token_label)
             self._login_session = None
 
     async def close(self) -> None:
@@ -630,7 +658,9 @@ _PSS_HASH: Final = {
 }
 
 
-def _sign_digest(priv: Any, digest: bytes, hash_alg: HashAlgorithm, scheme: SignatureScheme) -> bytes:
+def _sign_digest(
+    priv: Any, digest: bytes, hash_alg: HashAlgorithm, scheme: SignatureScheme
+) -> bytes:
     if len(digest) != hash_alg.digest_size:
         raise UnsupportedAlgorithmError(
             f"a {hash_alg.name} digest is {hash_alg.digest_size} bytes, got {len(digest)}"

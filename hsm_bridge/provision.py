@@ -51,7 +51,7 @@ def provision_keys(module_path: str, token_label: str, so_pin: Secret, user_pin:
         }
     )
     # PINs travel on stdin, never on the command line (visible in ps).
-    result = subprocess.run(  # noqa: S603 - our own interpreter and module
+    result = subprocess.run(
         [sys.executable, "-m", "hsm_bridge.provision"],
         input=request,
         capture_output=True,
@@ -114,19 +114,22 @@ def _provision(module_path: str, token_label: str, so_pin: str, user_pin: str) -
 
     template: dict[Any, Any] = {getattr(Attribute, k): v for k, v in _MASTER_TEMPLATE_BOOLS.items()}
     so = token.open(so_pin=so_pin, rw=True)
-    staged = so.generate_key(
+    # Kept referenced: the session object lives as long as `so` stays open.
+    so.generate_key(
         KeyType.AES,
         256,
         label=MASTER_KEY_LABEL + "-staging",
         store=False,
         template={**template, Attribute.PRIVATE: False, Attribute.TRUSTED: True},
     )
-    del staged
-    rv = ctypes.CDLL(module_path).C_Logout(ctypes.c_ulong(so.handle))
+    so_handle: int = so.handle  # type: ignore[attr-defined]
+    rv = ctypes.CDLL(module_path).C_Logout(ctypes.c_ulong(so_handle))
     if rv != 0:
         raise HsmUnavailableError(f"C_Logout of the SO returned {rv:#x}")
     user = token.open(user_pin=user_pin, rw=True)
-    staged = user.get_key(object_class=ObjectClass.SECRET_KEY, label=MASTER_KEY_LABEL + "-staging")
+    staged: Any = user.get_key(
+        object_class=ObjectClass.SECRET_KEY, label=MASTER_KEY_LABEL + "-staging"
+    )
     master = staged.copy(
         {Attribute.TOKEN: True, Attribute.PRIVATE: True, Attribute.LABEL: MASTER_KEY_LABEL}
     )

@@ -103,7 +103,9 @@ def init_token(hsm_dir: Path, label: str, so_pin: Secret, user_pin: Secret) -> N
     )
     if result.returncode != 0:
         # stderr of softhsm2-util never echoes the PINs.
-        raise HsmUnavailableError(f"softhsm2-util could not initialise the token: {result.stderr.strip()}")
+        raise HsmUnavailableError(
+            f"softhsm2-util could not initialise the token: {result.stderr.strip()}"
+        )
 
 
 def _util() -> str:

@@ -31,7 +31,9 @@ class ApiError(Exception):
         self.status = status
         self.body = body
         self.code = str(body.get("code") or body.get("error") or "unknown")
-        super().__init__(f"HTTP {status} {self.code}: {body.get('detail') or body.get('error_description')}")
+        super().__init__(
+            f"HTTP {status} {self.code}: {body.get('detail') or body.get('error_description')}"
+        )
 
 
 class TotpDevice:

@@ -78,9 +78,14 @@ def transport_context(transport_key_id: str, device_point: bytes) -> bytes:
     ).digest()
 
 
-def wrap_for_transport(kpw: bytes, transport_key_id: str, transport_spki: bytes) -> WrappedPasswordKey:
+def wrap_for_transport(
+    kpw: bytes, transport_key_id: str, transport_spki: bytes
+) -> WrappedPasswordKey:
     server_key = serialization.load_der_public_key(transport_spki)
-    if not isinstance(server_key, ec.EllipticCurvePublicKey) or server_key.curve.name != "secp256r1":
+    if (
+        not isinstance(server_key, ec.EllipticCurvePublicKey)
+        or server_key.curve.name != "secp256r1"
+    ):
         raise ValueError("the transport key is not a P-256 key")
     device_key = ec.generate_private_key(ec.SECP256R1())
     z = device_key.exchange(ec.ECDH(), server_key)

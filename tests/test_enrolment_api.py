@@ -16,9 +16,9 @@ from asn1crypto import x509
 from sqlalchemy import func, select
 
 from cloudsign.appkeys import DATABASE
+from cloudsign.ca.identity import check_digit
 from cloudsign.storage.schema import certificates, credentials, events, owners
 from mobile_api.client import ApiError, CloudsignClient
-from cloudsign.ca.identity import check_digit
 from tests.conftest import enrolled, make_bin, person
 
 WRONG_CHECK_DIGIT_IIN = "90010131234" + str(((check_digit("90010131234") or 0) + 1) % 10)
@@ -42,13 +42,17 @@ async def test_enrol_issues_certificate_that_openssl_verifies(
     leaf, issuing, root = _pem_chain(tmp_path, cred)
     verify = subprocess.run(
         ["openssl", "verify", "-CAfile", str(root), "-untrusted", str(issuing), str(leaf)],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert verify.returncode == 0, verify.stderr
     assert verify.stdout.strip().endswith(": OK")
     text = subprocess.run(
         ["openssl", "x509", "-in", str(leaf), "-noout", "-text", "-nameopt", "RFC2253"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert f"serialNumber=IIN{identity['iin']}" in text
     assert "CN=Abenov Dauren" in text
@@ -63,14 +67,18 @@ async def test_enrol_issues_certificate_that_openssl_verifies(
     assert "OCSP - URI:" in text and "/pki/ocsp" in text
     cert = x509.Certificate.load(
         subprocess.run(
-            ["openssl", "x509", "-in", str(leaf), "-outform", "DER"], capture_output=True, check=True
+            ["openssl", "x509", "-in", str(leaf), "-outform", "DER"],
+            capture_output=True,
+            check=True,
         ).stdout
     )
     days = (cert.not_valid_after - cert.not_valid_before).days
     assert 365 <= days <= 366
 
 
-async def test_organisation_certificate_has_o_and_bin(client: CloudsignClient, tmp_path: Path) -> None:
+async def test_organisation_certificate_has_o_and_bin(
+    client: CloudsignClient, tmp_path: Path
+) -> None:
     bin_ = make_bin()
     _, cred = await enrolled(
         client,
@@ -80,13 +88,17 @@ async def test_organisation_certificate_has_o_and_bin(client: CloudsignClient, t
     leaf, issuing, root = _pem_chain(tmp_path, cred)
     text = subprocess.run(
         ["openssl", "x509", "-in", str(leaf), "-noout", "-subject", "-nameopt", "RFC2253,-esc_msb"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert f"OU=BIN{bin_}" in text
     assert "O=ТОО Ромашка" in text
     verify = subprocess.run(
         ["openssl", "verify", "-CAfile", str(root), "-untrusted", str(issuing), str(leaf)],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert verify.returncode == 0, verify.stderr
 
@@ -109,12 +121,16 @@ async def test_events_written_with_the_change(client: CloudsignClient, app: Any)
     await client.delete_credential(cred["credential_id"], await totp.fresh_code())
     async with db.read() as conn:
         kinds = (
-            await conn.execute(
-                select(events.c.event_type)
-                .where(events.c.credential_id == cred["credential_id"])
-                .order_by(events.c.seq)
+            (
+                await conn.execute(
+                    select(events.c.event_type)
+                    .where(events.c.credential_id == cred["credential_id"])
+                    .order_by(events.c.seq)
+                )
             )
-        ).scalars().all()
+            .scalars()
+            .all()
+        )
         blob, status = (
             await conn.execute(
                 select(credentials.c.key_blob, credentials.c.status).where(
@@ -167,12 +183,14 @@ async def test_otp_wrong_or_replayed_is_refused(client: CloudsignClient) -> None
     wrong = f"{(int(code) + 1) % 1_000_000:06d}"
     with pytest.raises(ApiError) as err:
         await client.request(
-            "POST", "/api/v1/me/credentials",
+            "POST",
+            "/api/v1/me/credentials",
             {"algorithm": "ec-p256", "password_key": wrapped.to_json(), "otp": wrong},
         )
     assert err.value.status == 403 and err.value.code == "factor_failed"
     await client.request(
-        "POST", "/api/v1/me/credentials",
+        "POST",
+        "/api/v1/me/credentials",
         {"algorithm": "ec-p256", "password_key": wrapped.to_json(), "otp": code},
     )
     creds = await client.credentials()
@@ -186,7 +204,8 @@ async def test_credential_requires_consent_and_totp(client: CloudsignClient) -> 
     wrapped = await client.wrap_password("pw", "credential.create")
     with pytest.raises(ApiError) as err:
         await client.request(
-            "POST", "/api/v1/me/credentials",
+            "POST",
+            "/api/v1/me/credentials",
             {"algorithm": "ec-p256", "password_key": wrapped.to_json(), "otp": "123456"},
         )
     assert err.value.status == 409 and err.value.code == "precondition_failed"
@@ -194,7 +213,8 @@ async def test_credential_requires_consent_and_totp(client: CloudsignClient) -> 
     await client.accept_consents()
     with pytest.raises(ApiError) as err:
         await client.request(
-            "POST", "/api/v1/me/credentials",
+            "POST",
+            "/api/v1/me/credentials",
             {"algorithm": "ec-p256", "password_key": wrapped.to_json(), "otp": "123456"},
         )
     assert err.value.status == 409 and "TOTP" in err.value.body["detail"]
@@ -205,7 +225,8 @@ async def test_consent_must_match_current_text(client: CloudsignClient) -> None:
     await client.create_account(person())
     with pytest.raises(ApiError) as err:
         await client.request(
-            "POST", "/api/v1/me/consents",
+            "POST",
+            "/api/v1/me/consents",
             {"kind": "personal_data", "version": "1", "sha256": "0" * 64},
         )
     assert err.value.status == 409
@@ -228,7 +249,8 @@ async def test_racing_credential_requests_create_exactly_one(
     async def attempt(wrapped: Any, otp: str) -> int:
         try:
             await client.request(
-                "POST", "/api/v1/me/credentials",
+                "POST",
+                "/api/v1/me/credentials",
                 {"algorithm": "ec-p256", "password_key": wrapped.to_json(), "otp": otp},
             )
         except ApiError as e:
@@ -271,7 +293,12 @@ async def test_racing_credential_requests_create_exactly_one(
     ],
 )
 async def test_malformed_bodies(
-    http: aiohttp.ClientSession, base_url: str, body: bytes, content_type: str, status: int, code: str
+    http: aiohttp.ClientSession,
+    base_url: str,
+    body: bytes,
+    content_type: str,
+    status: int,
+    code: str,
 ) -> None:
     async with http.post(
         f"{base_url}/api/v1/owners", data=body, headers={"Content-Type": content_type}
@@ -323,7 +350,9 @@ async def test_duplicate_account_is_409(client: CloudsignClient) -> None:
     assert err.value.status == 409
 
 
-async def test_unauthenticated_and_foreign_access(client: CloudsignClient, http: aiohttp.ClientSession, base_url: str) -> None:
+async def test_unauthenticated_and_foreign_access(
+    client: CloudsignClient, http: aiohttp.ClientSession, base_url: str
+) -> None:
     anonymous = CloudsignClient(base_url, http)
     with pytest.raises(ApiError) as err:
         await anonymous.request("GET", "/api/v1/me/credentials")
@@ -333,7 +362,7 @@ async def test_unauthenticated_and_foreign_access(client: CloudsignClient, http:
         await anonymous.request("GET", "/api/v1/me")
     assert err.value.status == 401
 
-    totp_a, cred_a = await enrolled(client)
+    _, cred_a = await enrolled(client)
     other = CloudsignClient(base_url, http)
     await other.create_account(person())
     await other.accept_consents()
@@ -345,7 +374,9 @@ async def test_unauthenticated_and_foreign_access(client: CloudsignClient, http:
     assert (await client.credentials())[0]["status"] == "active"
 
 
-async def test_login_with_iin_and_otp(client: CloudsignClient, http: aiohttp.ClientSession, base_url: str) -> None:
+async def test_login_with_iin_and_otp(
+    client: CloudsignClient, http: aiohttp.ClientSession, base_url: str
+) -> None:
     identity = person()
     totp, _ = await enrolled(client, identity=identity)
     again = CloudsignClient(base_url, http)
@@ -368,7 +399,11 @@ async def test_owner_rows_hold_no_plain_secrets(client: CloudsignClient, app: An
     totp = await client.setup_totp()
     seed = totp.totp.secret
     async with app[DATABASE].read() as conn:
-        row = (await conn.execute(select(owners).where(owners.c.id == client.owner_id))).mappings().one()
+        row = (
+            (await conn.execute(select(owners).where(owners.c.id == client.owner_id)))
+            .mappings()
+            .one()
+        )
     dump = repr(dict(row)).encode()
     assert seed.encode() not in dump
     assert base64.b32decode(seed) not in row["totp_sealed"]

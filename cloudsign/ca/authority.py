@@ -4,17 +4,18 @@ certificates are public and kept as PEM files in `<data_dir>/pki`."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
 from asn1crypto import keys, pem, x509
-from hsm_bridge import HsmBridge, KeyAlgorithm
 
 from cloudsign.ca.identity import Identity
 from cloudsign.ca.x509 import HsmKeySigner, build_certificate, new_serial, to_pem
 from cloudsign.errors import ConfigurationError
+from hsm_bridge import HsmBridge, KeyAlgorithm
 
 ROOT_LABEL: Final = "ca-root"
 ISSUING_LABEL: Final = "ca-issuing"
@@ -80,10 +81,8 @@ class CertificateAuthority:
     @classmethod
     async def initialise(cls, bridge: HsmBridge, pki_dir: Path, profile: CaProfile) -> bool:
         """Create the CA keys and certificates if absent. True if created."""
-        root_file, issuing_file = cls.files(pki_dir)
-        if root_file.exists() and issuing_file.exists():
+        if cls.exists(pki_dir):
             return False
-        pki_dir.mkdir(parents=True, exist_ok=True)
         now = datetime.now(UTC).replace(microsecond=0) - BACKDATE
         root_spki = keys.PublicKeyInfo.load(
             await bridge.generate_signing_key(ROOT_LABEL, profile.algorithm)
@@ -127,9 +126,19 @@ class CertificateAuthority:
             not_after=now + ISSUING_VALIDITY,
             extensions=_ca_extensions(path_len=0),
         )
+        await asyncio.to_thread(cls._save, pki_dir, root, issuing)
+        return True
+
+    @classmethod
+    def exists(cls, pki_dir: Path) -> bool:
+        return all(f.exists() for f in cls.files(pki_dir))
+
+    @classmethod
+    def _save(cls, pki_dir: Path, root: x509.Certificate, issuing: x509.Certificate) -> None:
+        pki_dir.mkdir(parents=True, exist_ok=True)
+        root_file, issuing_file = cls.files(pki_dir)
         root_file.write_text(to_pem(root))
         issuing_file.write_text(to_pem(issuing))
-        return True
 
     @classmethod
     def load(cls, bridge: HsmBridge, pki_dir: Path, profile: CaProfile) -> CertificateAuthority:
@@ -138,7 +147,9 @@ class CertificateAuthority:
             root = _read_pem(root_file)
             issuing = _read_pem(issuing_file)
         except OSError as e:
-            raise ConfigurationError(f"CA certificates missing in {pki_dir}; run `cloudsign init`") from e
+            raise ConfigurationError(
+                f"CA certificates missing in {pki_dir}; run `cloudsign init`"
+            ) from e
         return cls(bridge, profile, root, issuing)
 
     async def issue(
@@ -180,9 +191,7 @@ class CertificateAuthority:
             {
                 "extn_id": "crl_distribution_points",
                 "critical": False,
-                "extn_value": [
-                    {"distribution_point": {"full_name": [_uri(urls.crl)]}}
-                ],
+                "extn_value": [{"distribution_point": {"full_name": [_uri(urls.crl)]}}],
             },
             {
                 "extn_id": "authority_information_access",

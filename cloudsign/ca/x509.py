@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from asn1crypto import algos, keys, x509
+
 from hsm_bridge import HsmBridge, KeyAlgorithm, SignatureScheme, hash_algorithm
 
 #: Serial numbers: 159 random bits, positive, at most 20 octets (RFC 5280 §4.1.2.2).
@@ -71,7 +72,11 @@ async def build_certificate(
 ) -> x509.Certificate:
     sig_alg = algos.SignedDigestAlgorithm({"algorithm": signer.signature_algorithm})
     exts = [
-        {"extn_id": "key_identifier", "critical": False, "extn_value": key_identifier(subject_spki)},
+        {
+            "extn_id": "key_identifier",
+            "critical": False,
+            "extn_value": key_identifier(subject_spki),
+        },
         {
             "extn_id": "authority_key_identifier",
             "critical": False,
@@ -112,4 +117,5 @@ def _time(value: datetime) -> x509.Time:
 def to_pem(cert: x509.Certificate) -> str:
     from asn1crypto import pem
 
-    return pem.armor("CERTIFICATE", cert.dump()).decode()
+    armored: bytes = pem.armor("CERTIFICATE", cert.dump())
+    return armored.decode()

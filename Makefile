@@ -1,0 +1,24 @@
+# cloudsign: `make run` serves on the embedded defaults, `make test` runs the
+# whole suite. Both install whatever is missing first (scripts/setup.sh).
+.PHONY: setup run test lint pytest bench
+
+setup:
+	@scripts/setup.sh
+
+run: setup
+	.venv/bin/cloudsign serve
+
+lint: setup
+	.venv/bin/ruff check .
+	.venv/bin/mypy
+	.venv/bin/lint-imports
+
+pytest: setup
+	.venv/bin/pytest
+
+test: setup lint pytest
+
+bench: setup
+	.venv/bin/python bench/bench_hsm.py
+	.venv/bin/python bench/bench_biometrics.py
+	.venv/bin/python bench/bench_audit_chain.py

@@ -202,11 +202,12 @@ def verify(
             raise InvalidInputError("template must be a FaceTemplate")
         if not isinstance(challenge, Challenge):
             raise InvalidInputError("challenge must be a Challenge")
+        blobs = _as_bytes_list(frames, "frames", policy.min_frames, policy.max_frames)
         moment = now if now is not None else datetime.now(UTC)
         threshold = policy.match_threshold
         if not challenge.is_live(moment, skew_s=policy.clock_skew_s):
-            return Verdict.refused(Reason.CHALLENGE_EXPIRED, threshold, frames=len(frames))
-        blobs = _as_bytes_list(frames, "frames", policy.min_frames, policy.max_frames)
+            # Decided before any decoding: an expired attempt costs no CPU.
+            return Verdict.refused(Reason.CHALLENGE_EXPIRED, threshold, frames=len(blobs))
         images = [decode_image(b, policy) for b in blobs]
         n = len(images)
 

@@ -204,6 +204,26 @@ _SECRET_SENSITIVE: Final = {
     Attribute.PRIVATE: True,
 }
 
+#: A new owner private key: extractable only so the trusted master key can
+#: wrap it once, and by no other key (`CKA_WRAP_WITH_TRUSTED`).
+OWNER_KEY_TEMPLATE: Final = {
+    Attribute.SENSITIVE: True,
+    Attribute.EXTRACTABLE: True,
+    Attribute.WRAP_WITH_TRUSTED: True,
+    Attribute.PRIVATE: True,
+}
+
+#: The owner key while it signs: session-only, never extractable again.
+SIGNING_KEY_TEMPLATE: Final = {
+    **_SECRET_SENSITIVE,
+    Attribute.SIGN: True,
+    # python-pkcs11 sets every capability flag; these are not valid on a
+    # private key object, so leave them out.
+    Attribute.ENCRYPT: pkcs11.DEFAULT,
+    Attribute.VERIFY: pkcs11.DEFAULT,
+    Attribute.WRAP: pkcs11.DEFAULT,
+}
+
 
 class HsmBridge:
     """Async front of one PKCS#11 token.
@@ -406,12 +426,7 @@ class HsmBridge:
                 s,
                 algorithm,
                 store=False,
-                private_template={
-                    Attribute.SENSITIVE: True,
-                    Attribute.EXTRACTABLE: True,
-                    Attribute.WRAP_WITH_TRUSTED: True,
-                    Attribute.PRIVATE: True,
-                },
+                private_template=OWNER_KEY_TEMPLATE,
             )
             try:
                 inner = master.wrap_key(priv, mechanism=Mechanism.AES_KEY_WRAP_PAD)
@@ -495,15 +510,7 @@ class HsmBridge:
                 key.wrapped,
                 mechanism=Mechanism.AES_KEY_WRAP_PAD,
                 capabilities=MechanismFlag.SIGN,
-                template={
-                    **_SECRET_SENSITIVE,
-                    Attribute.SIGN: True,
-                    # python-pkcs11 sets every capability flag; these are not
-                    # valid on a private key object, so leave them out.
-                    Attribute.ENCRYPT: pkcs11.DEFAULT,
-                    Attribute.VERIFY: pkcs11.DEFAULT,
-                    Attribute.WRAP: pkcs11.DEFAULT,
-                },
+                template=SIGNING_KEY_TEMPLATE,
             )
         except PKCS11Error as e:
             raise KeyBlobError("the owner key does not unwrap under the master key") from e

@@ -180,7 +180,9 @@ def client(http: aiohttp.ClientSession, base_url: str) -> CloudsignClient:
 
 
 async def enrolled(
-    client: CloudsignClient, password: str = "correct horse battery", algorithm: str = "ec-p256",
+    client: CloudsignClient,
+    password: str = "correct horse battery",
+    algorithm: str = "ec-p256",
     identity: dict[str, str] | None = None,
 ) -> tuple[TotpDevice, dict[str, Any]]:
     """Account, consents, TOTP and a credential, all through the HTTP API."""

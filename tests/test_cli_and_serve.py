@@ -1,0 +1,152 @@
+"""The operator's side: `cloudsign serve` as a real process (first start
+initialises the data dir, a second start reuses it) and the registry views."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from cloudsign.settings import Settings
+from tests.conftest import REPO
+
+CLI = [sys.executable, "-m", "cloudsign.cli"]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _serve(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLOUDSIGN_", "SOFTHSM2_"))}
+    env["CLOUDSIGN_PORT"] = str(port)
+    return subprocess.Popen(
+        [*CLI, "--data-dir", str(data_dir), "serve"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], port: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            out = proc.stdout.read().decode() if proc.stdout else ""
+            pytest.fail(f"cloudsign serve exited with {proc.returncode}:\n{out}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    pytest.fail("cloudsign serve did not become ready")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> str:
+    proc.send_signal(signal.SIGINT)
+    try:
+        out, _ = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+    return out.decode()
+
+
+@pytest.mark.slow
+def test_serve_initialises_then_reuses_the_data_dir(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    port = _free_port()
+    proc = _serve(data, port)
+    try:
+        _wait_ready(proc, port)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/pki/ca/root.pem") as r:
+            first_root = r.read()
+    finally:
+        log = _stop(proc)
+    assert b"BEGIN CERTIFICATE" in first_root
+    assert (data / "hsm" / "tokens").is_dir()
+    assert (data / "cloudsign.db").exists()
+    assert oct((data / "hsm" / "user.pin").stat().st_mode & 0o777) == "0o600"
+    pin = (data / "hsm" / "user.pin").read_text()
+    assert pin not in log
+
+    proc = _serve(data, port)
+    try:
+        _wait_ready(proc, port)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/pki/ca/root.pem") as r:
+            assert r.read() == first_root
+    finally:
+        _stop(proc)
+
+
+def _run_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLOUDSIGN_", "SOFTHSM2_"))}
+    env["CLOUDSIGN_DATABASE_URL"] = settings.effective_database_url
+    return subprocess.run(
+        [*CLI, "--data-dir", str(settings.data_dir), *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
+async def test_registry_views(settings: Settings, client: object) -> None:
+    from mobile_api.client import CloudsignClient
+    from tests.conftest import enrolled
+
+    assert isinstance(client, CloudsignClient)
+    _, cred = await enrolled(client)
+    listed = _run_cli(settings, "registry", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = [json.loads(line) for line in listed.stdout.splitlines()]
+    mine = [r for r in rows if r["serial"] == cred["certificate_serial"]]
+    assert len(mine) == 1 and mine[0]["status"] == "good"
+    shown = _run_cli(settings, "registry", "show", cred["certificate_serial"])
+    assert shown.returncode == 0
+    assert shown.stdout.strip() == cred["certificate"].strip()
+    missing = _run_cli(settings, "registry", "show", "abc")
+    assert missing.returncode == 1
+    evs = _run_cli(settings, "events", "--json", "--limit", "500")
+    assert any(
+        json.loads(line)["credential_id"] == cred["credential_id"]
+        for line in evs.stdout.splitlines()
+    )
+
+
+def test_config_command_hides_the_pin(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDSIGN_")}
+    env["CLOUDSIGN_HSM_PIN"] = "pin-that-must-not-show"
+    out = subprocess.run(
+        [*CLI, "--data-dir", str(tmp_path), "config"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "pin-that-must-not-show" not in out
+    assert json.loads(out)["hsm_pin"] == "(set)"
+    bad = subprocess.run(
+        [*CLI, "config"],
+        env={**env, "CLOUDSIGN_NOPE": "1"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert bad.returncode == 2 and "CLOUDSIGN_NOPE" in bad.stderr

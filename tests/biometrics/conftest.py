@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -14,8 +13,6 @@ import pytest
 _ROOT = Path(__file__).resolve().parents[2]
 if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
-
-from PIL import Image  # noqa: E402
 
 import biometrics  # noqa: E402
 from biometrics import FaceTemplate  # noqa: E402
@@ -39,9 +36,3 @@ def face_bytes() -> Callable[[str], bytes]:
 @pytest.fixture(scope="session")
 def obama_template() -> FaceTemplate:
     return biometrics.enrol([(FACES / "obama_1.jpg").read_bytes()])
-
-
-def encode(image: Image.Image, fmt: str = "PNG", **kwargs: object) -> bytes:
-    buf = io.BytesIO()
-    image.save(buf, fmt, **kwargs)
-    return buf.getvalue()

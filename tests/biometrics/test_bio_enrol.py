@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-from conftest import encode
+from bio_helpers import encode
 from PIL import Image, ImageEnhance, ImageFilter
 
 from biometrics import (
@@ -26,7 +26,8 @@ Load = Callable[[str], bytes]
 
 def altered(data: bytes, fn: Callable[[Image.Image], Image.Image]) -> bytes:
     with Image.open(io.BytesIO(data)) as im:
-        return encode(fn(im.convert("RGB")), "JPEG", quality=95)
+        out: bytes = encode(fn(im.convert("RGB")), "JPEG", quality=95)
+    return out
 
 
 def refused_code(images: list[bytes], policy: BiometricsPolicy | None = None) -> str:
@@ -63,8 +64,10 @@ def test_partial_face_refused(face_bytes: Load) -> None:
 
 def test_partial_face_line(face_bytes: Load) -> None:
     """Where the line is: jaw touching the border passes, 5% of the face cut fails."""
-    sweep = {p.cut: p.decision for p in partial_face_sweep(
-        Sample("obama", "obama_1.jpg", face_bytes("obama_1.jpg")))}
+    sweep = {
+        p.cut: p.decision
+        for p in partial_face_sweep(Sample("obama", "obama_1.jpg", face_bytes("obama_1.jpg")))
+    }
     assert sweep[-0.2] == sweep[-0.1] == sweep[0.0] == "accepted"
     assert sweep[0.05] == sweep[0.1] == sweep[0.2] == sweep[0.3] == "face_truncated"
 
@@ -86,8 +89,7 @@ def test_too_dark(face_bytes: Load) -> None:
 
 
 def test_too_bright(face_bytes: Load) -> None:
-    bright = altered(face_bytes("obama_1.jpg"),
-                     lambda im: ImageEnhance.Brightness(im).enhance(2.5))
+    bright = altered(face_bytes("obama_1.jpg"), lambda im: ImageEnhance.Brightness(im).enhance(2.5))
     assert refused_code([bright]) == "too_bright"
 
 
@@ -97,8 +99,9 @@ def test_too_blurred(face_bytes: Load) -> None:
 
 
 def test_face_too_small(face_bytes: Load) -> None:
-    small = altered(face_bytes("obama_1.jpg"),
-                    lambda im: im.resize((im.width // 3, im.height // 3)))
+    small = altered(
+        face_bytes("obama_1.jpg"), lambda im: im.resize((im.width // 3, im.height // 3))
+    )
     assert refused_code([small]) == "face_too_small"
 
 
@@ -115,7 +118,7 @@ def test_image_count_limits(face_bytes: Load) -> None:
     with pytest.raises(InvalidInputError):
         enrol([face_bytes("obama_1.jpg")] * 4)
     with pytest.raises(InvalidInputError):
-        enrol(face_bytes("obama_1.jpg"))
+        enrol(face_bytes("obama_1.jpg"))  # type: ignore[arg-type]
 
 
 def test_bad_image_bytes_raise_image_errors(face_bytes: Load) -> None:

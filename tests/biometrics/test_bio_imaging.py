@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-from conftest import encode
+from bio_helpers import encode
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -137,8 +137,10 @@ def test_exif_orientation_applied() -> None:
 
 
 @settings(max_examples=150, deadline=None)
-@given(prefix=st.sampled_from([b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b""]),
-       body=st.binary(max_size=300))
+@given(
+    prefix=st.sampled_from([b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b""]),
+    body=st.binary(max_size=300),
+)
 def test_fuzz_only_biometrics_errors(prefix: bytes, body: bytes) -> None:
     code = None
     try:

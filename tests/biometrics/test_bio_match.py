@@ -43,16 +43,22 @@ def test_margin_around_threshold(report: Report) -> None:
     assert max_genuine + 0.05 < DEFAULT_MATCH_THRESHOLD < min_impostor - 0.05
 
 
-def test_match_function_agrees_with_evaluation(report: Report, faces_dir: Path,
-                                               face_bytes: Load) -> None:
+def test_match_function_agrees_with_evaluation(
+    report: Report, faces_dir: Path, face_bytes: Load
+) -> None:
     samples = {s.name: s for s in load_gallery(faces_dir, extras=False)}
     template = enrol([face_bytes("obama_1.jpg")])
-    for probe, aug in [("obama_2.jpg", "darker"), ("biden_3.jpg", "flip"),
-                       ("obama_3.jpg", "noise_8")]:
+    for probe, aug in [
+        ("obama_2.jpg", "darker"),
+        ("biden_3.jpg", "flip"),
+        ("obama_3.jpg", "noise_8"),
+    ]:
         verdict = match(template, augmented(samples[probe], aug))
-        expected = next(p for p in report.pairs
-                        if p.template == "obama_1.jpg" and p.probe == probe
-                        and p.augmentation == aug)
+        expected = next(
+            p
+            for p in report.pairs
+            if p.template == "obama_1.jpg" and p.probe == probe and p.augmentation == aug
+        )
         assert verdict.accepted is expected.accepted
         assert verdict.score == pytest.approx(expected.distance, abs=1e-5)
 

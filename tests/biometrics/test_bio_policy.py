@@ -57,6 +57,17 @@ def test_library_never_imports_the_service() -> None:
 
 
 def test_public_surface() -> None:
-    for name in ("enrol", "enrol_frames", "verify", "match", "Challenge", "FaceTemplate",
-                 "FaceWorkerPool", "Verdict", "Reason", "BiometricsError", "BiometricsPolicy"):
+    for name in (
+        "enrol",
+        "enrol_frames",
+        "verify",
+        "match",
+        "Challenge",
+        "FaceTemplate",
+        "FaceWorkerPool",
+        "Verdict",
+        "Reason",
+        "BiometricsError",
+        "BiometricsPolicy",
+    ):
         assert name in biometrics.__all__

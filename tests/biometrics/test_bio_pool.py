@@ -56,8 +56,12 @@ async def test_pool_runs_requests_concurrently(pool: FaceWorkerPool, face_bytes:
     import asyncio
 
     template = enrol([face_bytes("biden_1.jpg")])
-    verdicts = await asyncio.gather(*(pool.match(template, face_bytes(name))
-                                      for name in ("biden_2.jpg", "obama_2.jpg", "biden_3.jpg")))
+    verdicts = await asyncio.gather(
+        *(
+            pool.match(template, face_bytes(name))
+            for name in ("biden_2.jpg", "obama_2.jpg", "biden_3.jpg")
+        )
+    )
     assert [v.accepted for v in verdicts] == [True, False, True]
 
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import encode
+from bio_helpers import encode
 from PIL import Image
 
 from biometrics import (
@@ -37,8 +37,9 @@ def shifted_frames(data: bytes, n: int = 5, step: int = 8) -> list[bytes]:
     with Image.open(io.BytesIO(data)) as im:
         rgb = im.convert("RGB")
     w, h = rgb.size
-    return [encode(rgb.crop((i * step, 0, w - (n - i) * step, h)), "JPEG", quality=92)
-            for i in range(n)]
+    return [
+        encode(rgb.crop((i * step, 0, w - (n - i) * step, h)), "JPEG", quality=92) for i in range(n)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +47,9 @@ def obama_blink(face_bytes: Load) -> list[bytes]:
     return blink_burst(face_bytes("obama_2.jpg"), "oocoo", fmt="JPEG")
 
 
-def test_synthetic_blink_burst_accepted(obama_template: FaceTemplate,
-                                        obama_blink: list[bytes]) -> None:
+def test_synthetic_blink_burst_accepted(
+    obama_template: FaceTemplate, obama_blink: list[bytes]
+) -> None:
     verdict = verify(obama_template, obama_blink, blink_challenge(), now=NOW)
     assert verdict.accepted, verdict
     assert verdict.reason is Reason.ACCEPTED
@@ -55,11 +57,18 @@ def test_synthetic_blink_burst_accepted(obama_template: FaceTemplate,
     assert verdict.score is not None
     assert verdict.score <= verdict.threshold
     assert {f.name for f in dataclasses.fields(verdict)} == {
-        "accepted", "reason", "score", "threshold", "frames", "actions"}
+        "accepted",
+        "reason",
+        "score",
+        "threshold",
+        "frames",
+        "actions",
+    }
 
 
-def test_two_blinks_for_a_two_blink_challenge(obama_template: FaceTemplate,
-                                              face_bytes: Load) -> None:
+def test_two_blinks_for_a_two_blink_challenge(
+    obama_template: FaceTemplate, face_bytes: Load
+) -> None:
     frames = blink_burst(face_bytes("obama_1.jpg"), "ooocoocoo")
     ch = Challenge.new(vocabulary=BLINK_ONLY, length=2, now=T0)
     assert verify(obama_template, frames, ch, now=NOW).accepted
@@ -83,25 +92,32 @@ def test_static_image_repeated(obama_template: FaceTemplate, face_bytes: Load) -
     with Image.open(io.BytesIO(photo)) as im:
         rgb = im.convert("RGB")
     recoded = [encode(rgb, "JPEG", quality=q) for q in (95, 90, 85, 80, 75)]
-    assert verify(obama_template, recoded, blink_challenge(), now=NOW).reason \
-        is Reason.STATIC_REPLAY
+    assert (
+        verify(obama_template, recoded, blink_challenge(), now=NOW).reason is Reason.STATIC_REPLAY
+    )
 
 
-def test_burst_ignoring_the_challenge(obama_template: FaceTemplate, face_bytes: Load,
-                                      obama_blink: list[bytes]) -> None:
+def test_burst_ignoring_the_challenge(
+    obama_template: FaceTemplate, face_bytes: Load, obama_blink: list[bytes]
+) -> None:
     panned = shifted_frames(face_bytes("obama_2.jpg"))
     verdict = verify(obama_template, panned, blink_challenge(), now=NOW)
     assert verdict.reason is Reason.ACTIONS_MISSING
     assert verdict.actions == ()
     assert verdict.score is None
     # a blink where a head turn was asked
-    turn = Challenge(nonce="n" * 32, issued_at=T0, expires_at=T0 + timedelta(seconds=60),
-                     actions=(Action.TURN_LEFT,))
+    turn = Challenge(
+        nonce="n" * 32,
+        issued_at=T0,
+        expires_at=T0 + timedelta(seconds=60),
+        actions=(Action.TURN_LEFT,),
+    )
     assert verify(obama_template, obama_blink, turn, now=NOW).reason is Reason.ACTIONS_MISSING
 
 
-def test_two_faces_in_a_frame(obama_template: FaceTemplate, face_bytes: Load,
-                              obama_blink: list[bytes]) -> None:
+def test_two_faces_in_a_frame(
+    obama_template: FaceTemplate, face_bytes: Load, obama_blink: list[bytes]
+) -> None:
     frames = [*obama_blink[:2], face_bytes("two_people.jpg"), *obama_blink[2:]]
     verdict = verify(obama_template, frames, blink_challenge(), now=NOW)
     assert verdict.reason is Reason.MULTIPLE_FACES
@@ -109,15 +125,14 @@ def test_two_faces_in_a_frame(obama_template: FaceTemplate, face_bytes: Load,
 
 def test_no_face(obama_template: FaceTemplate, obama_blink: list[bytes]) -> None:
     blank = encode(Image.new("RGB", (640, 480), (40, 60, 80)))
-    verdict = verify(obama_template, [*obama_blink[:3], blank, obama_blink[4]],
-                     blink_challenge(), now=NOW)
+    verdict = verify(
+        obama_template, [*obama_blink[:3], blank, obama_blink[4]], blink_challenge(), now=NOW
+    )
     assert verdict.reason is Reason.NO_FACE
-    assert verify(obama_template, [blank] * 4, blink_challenge(), now=NOW).reason \
-        is Reason.NO_FACE
+    assert verify(obama_template, [blank] * 4, blink_challenge(), now=NOW).reason is Reason.NO_FACE
 
 
-def test_live_impostor_refused_with_score(obama_template: FaceTemplate,
-                                          face_bytes: Load) -> None:
+def test_live_impostor_refused_with_score(obama_template: FaceTemplate, face_bytes: Load) -> None:
     frames = blink_burst(face_bytes("biden_2.jpg"), "oocoo")
     verdict = verify(obama_template, frames, blink_challenge(), now=NOW)
     assert verdict.reason is Reason.FACE_MISMATCH
@@ -126,8 +141,9 @@ def test_live_impostor_refused_with_score(obama_template: FaceTemplate,
     assert not verdict.accepted
 
 
-def test_frame_count_and_input_errors(obama_template: FaceTemplate,
-                                      obama_blink: list[bytes]) -> None:
+def test_frame_count_and_input_errors(
+    obama_template: FaceTemplate, obama_blink: list[bytes]
+) -> None:
     with pytest.raises(InvalidInputError):
         verify(obama_template, obama_blink[:2], blink_challenge(), now=NOW)
     with pytest.raises(InvalidInputError):

@@ -38,7 +38,7 @@ async def _hsm(app: web.Application) -> AsyncIterator[None]:
     loop = asyncio.get_running_loop()
     # First start creates the token (child processes); keep that off the loop.
     access = await loop.run_in_executor(None, prepare_hsm, settings)
-    bridge = HsmBridge(access.module, access.token_label, access.pin, threads=settings.hsm_threads)
+    bridge = HsmBridge(access.module, access.token_label, access.pin)
     await bridge.start()
     try:
         profile = ca_profile(settings)

@@ -92,7 +92,7 @@ async def initialise(settings: Settings) -> list[str]:
     done: list[str] = []
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     access = prepare_hsm(settings)
-    bridge = HsmBridge(access.module, access.token_label, access.pin, threads=1)
+    bridge = HsmBridge(access.module, access.token_label, access.pin)
     await bridge.start()
     try:
         if await CertificateAuthority.initialise(bridge, settings.pki_dir, ca_profile(settings)):

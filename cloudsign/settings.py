@@ -41,7 +41,6 @@ class Settings:
     hsm_token_label: str = "cloudsign"  # noqa: S105 - a label, not a secret
     hsm_pin_file: str = ""  # default data_dir/hsm/user.pin
     hsm_pin: Secret | None = field(default=None, repr=False)  # env only
-    hsm_threads: int = 4
     # CA
     ca_name: str = "cloudsign"
     ca_organisation: str = "Cloudsign Certification Centre"
@@ -61,7 +60,6 @@ class Settings:
     def __post_init__(self) -> None:
         _check(1 <= self.port <= 65535, "port must be 1..65535")
         _check(self.max_body_bytes >= 1024, "max_body_bytes must be at least 1024")
-        _check(1 <= self.hsm_threads <= 64, "hsm_threads must be 1..64")
         _check(self.argon2_time_cost >= 1, "argon2_time_cost must be at least 1")
         _check(self.argon2_memory_kib >= 8 * self.argon2_parallelism, "argon2_memory_kib too small")
         _check(1 <= self.argon2_parallelism <= 16, "argon2_parallelism must be 1..16")

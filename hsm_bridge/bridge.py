@@ -31,8 +31,16 @@ Key custody (see ARCHITECTURE.md):
   unwrapped by the master key into a session-only, non-extractable key, used,
   and destroyed in a `finally`.
 
-Everything here is synchronous PKCS#11 run on the bridge's own thread pool;
-the async methods only await it, so the event loop never blocks on the HSM.
+Threads: python-pkcs11 initialises the module with `C_Initialize(NULL)`,
+which tells it the application will not call in from several threads at
+once; SoftHSM2 then turns its internal mutexes off, and concurrent calls
+(even on separate sessions) corrupt its object store (seen as
+CKR_GENERAL_ERROR and crashes under load). So every PKCS#11 call of the
+process runs on one dedicated thread, shared by all bridges on a module; the
+async methods only await it, so the event loop never blocks on the HSM.
+Parallelism beyond one core would come from several processes, each with its
+own module instance (SoftHSM2 shares token objects between processes through
+its file store), not from threads.
 """
 
 from __future__ import annotations
@@ -91,6 +99,17 @@ WRAPPED_PASSWORD_KEY_BYTES: Final = 40  # RFC 3394 wrap of a 32-byte key
 
 _state_lock = threading.Lock()
 _loaded_libs: dict[str, Any] = {}
+_executors: dict[str, ThreadPoolExecutor] = {}
+
+
+def _hsm_thread(module_path: str) -> ThreadPoolExecutor:
+    """The one thread that talks to `module_path` in this process."""
+    with _state_lock:
+        executor = _executors.get(module_path)
+        if executor is None:
+            executor = ThreadPoolExecutor(1, thread_name_prefix="pkcs11")
+            _executors[module_path] = executor
+        return executor
 
 
 def module_loaded() -> bool:
@@ -228,19 +247,15 @@ SIGNING_KEY_TEMPLATE: Final = {
 class HsmBridge:
     """Async front of one PKCS#11 token.
 
-    `start()` logs in once (the login is per application in PKCS#11) with a
-    session kept for the bridge's lifetime; each worker thread opens its own
-    session lazily, since a PKCS#11 session must not be used by two threads at
-    once.
+    `start()` logs in once (the login is per application in PKCS#11, shared
+    by all bridges of the process) and the bridge opens its own working
+    session on the process's PKCS#11 thread.
     """
 
-    def __init__(self, module_path: str, token_label: str, pin: Secret, *, threads: int = 4):
-        if threads < 1:
-            raise ValueError("threads must be at least 1")
+    def __init__(self, module_path: str, token_label: str, pin: Secret):
         self._module_path = module_path
         self._token_label = token_label
         self._pin = pin
-        self._threads = threads
         self._executor: ThreadPoolExecutor | None = None
         self._token: Any = None
         self._login_session: Any = None
@@ -253,27 +268,28 @@ class HsmBridge:
 
     # -- lifecycle ---------------------------------------------------------
 
-    def start_sync(self) -> None:
+    def _start(self) -> None:
         lib = _load_lib(self._module_path)
         try:
             self._token = lib.get_token(token_label=self._token_label)
         except PKCS11Error as e:
             raise HsmUnavailableError(f"token {self._token_label!r} not found") from e
         self._login_session = _login(self._module_path, self._token, self._token_label, self._pin)
-        self._executor = ThreadPoolExecutor(self._threads, thread_name_prefix="hsm")
         try:
             self._find_key(self._login_session, ObjectClass.SECRET_KEY, MASTER_KEY_LABEL)
         except HsmError:
-            self.close_sync()
+            self._close()
             raise
 
     async def start(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(None, self.start_sync)
-
-    def close_sync(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
+        self._executor = _hsm_thread(self._module_path)
+        try:
+            await self._call(self._start)
+        except BaseException:
             self._executor = None
+            raise
+
+    def _close(self) -> None:
         with self._sessions_lock:
             sessions, self._sessions = self._sessions, []
         for s in sessions:
@@ -284,7 +300,15 @@ class HsmBridge:
             self._login_session = None
 
     async def close(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(None, self.close_sync)
+        if self._executor is None:
+            return
+        await self._call(self._close)
+        self._executor = None
+
+    async def run_with_session(self, fn: Callable[[Any], T]) -> T:
+        """Run `fn(session)` on the PKCS#11 thread with this bridge's session:
+        for operator tools and tests that need the raw python-pkcs11 API."""
+        return await self._call(lambda: fn(self._session()))
 
     async def _call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         if self._executor is None:
@@ -350,13 +374,14 @@ class HsmBridge:
         return await self._call(self._destroy_transport_key, transport_key_id)
 
     def _destroy_transport_key(self, transport_key_id: str) -> bool:
-        found = False
-        for obj in self._session().get_objects(
-            {Attribute.LABEL: TRANSPORT_LABEL_PREFIX + transport_key_id}
-        ):
+        objects = list(
+            self._session().get_objects(
+                {Attribute.LABEL: TRANSPORT_LABEL_PREFIX + transport_key_id}
+            )
+        )
+        for obj in objects:
             obj.destroy()
-            found = True
-        return found
+        return bool(objects)
 
     @contextmanager
     def _password_key(self, message: TransportMessage) -> Iterator[Any]:

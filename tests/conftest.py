@@ -40,7 +40,6 @@ FAST_SETTINGS: dict[str, Any] = {
     "argon2_time_cost": 1,
     "argon2_memory_kib": 8192,
     "totp_period_seconds": 2,
-    "hsm_threads": 4,
 }
 
 

@@ -46,6 +46,7 @@ async def test_times_come_back_as_aware_utc(app: Any) -> None:
 async def test_failed_transaction_leaves_nothing(app: Any) -> None:
     async with app[DATABASE].read() as conn:
         before = len((await conn.execute(select(events.c.seq))).all())
+
     async def append_then_fail() -> None:
         async with app[DATABASE].transaction() as conn:
             await append_event(conn, EventType.AUTH_FAILURE, owner_id=None)

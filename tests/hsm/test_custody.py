@@ -42,20 +42,10 @@ SHA256 = hash_algorithm("sha256")
 @pytest.fixture(scope="module")
 async def bridge(base_settings: Settings) -> AsyncIterator[HsmBridge]:
     access = prepare_hsm(base_settings)
-    b = HsmBridge(access.module, access.token_label, access.pin, threads=2)
+    b = HsmBridge(access.module, access.token_label, access.pin)
     await b.start()
     yield b
     await b.close()
-
-
-@pytest.fixture(scope="module")
-def raw_session(bridge: HsmBridge, base_settings: Settings) -> Any:
-    """A plain python-pkcs11 session on the same, already logged-in token."""
-    access = prepare_hsm(base_settings)
-    token = pkcs11.lib(access.module).get_token(token_label=access.token_label)
-    session = token.open(rw=True)
-    yield session
-    session.close()
 
 
 async def message_for(bridge: HsmBridge, kpw: bytes = KPW) -> TransportMessage:
@@ -163,7 +153,14 @@ def test_malformed_transport_messages(point: bytes, wrapped: bytes) -> None:
         TransportMessage("id", point, wrapped)
 
 
-def test_owner_private_key_cannot_be_read_or_wrapped_by_another_key(raw_session: Any) -> None:
+async def test_owner_private_key_cannot_be_read_or_wrapped_by_another_key(
+    bridge: HsmBridge,
+) -> None:
+    await bridge.run_with_session(_owner_key_properties)
+
+
+def _owner_key_properties(raw_session: Any) -> None:
+    """Raw python-pkcs11 calls, on the bridge's PKCS#11 thread and session."""
     params = raw_session.create_domain_parameters(
         KeyType.EC,
         {Attribute.EC_PARAMS: encode_named_curve_parameters("1.2.840.10045.3.1.7")},
@@ -199,7 +196,11 @@ def test_owner_private_key_cannot_be_read_or_wrapped_by_another_key(raw_session:
         other.destroy()
 
 
-def test_master_key_is_trusted_private_and_unreadable(raw_session: Any) -> None:
+async def test_master_key_is_trusted_private_and_unreadable(bridge: HsmBridge) -> None:
+    await bridge.run_with_session(_master_key_properties)
+
+
+def _master_key_properties(raw_session: Any) -> None:
     master = raw_session.get_key(object_class=ObjectClass.SECRET_KEY, label=MASTER_KEY_LABEL)
     assert master[Attribute.TRUSTED] is True
     assert master[Attribute.PRIVATE] is True

@@ -21,6 +21,15 @@ from cloudsign.errors import ConfigurationError
 from hsm_bridge import KeyAlgorithm, Secret
 
 ENV_PREFIX: Final = "CLOUDSIGN_"
+CA_KEY_ALGORITHMS: Final = tuple(
+    a.value
+    for a in (
+        KeyAlgorithm.EC_P256,
+        KeyAlgorithm.EC_P384,
+        KeyAlgorithm.RSA_2048,
+        KeyAlgorithm.RSA_3072,
+    )
+)
 #: Environment variables with the prefix that are not settings keys.
 ENV_NON_KEYS: Final = frozenset({"CLOUDSIGN_CONFIG"})
 
@@ -69,10 +78,10 @@ class Settings:
         _check(1 <= self.totp_period_seconds <= 120, "totp_period_seconds must be 1..120")
         _check(1 <= self.certificate_validity_days <= 3650, "certificate_validity_days 1..3650")
         _check(bool(self.hsm_token_label), "hsm_token_label must not be empty")
-        try:
-            KeyAlgorithm(self.ca_key_algorithm)
-        except ValueError as e:
-            raise ConfigurationError(f"ca_key_algorithm {self.ca_key_algorithm!r} unknown") from e
+        if self.ca_key_algorithm not in CA_KEY_ALGORITHMS:
+            raise ConfigurationError(
+                f"ca_key_algorithm must be one of {', '.join(CA_KEY_ALGORITHMS)}"
+            )
         _check(
             all(p.isdigit() for p in self.ca_policy_oid.split(".")),
             "ca_policy_oid must be a dotted OID",

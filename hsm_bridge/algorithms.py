@@ -19,10 +19,19 @@ class KeyAlgorithm(enum.StrEnum):
     EC_P384 = "ec-p384"
     RSA_2048 = "rsa-2048"
     RSA_3072 = "rsa-3072"
+    #: Ethereum accounts (the anchoring key).
+    EC_SECP256K1 = "ec-secp256k1"
+    #: Signed-note checkpoints of the audit log.
+    ED25519 = "ed25519"
 
     @property
     def is_ec(self) -> bool:
-        return self in (KeyAlgorithm.EC_P256, KeyAlgorithm.EC_P384)
+        """Weierstrass curves signed with CKM_ECDSA."""
+        return self in _CURVE_OIDS and self is not KeyAlgorithm.ED25519
+
+    @property
+    def is_rsa(self) -> bool:
+        return self in _RSA_BITS
 
     @property
     def curve_oid(self) -> str:
@@ -43,6 +52,8 @@ class KeyAlgorithm(enum.StrEnum):
 _CURVE_OIDS: Final = {
     KeyAlgorithm.EC_P256: "1.2.840.10045.3.1.7",
     KeyAlgorithm.EC_P384: "1.3.132.0.34",
+    KeyAlgorithm.EC_SECP256K1: "1.3.132.0.10",
+    KeyAlgorithm.ED25519: "1.3.101.112",
 }
 _RSA_BITS: Final = {KeyAlgorithm.RSA_2048: 2048, KeyAlgorithm.RSA_3072: 3072}
 
@@ -51,7 +62,9 @@ OWNER_KEY_ALGORITHMS: Final = (KeyAlgorithm.EC_P256, KeyAlgorithm.RSA_2048, KeyA
 
 
 class SignatureScheme(enum.StrEnum):
-    ECDSA = "ecdsa"
+    ECDSA = "ecdsa"  # DER SEQUENCE{r, s}
+    ECDSA_RAW = "ecdsa-raw"  # r || s, as Ethereum and JOSE want it
+    EDDSA = "eddsa"  # over the message itself, not a digest
     RSA_PKCS1V15 = "rsa-pkcs1v15"
     RSA_PSS = "rsa-pss"
 

@@ -57,6 +57,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, ParamSpec, TypeVar
 
 import pkcs11
+from asn1crypto import core as asn1_core
 from asn1crypto import keys as asn1_keys
 from pkcs11 import KDF, MGF, Attribute, KeyType, Mechanism, MechanismFlag, ObjectClass
 from pkcs11.exceptions import MultipleObjectsReturned, NoSuchKey, PKCS11Error
@@ -87,6 +88,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 MASTER_KEY_LABEL: Final = "cloudsign-master"
+HMAC_KEY_PREFIX: Final = "cloudsign-hmac-"
 TRANSPORT_LABEL_PREFIX: Final = "transport:"
 SEALING_KEY_PREFIX: Final = "cloudsign-seal-"
 BLOB_MAGIC: Final = b"CSK1"
@@ -592,6 +594,31 @@ class HsmBridge:
             self._cached_key(ObjectClass.PRIVATE_KEY, label), digest, hash_alg, scheme
         )
 
+    async def sign_message(self, label: str, message: bytes) -> bytes:
+        """Ed25519 (PureEdDSA) over the message itself."""
+        return await self._call(self._sign_message, label, message)
+
+    def _sign_message(self, label: str, message: bytes) -> bytes:
+        key = self._cached_key(ObjectClass.PRIVATE_KEY, label)
+        return bytes(key.sign(message, mechanism=Mechanism.EDDSA))
+
+    async def has_key(self, label: str) -> bool:
+        return await self._call(self._has_key, label)
+
+    def _has_key(self, label: str) -> bool:
+        return bool(list(self._session().get_objects({Attribute.LABEL: label})))
+
+    # -- keyed hashes (pseudonymous owner tags in the public audit log) --------
+
+    async def hmac_sha256(self, purpose: str, data: bytes) -> bytes:
+        """HMAC-SHA256 under the HSM's secret for `purpose`; destroying that
+        secret unlinks every tag made with it."""
+        return await self._call(self._hmac, purpose, data)
+
+    def _hmac(self, purpose: str, data: bytes) -> bytes:
+        key = self._cached_key(ObjectClass.SECRET_KEY, HMAC_KEY_PREFIX + purpose)
+        return bytes(key.sign(data, mechanism=Mechanism.SHA256_HMAC))
+
     # -- sealing (TOTP seeds, face templates) ----------------------------------
 
     def _sealing_key(self, purpose: str) -> Any:
@@ -639,7 +666,20 @@ class HsmBridge:
         label: str | None = None,
     ) -> tuple[Any, Any]:
         private_template = {**private_template, Attribute.SIGN: True}
-        if algorithm.is_ec:
+        if algorithm is KeyAlgorithm.ED25519:
+            params = s.create_domain_parameters(
+                KeyType.EC_EDWARDS,
+                {Attribute.EC_PARAMS: encode_named_curve_parameters(algorithm.curve_oid)},
+                local=True,
+            )
+            pub, priv = params.generate_keypair(
+                store=store,
+                label=label,
+                mechanism=Mechanism.EC_EDWARDS_KEY_PAIR_GEN,
+                capabilities=MechanismFlag.SIGN | MechanismFlag.VERIFY,
+                private_template=private_template,
+            )
+        elif algorithm.is_ec:
             params = s.create_domain_parameters(
                 KeyType.EC,
                 {Attribute.EC_PARAMS: encode_named_curve_parameters(algorithm.curve_oid)},
@@ -668,6 +708,12 @@ def _blob_aad(credential_id: str) -> bytes:
 
 
 def _public_key_info(pub: Any, algorithm: KeyAlgorithm) -> bytes:
+    if algorithm is KeyAlgorithm.ED25519:
+        point = bytes(pub[Attribute.EC_POINT])
+        # SoftHSM2 returns the point DER-wrapped in an OCTET STRING.
+        raw = asn1_core.OctetString.load(point).native if len(point) == 34 else point
+        info = asn1_keys.PublicKeyInfo({"algorithm": {"algorithm": "ed25519"}, "public_key": raw})
+        return bytes(info.dump())
     if algorithm.is_ec:
         return bytes(encode_ec_public_key(pub))
     rsa = asn1_keys.RSAPublicKey.load(encode_rsa_public_key(pub))
@@ -678,7 +724,12 @@ def _public_key_info(pub: Any, algorithm: KeyAlgorithm) -> bytes:
 
 
 def _check_scheme(algorithm: KeyAlgorithm, scheme: SignatureScheme) -> None:
-    ok = (scheme is SignatureScheme.ECDSA) == algorithm.is_ec
+    if algorithm is KeyAlgorithm.ED25519:
+        ok = scheme is SignatureScheme.EDDSA
+    elif algorithm.is_ec:
+        ok = scheme in (SignatureScheme.ECDSA, SignatureScheme.ECDSA_RAW)
+    else:
+        ok = scheme in (SignatureScheme.RSA_PKCS1V15, SignatureScheme.RSA_PSS)
     if not ok:
         raise UnsupportedAlgorithmError(f"{scheme.value} does not fit a {algorithm.value} key")
 
@@ -699,6 +750,8 @@ def _sign_digest(
         )
     if scheme is SignatureScheme.ECDSA:
         return ecdsa_raw_to_der(bytes(priv.sign(digest, mechanism=Mechanism.ECDSA)))
+    if scheme is SignatureScheme.ECDSA_RAW:
+        return bytes(priv.sign(digest, mechanism=Mechanism.ECDSA))
     if scheme is SignatureScheme.RSA_PKCS1V15:
         return bytes(priv.sign(digest_info(hash_alg, digest), mechanism=Mechanism.RSA_PKCS))
     mech, mgf = _PSS_HASH[hash_alg.name]

@@ -21,11 +21,12 @@ import subprocess
 import sys
 from typing import Any, Final
 
-from hsm_bridge.bridge import MASTER_KEY_LABEL, SEALING_KEY_PREFIX
+from hsm_bridge.bridge import HMAC_KEY_PREFIX, MASTER_KEY_LABEL, SEALING_KEY_PREFIX
 from hsm_bridge.errors import HsmError, HsmUnavailableError
 from hsm_bridge.secret import Secret
 
 SEALING_PURPOSES: Final = ("credential", "totp", "biometric")
+HMAC_PURPOSES: Final = ("audit-owner",)
 
 _MASTER_TEMPLATE_BOOLS: Final = {
     "SENSITIVE": True,
@@ -104,6 +105,28 @@ def _provision(module_path: str, token_label: str, so_pin: str, user_pin: str) -
                         Attribute.UNWRAP: False,
                         Attribute.SIGN: False,
                         Attribute.VERIFY: False,
+                        Attribute.DERIVE: False,
+                    },
+                )
+        for purpose in HMAC_PURPOSES:
+            label = HMAC_KEY_PREFIX + purpose
+            if label not in have:
+                user.generate_key(
+                    KeyType.GENERIC_SECRET,
+                    256,
+                    label=label,
+                    store=True,
+                    mechanism=pkcs11.Mechanism.GENERIC_SECRET_KEY_GEN,
+                    template={
+                        Attribute.SENSITIVE: True,
+                        Attribute.EXTRACTABLE: False,
+                        Attribute.PRIVATE: True,
+                        Attribute.SIGN: True,
+                        Attribute.VERIFY: True,
+                        Attribute.ENCRYPT: False,
+                        Attribute.DECRYPT: False,
+                        Attribute.WRAP: False,
+                        Attribute.UNWRAP: False,
                         Attribute.DERIVE: False,
                     },
                 )

@@ -238,3 +238,32 @@ async def test_signing_runs_off_the_event_loop(bridge: HsmBridge) -> None:
         ]
     )
     assert len({r[0] for r in results}) == 20
+
+
+async def test_service_keys_ed25519_secp256k1_and_hmac(bridge: HsmBridge) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+    suffix = uuid.uuid4().hex[:8]
+    spki = await bridge.generate_signing_key(f"test-log-{suffix}", KeyAlgorithm.ED25519)
+    ed = serialization.load_der_public_key(spki)
+    assert isinstance(ed, Ed25519PublicKey)
+    ed.verify(await bridge.sign_message(f"test-log-{suffix}", b"checkpoint"), b"checkpoint")
+
+    spki = await bridge.generate_signing_key(f"test-eth-{suffix}", KeyAlgorithm.EC_SECP256K1)
+    k1 = serialization.load_der_public_key(spki)
+    assert isinstance(k1, ec.EllipticCurvePublicKey) and k1.curve.name == "secp256k1"
+    digest = hashlib.sha256(b"tx").digest()
+    raw = await bridge.sign_digest(
+        f"test-eth-{suffix}", KeyAlgorithm.EC_SECP256K1, digest, SHA256, SignatureScheme.ECDSA_RAW
+    )
+    assert len(raw) == 64
+    der = encode_dss_signature(int.from_bytes(raw[:32]), int.from_bytes(raw[32:]))
+    from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+
+    k1.verify(der, digest, ec.ECDSA(Prehashed(hashes.SHA256())))
+
+    a = await bridge.hmac_sha256("audit-owner", b"owner-1")
+    assert a == await bridge.hmac_sha256("audit-owner", b"owner-1")
+    assert a != await bridge.hmac_sha256("audit-owner", b"owner-2")
+    assert len(a) == 32

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Final
 
 from aiohttp import web
@@ -22,6 +22,7 @@ from cloudsign.storage import Database
 from hsm_bridge import HsmBridge, HsmError
 
 log = logging.getLogger(__name__)
+CleanupContext = Callable[[web.Application], AsyncIterator[None]]
 SWEEP_INTERVAL_SECONDS: Final = 60.0
 
 
@@ -73,10 +74,18 @@ async def _sweeper(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
+#: Resources in start-up order (torn down in reverse). Features append
+#: their own context after the ones they need.
+CLEANUP_CONTEXTS: Final[list[CleanupContext]] = [_database, _hsm, _services, _sweeper]
+
+#: Route tables of the HTTP surfaces.
+ROUTES: Final[list[web.RouteTableDef]] = [api_enrolment.routes, api_pki.routes]
+
+
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[problem_middleware])
     app[SETTINGS] = settings
-    app.cleanup_ctx.extend([_database, _hsm, _services, _sweeper])
-    app.add_routes(api_enrolment.routes)
-    app.add_routes(api_pki.routes)
+    app.cleanup_ctx.extend(CLEANUP_CONTEXTS)
+    for routes in ROUTES:
+        app.add_routes(routes)
     return app

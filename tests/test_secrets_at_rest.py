@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select
 
 from cloudsign.appkeys import DATABASE, SETTINGS
-from cloudsign.storage.schema import metadata
+from cloudsign.storage.tables import all_tables
 from mobile_api.client import CloudsignClient
 from mobile_api.device import derive_password_key
 from tests.conftest import enrolled, person
@@ -27,7 +27,7 @@ PLAIN_KEY_MARKERS = {
 async def _database_bytes(app: Any) -> bytes:
     chunks: list[bytes] = []
     async with app[DATABASE].read() as conn:
-        for table in metadata.sorted_tables:
+        for table in all_tables().sorted_tables:
             for row in (await conn.execute(select(table))).all():
                 for value in row:
                     if isinstance(value, bytes | bytearray | memoryview):

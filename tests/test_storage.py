@@ -12,13 +12,14 @@ from sqlalchemy import select
 
 from cloudsign.appkeys import DATABASE
 from cloudsign.events import EventType, append_event
-from cloudsign.storage.schema import events, metadata
+from cloudsign.storage.schema import events
+from cloudsign.storage.tables import all_tables
 
 
 async def test_migrations_match_metadata(app: Any) -> None:
     def diff(sync_conn: Any) -> list[Any]:
         ctx = MigrationContext.configure(sync_conn)
-        return list(compare_metadata(ctx, metadata))
+        return list(compare_metadata(ctx, all_tables()))
 
     async with app[DATABASE].read() as conn:
         assert await conn.run_sync(diff) == []

@@ -1,0 +1,24 @@
+"""Every table of the service, gathered on the one `metadata`.
+
+Feature packages keep their tables next to their code (on
+`cloudsign.storage.schema.metadata`); importing this module registers them
+all, which migrations and the schema test rely on.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Final
+
+from sqlalchemy import MetaData
+
+from cloudsign.storage.schema import metadata
+
+#: Modules that define tables, besides storage.schema itself.
+TABLE_MODULES: Final[tuple[str, ...]] = ()
+
+
+def all_tables() -> MetaData:
+    for name in TABLE_MODULES:
+        importlib.import_module(name)
+    return metadata

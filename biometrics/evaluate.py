@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
-from biometrics import detection
+from biometrics import detection, liveness
 from biometrics.engine import Probe, probe_image
 from biometrics.errors import BiometricsError
 from biometrics.imaging import decode_image
@@ -110,8 +110,11 @@ def load_gallery(data_dir: Path = DEFAULT_DATA, *, extras: bool = True) -> list[
     """Gallery images from the manifest, plus skimage's astronaut and matplotlib's
     Grace Hopper when those (dev) packages are installed."""
     manifest = json.loads((data_dir / "manifest.json").read_text())
-    samples = [Sample(m["identity"], m["file"], (data_dir / m["file"]).read_bytes())
-               for m in manifest["images"] if m["use"] == "gallery"]
+    samples = [
+        Sample(m["identity"], m["file"], (data_dir / m["file"]).read_bytes())
+        for m in manifest["images"]
+        if m["use"] == "gallery"
+    ]
     if extras:
         samples.extend(_extra_samples())
     return samples
@@ -199,7 +202,8 @@ class SweepPoint:
 
 
 def partial_face_sweep(
-    sample: Sample, policy: BiometricsPolicy = DEFAULT_POLICY,
+    sample: Sample,
+    policy: BiometricsPolicy = DEFAULT_POLICY,
     cuts: Sequence[float] = (-0.2, -0.1, -0.05, 0.0, 0.02, 0.05, 0.1, 0.2, 0.3),
 ) -> list[SweepPoint]:
     """Crop the image from the left so the edge sits ``cut`` x face width right of the
@@ -234,8 +238,28 @@ def gate_measurements(data: bytes, policy: BiometricsPolicy = DEFAULT_POLICY) ->
     pts = obs.landmarks
     outside = int(np.sum((pts[:, 0] < 0) | (pts[:, 0] >= w) | (pts[:, 1] < 0) | (pts[:, 1] >= h)))
     issue = detection.quality_issue(image, obs, policy, min_face_px=policy.min_enrol_face_px)
-    return (f"box visible {obs.box.visible_fraction(obs.image_shape):.2f}, "
-            f"landmarks outside {outside}/68, gate: {(issue or Reason.ACCEPTED).value}")
+    return (
+        f"box visible {obs.box.visible_fraction(obs.image_shape):.2f}, "
+        f"landmarks outside {outside}/68, gate: {(issue or Reason.ACCEPTED).value}"
+    )
+
+
+def video_genuine_distances(
+    frames: Sequence[bytes], policy: BiometricsPolicy = DEFAULT_POLICY, max_yaw: float = 0.25
+) -> list[float]:
+    """Pairwise distances between the near-frontal, gate-passing frames of one person's
+    video (informational: how far real, poor captures spread)."""
+    embeddings: list[np.ndarray] = []
+    for data in frames:
+        image = decode_image(data, policy)
+        obs = detection.observe(image, policy)
+        if obs is None or abs(liveness.yaw_ratio(obs.landmarks)) >= max_yaw:
+            continue
+        if detection.quality_issue(image, obs, policy,
+                                   min_face_px=policy.min_probe_face_px) is None:
+            embeddings.append(detection.embed(image, obs.box))
+    return sorted(float(np.linalg.norm(a - b))
+                  for i, a in enumerate(embeddings) for b in embeddings[i + 1:])
 
 
 def _fmt_range(values: Sequence[float]) -> str:
@@ -253,28 +277,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     gen, imp = report.distances(True), report.distances(False)
     n_gen = sum(p.genuine for p in report.pairs)
     n_imp = len(report.pairs) - n_gen
-    print(f"images: {len(samples)} ({len({s.identity for s in samples})} people) x "
-          f"{len(AUGMENTATIONS)} augmentations: {', '.join(AUGMENTATIONS)}")
+    print(
+        f"images: {len(samples)} ({len({s.identity for s in samples})} people) x "
+        f"{len(AUGMENTATIONS)} augmentations: {', '.join(AUGMENTATIONS)}"
+    )
     print(f"threshold: {report.threshold:.3f}")
     print(f"genuine pairs:  {n_gen:5d}  FNMR = {report.fnmr:.4f}  distances {_fmt_range(gen)}")
     print(f"impostor pairs: {n_imp:5d}  FMR  = {report.fmr:.4f}  distances {_fmt_range(imp)}")
     if gen and imp:
-        print(f"margin: max genuine {gen[-1]:.3f} < min impostor {imp[0]:.3f} "
-              f"(gap {imp[0] - gen[-1]:.3f})" if gen[-1] < imp[0] else
-              f"OVERLAP: max genuine {gen[-1]:.3f} >= min impostor {imp[0]:.3f}")
+        print(
+            f"margin: max genuine {gen[-1]:.3f} < min impostor {imp[0]:.3f} "
+            f"(gap {imp[0] - gen[-1]:.3f})"
+            if gen[-1] < imp[0]
+            else f"OVERLAP: max genuine {gen[-1]:.3f} >= min impostor {imp[0]:.3f}"
+        )
     for name, aug, reason in report.refused_probes:
         print(f"probe refused by the gate: {name} [{aug}]: {reason}")
     secs = sorted(report.probe_seconds)
-    print(f"time per probe (decode+detect+landmarks+gate+embed): "
-          f"mean {statistics.fmean(secs) * 1000:.0f} ms, p50 {secs[len(secs) // 2] * 1000:.0f} ms,"
-          f" max {secs[-1] * 1000:.0f} ms")
+    print(
+        f"time per probe (decode+detect+landmarks+gate+embed): "
+        f"mean {statistics.fmean(secs) * 1000:.0f} ms, p50 {secs[len(secs) // 2] * 1000:.0f} ms,"
+        f" max {secs[-1] * 1000:.0f} ms"
+    )
     sweep_src = next((s for s in samples if s.name == "obama_1.jpg"), None)
     if sweep_src is not None:
-        print("partial-face sweep on obama_1.jpg (crop edge vs leftmost landmark, in face "
-              "widths):")
+        print("partial-face sweep on obama_1.jpg (crop edge vs leftmost landmark, in face widths):")
         for p in partial_face_sweep(sweep_src, policy):
-            print(f"  cut {p.cut:+.2f}: box visible {p.visible}, landmarks outside "
-                  f"{p.landmarks_outside} -> {p.decision}")
+            print(
+                f"  cut {p.cut:+.2f}: box visible {p.visible}, landmarks outside "
+                f"{p.landmarks_outside} -> {p.decision}"
+            )
+    video = sorted((args.data / "hamilton_turns").glob("frame_*.jpg"))
+    if video:
+        dists = video_genuine_distances([p.read_bytes() for p in video], policy)
+        over = sum(d > policy.match_threshold for d in dists)
+        print(f"informational, real stage video ({len(video)} frames, ~90 px faces, mic over "
+              f"the mouth): frontal same-person frame pairs {_fmt_range(dists)}, "
+              f"{over}/{len(dists)} over the threshold")
     partial = args.data / "obama_partial_face.jpg"
     if partial.exists():
         print(f"obama_partial_face.jpg: {gate_measurements(partial.read_bytes(), policy)}")

@@ -68,6 +68,8 @@ class EventType(StrEnum):
     AUTH_FAILURE = "auth.failure"
     CREDENTIAL_LOCK = "credential.lock"
     CONSENT_RECORD = "consent.record"
+    FACE_ENROL = "face.enrol"
+    NOTICE_PUBLISH = "notice.publish"
     ANCHOR = "anchor"
 
 

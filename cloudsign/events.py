@@ -21,6 +21,7 @@ class EventType(enum.StrEnum):
     CONSENT_RECORD = "consent.record"
     AUTH_FAILURE = "auth.failure"
     CREDENTIAL_LOCK = "credential.lock"
+    FACE_ENROL = "face.enrol"
 
 
 async def append_event(

@@ -121,8 +121,9 @@ def embed(image: RGBImage, box: FaceBox, jitters: int = 1) -> Vector:
     """128-d embedding exactly as ``face_recognition.face_encodings`` computes it."""
     api = models()
     shape5 = api.pose_predictor_5_point(image, _rect(box))
-    return np.array(api.face_encoder.compute_face_descriptor(image, shape5, jitters),
-                    dtype=np.float64)
+    return np.array(
+        api.face_encoder.compute_face_descriptor(image, shape5, jitters), dtype=np.float64
+    )
 
 
 def observe(image: RGBImage, policy: BiometricsPolicy) -> FaceObservation | None:
@@ -134,12 +135,12 @@ def observe(image: RGBImage, policy: BiometricsPolicy) -> FaceObservation | None
     # Small or low-score extra boxes are detector noise (e.g. a mission patch), not a
     # second person; a comparable, confident one is.
     others = sum(
-        1 for b in boxes[1:]
+        1
+        for b in boxes[1:]
         if b.score >= policy.second_face_min_score
         and b.side >= policy.second_face_min_size_ratio * main.side
     )
-    return FaceObservation(main, landmarks68(image, main), (image.shape[0], image.shape[1]),
-                           others)
+    return FaceObservation(main, landmarks68(image, main), (image.shape[0], image.shape[1]), others)
 
 
 def grey(image: RGBImage) -> npt.NDArray[np.float64]:
@@ -175,7 +176,7 @@ def face_luma(image: RGBImage, box: FaceBox) -> float:
     cx, cy = (box.left + box.right) // 2, (box.top + box.bottom) // 2
     hw, hh = max(1, box.width // 4), max(1, box.height // 4)
     h, w = image.shape[0], image.shape[1]
-    region = image[max(0, cy - hh):min(h, cy + hh), max(0, cx - hw):min(w, cx + hw)]
+    region = image[max(0, cy - hh) : min(h, cy + hh), max(0, cx - hw) : min(w, cx + hw)]
     if region.size == 0:
         return 0.0
     return float(grey(region).mean())

@@ -72,13 +72,25 @@ def probe_image(image: RGBImage, policy: BiometricsPolicy, *, min_face_px: int) 
     return Probe(None, detection.embed(image, obs.box))
 
 
-def decide(template: FaceTemplate, embeddings: Sequence[Vector], policy: BiometricsPolicy,
-           *, frames: int = 1, actions: tuple[str, ...] = ()) -> Verdict:
+def decide(
+    template: FaceTemplate,
+    embeddings: Sequence[Vector],
+    policy: BiometricsPolicy,
+    *,
+    frames: int = 1,
+    actions: tuple[str, ...] = (),
+) -> Verdict:
     """Match decision: the *worst* (largest) distance over the probe embeddings."""
     score = max(template.distance(e) for e in embeddings)
     accepted = score <= policy.match_threshold
-    return Verdict(accepted, Reason.ACCEPTED if accepted else Reason.FACE_MISMATCH,
-                   round(score, 6), policy.match_threshold, frames, actions)
+    return Verdict(
+        accepted,
+        Reason.ACCEPTED if accepted else Reason.FACE_MISMATCH,
+        round(score, 6),
+        policy.match_threshold,
+        frames,
+        actions,
+    )
 
 
 def _template_from(embeddings: Sequence[Vector], policy: BiometricsPolicy) -> FaceTemplate:
@@ -86,7 +98,9 @@ def _template_from(embeddings: Sequence[Vector], policy: BiometricsPolicy) -> Fa
         if float(np.linalg.norm(embeddings[a] - embeddings[b])) > policy.match_threshold:
             raise EnrolmentRefusedError(
                 f"enrolment images {a} and {b} do not show the same person",
-                code=Reason.INCONSISTENT_IMAGES.value, image_index=None)
+                code=Reason.INCONSISTENT_IMAGES.value,
+                image_index=None,
+            )
     return FaceTemplate(np.mean(np.stack(embeddings), axis=0), len(embeddings))
 
 
@@ -107,8 +121,11 @@ def enrol(images: Sequence[bytes], policy: BiometricsPolicy = DEFAULT_POLICY) ->
             probe = probe_image(image, policy, min_face_px=policy.min_enrol_face_px)
             if probe.reason is not None or probe.embedding is None:
                 reason = probe.reason or Reason.NO_FACE
-                raise EnrolmentRefusedError(f"enrolment image {index} refused: {reason.value}",
-                                            code=reason.value, image_index=index)
+                raise EnrolmentRefusedError(
+                    f"enrolment image {index} refused: {reason.value}",
+                    code=reason.value,
+                    image_index=index,
+                )
             embeddings.append(probe.embedding)
         template = _template_from(embeddings, policy)
         log.info("enrolled template from %d image(s)", len(embeddings))
@@ -135,16 +152,18 @@ def enrol_frames(
         reasons: Counter[Reason] = Counter()
         for image in decoded:
             obs = detection.observe(image, policy)
-            issue = detection.quality_issue(image, obs, policy,
-                                            min_face_px=policy.min_enrol_face_px)
+            issue = detection.quality_issue(
+                image, obs, policy, min_face_px=policy.min_enrol_face_px
+            )
             if issue is not None or obs is None:
                 reasons[issue or Reason.NO_FACE] += 1
                 continue
             passing.append((detection.sharpness(image, obs.box), detection.embed(image, obs.box)))
         if not passing:
             reason = reasons.most_common(1)[0][0]
-            raise EnrolmentRefusedError(f"no usable frame: {reason.value}", code=reason.value,
-                                        image_index=None)
+            raise EnrolmentRefusedError(
+                f"no usable frame: {reason.value}", code=reason.value, image_index=None
+            )
         passing.sort(key=lambda p: p[0], reverse=True)
         return _template_from([e for _, e in passing[: policy.max_enrol_images]], policy)
     except BiometricsError:
@@ -153,8 +172,9 @@ def enrol_frames(
         raise _guard("enrol_frames", e) from e
 
 
-def match(template: FaceTemplate, image: bytes,
-          policy: BiometricsPolicy = DEFAULT_POLICY) -> Verdict:
+def match(
+    template: FaceTemplate, image: bytes, policy: BiometricsPolicy = DEFAULT_POLICY
+) -> Verdict:
     """Face match of one still image against a template, *without* liveness.
 
     For evaluation and for flows where liveness is established otherwise; signing uses
@@ -165,8 +185,9 @@ def match(template: FaceTemplate, image: bytes,
         if not isinstance(template, FaceTemplate):
             raise InvalidInputError("template must be a FaceTemplate")
         (blob,) = _as_bytes_list([image], "images", 1, 1)
-        probe = probe_image(decode_image(blob, policy), policy,
-                            min_face_px=policy.min_probe_face_px)
+        probe = probe_image(
+            decode_image(blob, policy), policy, min_face_px=policy.min_probe_face_px
+        )
         if probe.reason is not None or probe.embedding is None:
             return Verdict.refused(probe.reason or Reason.NO_FACE, policy.match_threshold)
         return decide(template, [probe.embedding], policy)
@@ -233,8 +254,9 @@ def verify(
 
         chosen, issue = _match_frames(burst, signals, policy)
         if not chosen:
-            return Verdict.refused(issue or Reason.NO_USABLE_FRAME, threshold, frames=n,
-                                   actions=names)
+            return Verdict.refused(
+                issue or Reason.NO_USABLE_FRAME, threshold, frames=n, actions=names
+            )
         embeddings = [detection.embed(f.image, f.obs.box) for f in chosen]
         verdict = decide(template, embeddings, policy, frames=n, actions=names)
         log.info("verify: %s (%d frames)", verdict.reason.value, n)
@@ -249,8 +271,9 @@ def _signals(burst: Sequence[_Frame], policy: BiometricsPolicy) -> list[liveness
     base = [liveness.signals_from_landmarks(f.obs.landmarks) for f in burst]
     ref = liveness.reference_shape([f.obs.landmarks for f in burst])
     return [
-        liveness.FrameSignals(s.ear, s.yaw, liveness.eye_openness(
-            detection.grey(f.image), f.obs.landmarks, ref))
+        liveness.FrameSignals(
+            s.ear, s.yaw, liveness.eye_openness(detection.grey(f.image), f.obs.landmarks, ref)
+        )
         for f, s in zip(burst, base, strict=True)
     ]
 
@@ -270,8 +293,9 @@ def _match_frames(
     for f, y, shut in zip(burst, yaw, closed, strict=True):
         if abs(y) >= policy.neutral_yaw or shut:
             continue
-        issue = detection.quality_issue(f.image, f.obs, policy,
-                                        min_face_px=policy.min_probe_face_px)
+        issue = detection.quality_issue(
+            f.image, f.obs, policy, min_face_px=policy.min_probe_face_px
+        )
         if issue is None:
             candidates.append(f)
         elif first_issue is None:

@@ -255,11 +255,14 @@ def video_genuine_distances(
         obs = detection.observe(image, policy)
         if obs is None or abs(liveness.yaw_ratio(obs.landmarks)) >= max_yaw:
             continue
-        if detection.quality_issue(image, obs, policy,
-                                   min_face_px=policy.min_probe_face_px) is None:
+        if (
+            detection.quality_issue(image, obs, policy, min_face_px=policy.min_probe_face_px)
+            is None
+        ):
             embeddings.append(detection.embed(image, obs.box))
-    return sorted(float(np.linalg.norm(a - b))
-                  for i, a in enumerate(embeddings) for b in embeddings[i + 1:])
+    return sorted(
+        float(np.linalg.norm(a - b)) for i, a in enumerate(embeddings) for b in embeddings[i + 1 :]
+    )
 
 
 def _fmt_range(values: Sequence[float]) -> str:
@@ -311,9 +314,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if video:
         dists = video_genuine_distances([p.read_bytes() for p in video], policy)
         over = sum(d > policy.match_threshold for d in dists)
-        print(f"informational, real stage video ({len(video)} frames, ~90 px faces, mic over "
-              f"the mouth): frontal same-person frame pairs {_fmt_range(dists)}, "
-              f"{over}/{len(dists)} over the threshold")
+        print(
+            f"informational, real stage video ({len(video)} frames, ~90 px faces, mic over "
+            f"the mouth): frontal same-person frame pairs {_fmt_range(dists)}, "
+            f"{over}/{len(dists)} over the threshold"
+        )
     partial = args.data / "obama_partial_face.jpg"
     if partial.exists():
         print(f"obama_partial_face.jpg: {gate_measurements(partial.read_bytes(), policy)}")

@@ -134,8 +134,13 @@ def detect_actions(signals: Sequence[FrameSignals], policy: BiometricsPolicy) ->
     events: list[tuple[int, Action]] = []
     pose: str | None = None
     for i, y in enumerate(yaw):
-        new = "L" if y >= policy.turn_yaw else "R" if y <= -policy.turn_yaw else (
-            "N" if abs(y) < policy.neutral_yaw else pose)
+        new = (
+            "L"
+            if y >= policy.turn_yaw
+            else "R"
+            if y <= -policy.turn_yaw
+            else ("N" if abs(y) < policy.neutral_yaw else pose)
+        )
         if new != pose and new in ("L", "R"):
             events.append((i, Action.TURN_LEFT if new == "L" else Action.TURN_RIGHT))
         pose = new
@@ -170,14 +175,19 @@ def closed_frames(signals: Sequence[FrameSignals], policy: BiometricsPolicy) -> 
     if not ears:
         return [False] * len(signals)
     ear_base = float(np.median(ears))
-    opens = [s.openness for s, f in zip(signals, frontal, strict=True)
-             if f and s.openness is not None]
+    opens = [
+        s.openness for s, f in zip(signals, frontal, strict=True) if f and s.openness is not None
+    ]
     open_base = float(np.median(opens)) if opens else None
     out: list[bool] = []
     for s, f in zip(signals, frontal, strict=True):
         by_ear = ear_base > 0 and s.ear < policy.blink_ear_ratio * ear_base
-        by_look = (open_base is not None and open_base > 0 and s.openness is not None
-                   and s.openness < policy.blink_openness_ratio * open_base)
+        by_look = (
+            open_base is not None
+            and open_base > 0
+            and s.openness is not None
+            and s.openness < policy.blink_openness_ratio * open_base
+        )
         out.append(bool(f and (by_ear or by_look)))
     return out
 
@@ -200,8 +210,9 @@ def detect_actions_from_landmarks(
     landmarks: Sequence[Points], policy: BiometricsPolicy
 ) -> tuple[Action, ...]:
     """:func:`detect_actions` on 68x2 landmark arrays (EAR and yaw only)."""
-    return detect_actions([signals_from_landmarks(np.asarray(lm, dtype=np.float64))
-                           for lm in landmarks], policy)
+    return detect_actions(
+        [signals_from_landmarks(np.asarray(lm, dtype=np.float64)) for lm in landmarks], policy
+    )
 
 
 def compare_actions(detected: Sequence[Action], required: Sequence[Action]) -> Reason | None:

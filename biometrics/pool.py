@@ -84,8 +84,9 @@ class FaceWorkerPool:
         loop = asyncio.get_running_loop()
         try:
             # Submitted together, so each one spawns (and warms) its own worker.
-            await asyncio.gather(*(loop.run_in_executor(self._executor, _ping)
-                                   for _ in range(self.workers)))
+            await asyncio.gather(
+                *(loop.run_in_executor(self._executor, _ping) for _ in range(self.workers))
+            )
         except BaseException as e:
             await self.close()
             raise WorkerError("face workers failed to start") from e
@@ -100,8 +101,12 @@ class FaceWorkerPool:
         await self.start()
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         await self.close()
 
     async def _run(self, fn: Callable[[], T]) -> T:
@@ -127,13 +132,21 @@ class FaceWorkerPool:
         return await self._run(functools.partial(engine.enrol, list(images), self.policy))
 
     async def enrol_frames(self, frames: Sequence[bytes]) -> FaceTemplate:
-        return await self._run(functools.partial(engine.enrol_frames, list(frames),
-                                                 self.policy))
+        return await self._run(functools.partial(engine.enrol_frames, list(frames), self.policy))
 
     async def match(self, template: FaceTemplate, image: bytes) -> Verdict:
         return await self._run(functools.partial(engine.match, template, image, self.policy))
 
-    async def verify(self, template: FaceTemplate, frames: Sequence[bytes],
-                     challenge: Challenge, *, now: datetime | None = None) -> Verdict:
-        return await self._run(functools.partial(
-            engine.verify, template, list(frames), challenge, now=now, policy=self.policy))
+    async def verify(
+        self,
+        template: FaceTemplate,
+        frames: Sequence[bytes],
+        challenge: Challenge,
+        *,
+        now: datetime | None = None,
+    ) -> Verdict:
+        return await self._run(
+            functools.partial(
+                engine.verify, template, list(frames), challenge, now=now, policy=self.policy
+            )
+        )

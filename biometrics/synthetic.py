@@ -28,8 +28,9 @@ def _encode(image: Image.Image, fmt: str) -> bytes:
     return out.getvalue()
 
 
-def close_eyes(image: bytes, *, fmt: str = "PNG",
-               policy: BiometricsPolicy = DEFAULT_POLICY) -> bytes:
+def close_eyes(
+    image: bytes, *, fmt: str = "PNG", policy: BiometricsPolicy = DEFAULT_POLICY
+) -> bytes:
     """Paint both eyes of the (single) face with skin colour sampled under each eye.
 
     The output has the working size of ``policy`` (like every decoded image).
@@ -44,15 +45,21 @@ def close_eyes(image: bytes, *, fmt: str = "PNG",
         pts = obs.landmarks[eye]
         cx, cy = pts.mean(axis=0)
         w = float(np.ptp(pts[:, 0]))
-        patch = rgb[int(cy + 0.45 * w):int(cy + 0.75 * w) + 1,
-                    int(cx - 0.3 * w):int(cx + 0.3 * w) + 1].reshape(-1, 3)
+        patch = rgb[
+            int(cy + 0.45 * w) : int(cy + 0.75 * w) + 1, int(cx - 0.3 * w) : int(cx + 0.3 * w) + 1
+        ].reshape(-1, 3)
         colour = tuple(int(v) for v in np.median(patch, axis=0)) if patch.size else (160, 120, 100)
         draw.ellipse([cx - 0.75 * w, cy - 0.45 * w, cx + 0.75 * w, cy + 0.45 * w], fill=colour)
     return _encode(pil.filter(ImageFilter.GaussianBlur(0.5)), fmt)
 
 
-def blink_burst(image: bytes, pattern: str = "oocoo", *, fmt: str = "PNG",
-                policy: BiometricsPolicy = DEFAULT_POLICY) -> list[bytes]:
+def blink_burst(
+    image: bytes,
+    pattern: str = "oocoo",
+    *,
+    fmt: str = "PNG",
+    policy: BiometricsPolicy = DEFAULT_POLICY,
+) -> list[bytes]:
     """Frames following ``pattern`` ('o' open = the photo, 'c' closed = painted)."""
     if not pattern or set(pattern) - {"o", "c"}:
         raise BiometricsError("pattern is made of 'o' and 'c'", code="invalid_input")

@@ -51,7 +51,12 @@ class Verdict:
 
     @classmethod
     def refused(
-        cls, reason: Reason, threshold: float, *, frames: int = 1,
-        actions: tuple[str, ...] = (), score: float | None = None,
+        cls,
+        reason: Reason,
+        threshold: float,
+        *,
+        frames: int = 1,
+        actions: tuple[str, ...] = (),
+        score: float | None = None,
     ) -> Verdict:
         return cls(False, reason, score, threshold, frames, actions)

@@ -25,8 +25,9 @@ def template(frames: list[bytes]) -> FaceTemplate:
 
 
 def challenge(*actions: Action) -> Challenge:
-    return Challenge(nonce="n" * 32, issued_at=T0, expires_at=T0 + timedelta(seconds=60),
-                     actions=actions)
+    return Challenge(
+        nonce="n" * 32, issued_at=T0, expires_at=T0 + timedelta(seconds=60), actions=actions
+    )
 
 
 def test_real_turns_detected_in_order(template: FaceTemplate, frames: list[bytes]) -> None:
@@ -39,13 +40,13 @@ def test_real_turns_detected_in_order(template: FaceTemplate, frames: list[bytes
     assert verdict.accepted, verdict
 
 
-def test_real_turns_wrong_order_or_unrequested(template: FaceTemplate,
-                                               frames: list[bytes]) -> None:
-    assert verify(template, frames, challenge(RIGHT, LEFT), now=T0).reason \
+def test_real_turns_wrong_order_or_unrequested(template: FaceTemplate, frames: list[bytes]) -> None:
+    assert (
+        verify(template, frames, challenge(RIGHT, LEFT), now=T0).reason
         is Reason.ACTIONS_WRONG_ORDER
+    )
     # asked only for a left turn: the extra right turn is refused too
-    assert verify(template, frames, challenge(LEFT), now=T0).reason \
-        is Reason.ACTIONS_WRONG_ORDER
+    assert verify(template, frames, challenge(LEFT), now=T0).reason is Reason.ACTIONS_WRONG_ORDER
 
 
 def test_real_video_without_the_action(template: FaceTemplate, frames: list[bytes]) -> None:

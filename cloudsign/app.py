@@ -11,13 +11,18 @@ from typing import Final
 
 from aiohttp import web
 
-from cloudsign import api_enrolment, api_pki
-from cloudsign.appkeys import CA, DATABASE, ENROLMENT, HSM, SETTINGS
+from biometrics import FaceWorkerPool
+from cloudsign import api_enrolment, api_pki, api_signing, csc
+from cloudsign.appkeys import CA, DATABASE, ENROLMENT, FACE_POOL, FACES, HSM, SETTINGS, SIGNING
+from cloudsign.audit import api as audit_api
+from cloudsign.audit.service import audit_resources, audit_tasks
 from cloudsign.ca.authority import CertificateAuthority
 from cloudsign.enrolment import EnrolmentService
+from cloudsign.faces import FaceService, policy_from
 from cloudsign.http import problem_middleware
 from cloudsign.instance import ca_profile, prepare_hsm
 from cloudsign.settings import Settings
+from cloudsign.signing.service import SigningService
 from cloudsign.storage import Database
 from hsm_bridge import HsmBridge, HsmError
 
@@ -51,8 +56,23 @@ async def _hsm(app: web.Application) -> AsyncIterator[None]:
         await bridge.close()
 
 
+async def _face_pool(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    # Warmed worker processes: dlib never runs on the event loop.
+    pool = FaceWorkerPool(policy_from(settings), workers=settings.face_workers)
+    await pool.start()
+    app[FACE_POOL] = pool
+    yield
+    await pool.close()
+
+
 async def _services(app: web.Application) -> AsyncIterator[None]:
-    app[ENROLMENT] = EnrolmentService(app[DATABASE], app[HSM], app[CA], app[SETTINGS])
+    db, hsm, settings = app[DATABASE], app[HSM], app[SETTINGS]
+    enrolment = EnrolmentService(db, hsm, app[CA], settings)
+    faces = FaceService(db, hsm, app[FACE_POOL], settings)
+    app[ENROLMENT] = enrolment
+    app[FACES] = faces
+    app[SIGNING] = SigningService(db, hsm, app[CA], enrolment, faces, settings)
     yield
 
 
@@ -76,14 +96,26 @@ async def _sweeper(app: web.Application) -> AsyncIterator[None]:
 
 #: Resources in start-up order (torn down in reverse). Features append
 #: their own context after the ones they need.
-CLEANUP_CONTEXTS: Final[list[CleanupContext]] = [_database, _hsm, _services, _sweeper]
+CLEANUP_CONTEXTS: Final[list[CleanupContext]] = [_database, _hsm, _face_pool, _services, _sweeper]
 
 #: Route tables of the HTTP surfaces.
-ROUTES: Final[list[web.RouteTableDef]] = [api_enrolment.routes, api_pki.routes]
+ROUTES: Final[list[web.RouteTableDef]] = [
+    api_enrolment.routes,
+    api_signing.routes,
+    csc.routes,
+    api_pki.routes,
+]
+
+# The audit log (cloudsign/audit) after the resources it uses.
+CLEANUP_CONTEXTS.extend([audit_resources, audit_tasks])
+ROUTES.append(audit_api.routes)
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[problem_middleware])
+    # The app-wide cap is the upload limit; JSON bodies are held to max_body_bytes.
+    app = web.Application(
+        client_max_size=settings.max_upload_bytes, middlewares=[problem_middleware]
+    )
     app[SETTINGS] = settings
     app.cleanup_ctx.extend(CLEANUP_CONTEXTS)
     for routes in ROUTES:

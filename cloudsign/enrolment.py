@@ -95,6 +95,31 @@ def parse_transport_message(data: object) -> TransportMessage:
         raise ValidationError(e.message, field="password_key") from e
 
 
+def parse_transport_pin(pin: object) -> TransportMessage:
+    """The CSC `PIN` field: `CSPW1.<transport key id>.<b64url point>.<b64url wrap>`.
+    A plain password is refused: it must never reach the server."""
+    if not isinstance(pin, str) or not pin:
+        raise ValidationError("PIN is required", field="PIN")
+    parts = pin.split(".")
+    if len(parts) != 4 or parts[0] != "CSPW1":
+        raise ValidationError(
+            "PIN must carry the key password wrapped for a transport key (CSPW1.…), "
+            "never the password itself",
+            field="PIN",
+        )
+
+    def unb64(value: str) -> bytes:
+        try:
+            return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+        except (binascii.Error, ValueError) as e:
+            raise ValidationError("PIN is not well-formed base64url", field="PIN") from e
+
+    try:
+        return TransportMessage(parts[1], unb64(parts[2]), unb64(parts[3]))
+    except InvalidTransportMessageError as e:
+        raise ValidationError(e.message, field="PIN") from e
+
+
 @dataclass(frozen=True)
 class Owner:
     id: str
@@ -484,6 +509,8 @@ class EnrolmentService:
             raise PreconditionError(f"consent required first: {', '.join(missing)}")
         if not owner.totp_confirmed:
             raise PreconditionError("TOTP must be set up and confirmed first")
+        if self.settings.require_face and not owner.face_enrolled:
+            raise PreconditionError("the face must be enrolled first")
         if active:
             raise ConflictError("this owner already has an active credential")
         await self.verify_otp(owner.id, otp)

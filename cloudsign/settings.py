@@ -50,6 +50,7 @@ class Settings:
     hsm_token_label: str = "cloudsign"  # noqa: S105 - a label, not a secret
     hsm_pin_file: str = ""  # default data_dir/hsm/user.pin
     hsm_pin: Secret | None = field(default=None, repr=False)  # env only
+    auditor_token: Secret | None = field(default=None, repr=False)  # env only
     # CA
     ca_name: str = "cloudsign"
     ca_organisation: str = "Cloudsign Certification Centre"
@@ -65,6 +66,41 @@ class Settings:
     totp_issuer: str = "cloudsign"
     totp_valid_window: int = 1
     totp_period_seconds: int = 30  # RFC 6238 step; authenticator apps use 30
+    # audit log (cloudsign/audit): checkpoints and on-chain anchors
+    audit_origin: str = ""  # default: <public_url host>/audit-log
+    audit_utc_offset: str = "+05:00"  # days close at midnight in this fixed offset
+    audit_sequence_interval_ms: int = 500
+    audit_sequence_batch: int = 5000
+    audit_background_tasks: bool = True  # sequencer, day close, anchoring in this process
+    chain_rpc_url: str = ""  # default: an embedded anvil in data_dir/chain
+    chain_contract_address: str = ""  # default: deployed once, remembered in the database
+    chain_anvil_port: int = 8545  # embedded anvil; 0 picks a free port
+    chain_confirmations: int = 2  # blocks on top of the anchor (counting it)
+    chain_poll_interval_ms: int = 5000
+    # biometric factor
+    face_workers: int = 2
+    face_match_threshold: float = 0.53  # biometrics.DEFAULT_MATCH_THRESHOLD, measured
+    liveness_actions: str = "blink,turn_left,turn_right"
+    liveness_action_count: int = 2
+    face_challenge_ttl_seconds: int = 60
+    face_pass_ttl_seconds: int = 120  # a passed face check may back one authorisation this long
+    require_face: bool = True
+    max_upload_bytes: int = 16 << 20  # face bursts and documents
+    # signing
+    sad_ttl_seconds: int = 300
+    max_signatures_per_sad: int = 1000
+    max_failed_attempts: int = 5
+    lockout_seconds: int = 900
+    # certificate status services (cloudsign/status): CRL, OCSP, TSA, notices
+    operator_token: Secret | None = field(default=None, repr=False)  # env only; operator API
+    crl_interval_hours: int = 24  # a complete CRL is published this often
+    crl_validity_hours: int = 25  # nextUpdate - thisUpdate of a complete CRL
+    delta_crl_interval_minutes: int = 60  # a delta CRL at least this often, and after revocations
+    ocsp_validity_seconds: int = 600  # nextUpdate - thisUpdate of an OCSP response
+    tsa_policy_oid: str = "2.999.1.2"  # replace with the TSA's registered policy OID
+    tsa_accuracy_ms: int = 1000
+    status_poll_ms: int = 500  # how often revocations made by other processes are picked up
+    status_background_tasks: bool = True  # CRL publication and revocation watcher here
 
     def __post_init__(self) -> None:
         _check(1 <= self.port <= 65535, "port must be 1..65535")
@@ -76,6 +112,21 @@ class Settings:
         _check(60 <= self.access_token_ttl_seconds <= 86400, "access_token_ttl_seconds 60..86400")
         _check(0 <= self.totp_valid_window <= 2, "totp_valid_window must be 0..2")
         _check(1 <= self.totp_period_seconds <= 120, "totp_period_seconds must be 1..120")
+        _check(1 <= self.face_workers <= 32, "face_workers must be 1..32")
+        _check(0.2 <= self.face_match_threshold <= 0.8, "face_match_threshold must be 0.2..0.8")
+        actions = [a.strip() for a in self.liveness_actions.split(",") if a.strip()]
+        _check(
+            bool(actions) and set(actions) <= {"blink", "turn_left", "turn_right"},
+            "liveness_actions is a comma list of blink, turn_left, turn_right",
+        )
+        _check(1 <= self.liveness_action_count <= 4, "liveness_action_count must be 1..4")
+        _check(10 <= self.face_challenge_ttl_seconds <= 300, "face_challenge_ttl_seconds 10..300")
+        _check(10 <= self.face_pass_ttl_seconds <= 600, "face_pass_ttl_seconds 10..600")
+        _check(self.max_upload_bytes >= self.max_body_bytes, "max_upload_bytes < max_body_bytes")
+        _check(10 <= self.sad_ttl_seconds <= 3600, "sad_ttl_seconds must be 10..3600")
+        _check(1 <= self.max_signatures_per_sad <= 10000, "max_signatures_per_sad 1..10000")
+        _check(1 <= self.max_failed_attempts <= 20, "max_failed_attempts must be 1..20")
+        _check(10 <= self.lockout_seconds <= 86400 * 7, "lockout_seconds must be 10..604800")
         _check(1 <= self.certificate_validity_days <= 3650, "certificate_validity_days 1..3650")
         _check(bool(self.hsm_token_label), "hsm_token_label must not be empty")
         if self.ca_key_algorithm not in CA_KEY_ALGORITHMS:
@@ -97,6 +148,8 @@ class Settings:
                 urlsplit(self.public_url).scheme in ("http", "https"),
                 "public_url must be http(s)",
             )
+        _check_audit(self)
+        _check_status(self)
 
     # derived values -------------------------------------------------------
 
@@ -107,6 +160,20 @@ class Settings:
     @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'cloudsign.db').resolve()}"
+
+    @property
+    def liveness_vocabulary(self) -> tuple[str, ...]:
+        return tuple(a.strip() for a in self.liveness_actions.split(",") if a.strip())
+
+    @property
+    def effective_audit_origin(self) -> str:
+        if self.audit_origin:
+            return self.audit_origin
+        return urlsplit(self.effective_public_url).netloc + "/audit-log"
+
+    @property
+    def chain_dir(self) -> Path:
+        return self.data_dir / "chain"
 
     @property
     def hsm_dir(self) -> Path:
@@ -146,6 +213,64 @@ def _check(condition: bool, message: str) -> None:
         raise ConfigurationError(message)
 
 
+def _check_audit(s: Settings) -> None:
+    origin = s.audit_origin
+    _check(
+        not origin or (origin.isprintable() and not any(c.isspace() or c == "+" for c in origin)),
+        "audit_origin must be printable, without spaces or '+'",
+    )
+    offset = s.audit_utc_offset
+    _check(
+        len(offset) == 6
+        and offset[0] in "+-"
+        and offset[3] == ":"
+        and offset[1:3].isdigit()
+        and offset[4:].isdigit()
+        and int(offset[1:3]) * 60 + int(offset[4:]) <= 14 * 60
+        and int(offset[4:]) < 60,
+        "audit_utc_offset must be ±HH:MM within ±14:00",
+    )
+    _check(10 <= s.audit_sequence_interval_ms <= 60_000, "audit_sequence_interval_ms 10..60000")
+    _check(1 <= s.audit_sequence_batch <= 100_000, "audit_sequence_batch must be 1..100000")
+    if s.chain_rpc_url:
+        _check(
+            urlsplit(s.chain_rpc_url).scheme in ("http", "https"),
+            "chain_rpc_url must be http(s)",
+        )
+    if s.chain_contract_address:
+        addr = s.chain_contract_address
+        _check(
+            len(addr) == 42
+            and addr.startswith("0x")
+            and all(c in "0123456789abcdefABCDEF" for c in addr[2:]),
+            "chain_contract_address must be a 0x-prefixed 20-byte address",
+        )
+        _check(bool(s.chain_rpc_url), "chain_contract_address needs chain_rpc_url")
+    _check(0 <= s.chain_anvil_port <= 65535, "chain_anvil_port must be 0..65535")
+    _check(1 <= s.chain_confirmations <= 1000, "chain_confirmations must be 1..1000")
+    _check(50 <= s.chain_poll_interval_ms <= 600_000, "chain_poll_interval_ms 50..600000")
+
+
+def _check_status(s: Settings) -> None:
+    _check(1 <= s.crl_interval_hours <= 168, "crl_interval_hours must be 1..168")
+    _check(
+        s.crl_interval_hours < s.crl_validity_hours <= 24 * 8,
+        "crl_validity_hours must exceed crl_interval_hours (and be at most 192)",
+    )
+    _check(
+        1 <= s.delta_crl_interval_minutes <= 60 * s.crl_interval_hours,
+        "delta_crl_interval_minutes must be 1..crl_interval_hours*60",
+    )
+    _check(60 <= s.ocsp_validity_seconds <= 7 * 86400, "ocsp_validity_seconds must be 60..604800")
+    _check(
+        all(p.isdigit() for p in s.tsa_policy_oid.split(".")), "tsa_policy_oid must be a dotted OID"
+    )
+    _check(1 <= s.tsa_accuracy_ms <= 60_000, "tsa_accuracy_ms must be 1..60000")
+    _check(50 <= s.status_poll_ms <= 60_000, "status_poll_ms must be 50..60000")
+    if s.operator_token is not None:
+        _check(len(s.operator_token.reveal()) >= 16, "operator_token must be 16+ characters")
+
+
 def _redact_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.password:
@@ -155,12 +280,12 @@ def _redact_url(url: str) -> str:
 
 
 _FIELDS: Final = {f.name: f for f in dataclasses.fields(Settings)}
-_ENV_ONLY: Final = frozenset({"hsm_pin"})
+_ENV_ONLY: Final = frozenset({"hsm_pin", "auditor_token", "operator_token"})
 
 
 def _coerce(name: str, raw: Any) -> Any:
     default = _FIELDS[name].default
-    if name == "hsm_pin":
+    if name in _ENV_ONLY:
         return Secret(str(raw))
     if isinstance(default, bool):
         if isinstance(raw, bool):
@@ -175,6 +300,11 @@ def _coerce(name: str, raw: Any) -> Any:
             return int(raw)
         except (TypeError, ValueError) as e:
             raise ConfigurationError(f"{name} must be an integer") from e
+    if isinstance(default, float):
+        try:
+            return float(raw)
+        except (TypeError, ValueError) as e:
+            raise ConfigurationError(f"{name} must be a number") from e
     if isinstance(default, Path):
         return Path(str(raw))
     if not isinstance(raw, str):

@@ -139,3 +139,103 @@ class CloudsignClient:
 
     async def delete_credential(self, credential_id: str, otp: str) -> None:
         await self.request("DELETE", f"/api/v1/me/credentials/{credential_id}", {"otp": otp})
+
+    # -- face -------------------------------------------------------------------
+
+    async def enrol_face(self, images: list[bytes], otp: str | None = None) -> dict[str, Any]:
+        form = aiohttp.FormData()
+        for i, image in enumerate(images):
+            form.add_field("image", image, filename=f"face{i}.jpg", content_type="image/jpeg")
+        return await self._post_form("/api/v1/me/face", form, {"X-OTP": otp} if otp else {})
+
+    async def face_challenge(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("POST", "/api/v1/me/face-challenges")
+        return result
+
+    async def send_burst(self, challenge_id: str, frames: list[bytes]) -> dict[str, Any]:
+        form = aiohttp.FormData()
+        for i, frame in enumerate(frames):
+            form.add_field("frame", frame, filename=f"f{i}.jpg", content_type="image/jpeg")
+        return await self._post_form(f"/api/v1/me/face-challenges/{challenge_id}/burst", form, {})
+
+    async def _post_form(
+        self, path: str, form: aiohttp.FormData, headers: dict[str, str]
+    ) -> dict[str, Any]:
+        auth = {"Authorization": f"Bearer {self.access_token}"} if self.access_token else {}
+        async with self.session.post(
+            self.base_url.rstrip("/") + path, data=form, headers={**auth, **headers}
+        ) as resp:
+            body: dict[str, Any] = await resp.json(content_type=None)
+            if resp.status >= 400:
+                raise ApiError(resp.status, body)
+            return body
+
+    # -- authorise and sign -------------------------------------------------------
+
+    async def authorize(
+        self,
+        credential_id: str,
+        hashes: list[bytes],
+        *,
+        password: str,
+        otp: str,
+        face_challenge_id: str | None,
+        hash_algorithm: str = "sha256",
+    ) -> str:
+        wrapped = await self.wrap_password(password, "authorize")
+        body = await self.request(
+            "POST",
+            f"/api/v1/me/credentials/{credential_id}/authorize",
+            {
+                "hashes": [base64.b64encode(h).decode() for h in hashes],
+                "hash_algorithm": hash_algorithm,
+                "password_key": wrapped.to_json(),
+                "otp": otp,
+                "face_challenge_id": face_challenge_id,
+            },
+        )
+        return str(body["SAD"])
+
+    async def sign_hashes(
+        self, credential_id: str, sad: str, hashes: list[bytes], hash_algorithm: str = "sha256"
+    ) -> list[bytes]:
+        body = await self.request(
+            "POST",
+            f"/api/v1/me/credentials/{credential_id}/sign-hashes",
+            {
+                "SAD": sad,
+                "hashes": [base64.b64encode(h).decode() for h in hashes],
+                "hash_algorithm": hash_algorithm,
+            },
+        )
+        return [base64.b64decode(s) for s in body["signatures"]]
+
+    async def sign_document(
+        self,
+        credential_id: str,
+        sad: str,
+        *,
+        document: bytes | None = None,
+        document_hash: bytes | None = None,
+        signature_format: str = "cades",
+        name: str | None = None,
+    ) -> tuple[str, bytes]:
+        """Returns (signature id, .p7s or signed PDF)."""
+        payload: dict[str, Any] = {"SAD": sad, "format": signature_format, "name": name}
+        if document is not None:
+            payload["document"] = base64.b64encode(document).decode()
+        if document_hash is not None:
+            payload["document_hash"] = base64.b64encode(document_hash).decode()
+        headers = {"Authorization": f"Bearer {self.access_token}"}
+        async with self.session.post(
+            self.base_url.rstrip("/") + f"/api/v1/me/credentials/{credential_id}/sign-document",
+            json=payload,
+            headers=headers,
+        ) as resp:
+            if resp.status >= 400:
+                raise ApiError(resp.status, await resp.json(content_type=None))
+            return resp.headers["X-Signature-Id"], await resp.read()
+
+    async def documents(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = await self.request("GET", "/api/v1/me/documents")
+        return result

@@ -25,6 +25,8 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 TRANSPORT_CONTEXT_LABEL: Final = b"cloudsign/transport/v1"
 KPW_BYTES: Final = 32
+#: Marks a CSC PIN that carries a wrapped K_pw rather than a password.
+PIN_PREFIX: Final = "CSPW1"
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,18 @@ class WrappedPasswordKey:
     transport_key_id: str
     device_point: bytes
     wrapped_key: bytes = field(repr=False)
+
+    def to_pin(self) -> str:
+        """The CSC `PIN` form: CSPW1.<transport key id>.<b64url point>.<b64url wrap>."""
+        enc = base64.urlsafe_b64encode
+        return ".".join(
+            (
+                PIN_PREFIX,
+                self.transport_key_id,
+                enc(self.device_point).decode().rstrip("="),
+                enc(self.wrapped_key).decode().rstrip("="),
+            )
+        )
 
     def to_json(self) -> dict[str, str]:
         return {

@@ -27,19 +27,23 @@ from cloudsign.ca.identity import check_digit
 from cloudsign.instance import initialise
 from cloudsign.settings import Settings, load_settings
 from mobile_api.client import CloudsignClient, TotpDevice
+from tests.faces import live_burst, photo
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 PG_ADMIN_DSN = os.environ.get("CLOUDSIGN_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 BACKENDS = ("sqlite", "postgresql")
 
-#: Test-only weakening: Argon2id at 8 MiB / 1 pass and 2-second TOTP steps
+#: Test-only settings: Argon2id at 8 MiB / 1 pass and 2-second TOTP steps
 #: keep the suite fast; the defaults (64 MiB / 3 passes, 30 s) are tested in
 #: test_settings.
 FAST_SETTINGS: dict[str, Any] = {
     "argon2_time_cost": 1,
     "argon2_memory_kib": 8192,
     "totp_period_seconds": 2,
+    # A still photo can be made to blink, not to turn its head (tests/faces.py).
+    "liveness_actions": "blink",
+    "liveness_action_count": 1,
 }
 
 
@@ -183,10 +187,22 @@ async def enrolled(
     password: str = "correct horse battery",
     algorithm: str = "ec-p256",
     identity: dict[str, str] | None = None,
+    face: str = "obama_1.jpg",
 ) -> tuple[TotpDevice, dict[str, Any]]:
-    """Account, consents, TOTP and a credential, all through the HTTP API."""
+    """Account, consents, TOTP, face and a credential, all through the HTTP API."""
     await client.create_account(identity or person())
     await client.accept_consents()
     totp = await client.setup_totp()
+    await client.enrol_face([photo(face)])
     cred = await client.create_credential(password, await totp.fresh_code(), algorithm)
     return totp, cred
+
+
+async def passed_face_check(client: CloudsignClient, face: str = "obama_2.jpg") -> str:
+    """A face check passed just now; returns its id for one authorisation."""
+    challenge = await client.face_challenge()
+    verdict = await client.send_burst(
+        challenge["challenge_id"], live_burst(face, challenge["actions"])
+    )
+    assert verdict["passed"], verdict
+    return str(challenge["challenge_id"])

@@ -20,6 +20,7 @@ from cloudsign.ca.identity import check_digit
 from cloudsign.storage.schema import certificates, credentials, events, owners
 from mobile_api.client import ApiError, CloudsignClient
 from tests.conftest import enrolled, make_bin, person
+from tests.faces import photo
 
 WRONG_CHECK_DIGIT_IIN = "90010131234" + str(((check_digit("90010131234") or 0) + 1) % 10)
 
@@ -160,6 +161,7 @@ async def test_replayed_transport_message_is_refused(client: CloudsignClient) ->
     await client.create_account(person())
     await client.accept_consents()
     totp = await client.setup_totp()
+    await client.enrol_face([photo("obama_1.jpg")])
     wrapped = await client.wrap_password("pw-1", "credential.create")
     body = {"algorithm": "ec-p256", "password_key": wrapped.to_json()}
     await client.request("POST", "/api/v1/me/credentials", {**body, "otp": await totp.fresh_code()})
@@ -178,6 +180,7 @@ async def test_otp_wrong_or_replayed_is_refused(client: CloudsignClient) -> None
     await client.create_account(person())
     await client.accept_consents()
     totp = await client.setup_totp()
+    await client.enrol_face([photo("obama_1.jpg")])
     wrapped = await client.wrap_password("pw", "credential.create")
     code = await totp.fresh_code()
     wrong = f"{(int(code) + 1) % 1_000_000:06d}"
@@ -218,6 +221,19 @@ async def test_credential_requires_consent_and_totp(client: CloudsignClient) -> 
             {"algorithm": "ec-p256", "password_key": wrapped.to_json(), "otp": "123456"},
         )
     assert err.value.status == 409 and "TOTP" in err.value.body["detail"]
+    totp = await client.setup_totp()
+    wrapped = await client.wrap_password("pw", "credential.create")
+    with pytest.raises(ApiError) as err:
+        await client.request(
+            "POST",
+            "/api/v1/me/credentials",
+            {
+                "algorithm": "ec-p256",
+                "password_key": wrapped.to_json(),
+                "otp": await totp.fresh_code(),
+            },
+        )
+    assert err.value.status == 409 and "face" in err.value.body["detail"]
     assert await client.credentials() == []
 
 
@@ -240,6 +256,7 @@ async def test_racing_credential_requests_create_exactly_one(
     await client.create_account(person())
     await client.accept_consents()
     totp = await client.setup_totp()
+    await client.enrol_face([photo("obama_1.jpg")])
     first = await client.wrap_password("pw", "credential.create")
     second = await client.wrap_password("pw", "credential.create")
     code = await totp.fresh_code()

@@ -15,7 +15,7 @@ from sqlalchemy import MetaData
 from cloudsign.storage.schema import metadata
 
 #: Modules that define tables, besides storage.schema itself.
-TABLE_MODULES: Final[tuple[str, ...]] = ()
+TABLE_MODULES: Final[tuple[str, ...]] = ("cloudsign.signing.tables", "cloudsign.audit.tables")
 
 
 def all_tables() -> MetaData:

@@ -1,0 +1,288 @@
+"""The biometric factor in the service: face enrolment (template sealed by the
+HSM), liveness challenges, burst verification and the one-time use of a
+passed check by an authorisation.
+
+What the check does and does not stop is in docs/biometrics.md. Here:
+- a challenge is single-use: the burst submission claims it atomically, so a
+  burst sent twice (or two bursts raced) gets one verdict;
+- every frame's SHA-256 is remembered per owner, so an earlier burst cannot
+  be replayed against a new challenge whose actions happen to match;
+- a passed check backs exactly one authorisation, within `face_pass_ttl_seconds`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from biometrics import (
+    BiometricsError,
+    BiometricsPolicy,
+    Challenge,
+    EnrolmentRefusedError,
+    FaceTemplate,
+    FaceWorkerPool,
+    Reason,
+)
+from cloudsign.errors import (
+    CloudsignError,
+    ConflictError,
+    FactorError,
+    NotFoundError,
+    PreconditionError,
+    ServiceUnavailableError,
+    ValidationError,
+)
+from cloudsign.events import EventType, append_event
+from cloudsign.settings import Settings
+from cloudsign.signing.tables import face_challenges, face_frames_seen
+from cloudsign.storage import Database
+from cloudsign.storage.schema import owners
+from hsm_bridge import HsmBridge
+
+TEMPLATE_AAD_LABEL: Final = b"cloudsign/face-template/v1\x00"
+
+
+class UnsupportedImageError(CloudsignError):
+    code = "unsupported_media_type"
+    status = 415
+    title = "Unsupported image format"
+
+
+class ImageTooLargeError(CloudsignError):
+    code = "image_too_large"
+    status = 413
+    title = "Image too large"
+
+
+class FaceRefusedError(CloudsignError):
+    """The images are images, but not usable as a face (quality gate)."""
+
+    code = "face_refused"
+    status = 422
+    title = "Face image refused"
+
+    def __init__(self, detail: str, reason: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+def translate(e: BiometricsError) -> CloudsignError:
+    """Map library errors onto HTTP-meaningful service errors."""
+    if e.code == "unsupported_format":
+        return UnsupportedImageError(str(e))
+    if e.code == "image_too_large":
+        return ImageTooLargeError(str(e))
+    if e.code in ("malformed_image", "invalid_input"):
+        return ValidationError(str(e), field="frames")
+    if isinstance(e, EnrolmentRefusedError):
+        return FaceRefusedError(str(e), e.code)
+    if e.code in ("worker_busy", "worker_failure"):
+        return ServiceUnavailableError("face matching is busy; try again")
+    return ValidationError(str(e))
+
+
+def policy_from(settings: Settings) -> BiometricsPolicy:
+    return BiometricsPolicy(match_threshold=settings.face_match_threshold)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _template_aad(owner_id: str) -> bytes:
+    return TEMPLATE_AAD_LABEL + owner_id.encode()
+
+
+class FaceService:
+    def __init__(
+        self, db: Database, bridge: HsmBridge, pool: FaceWorkerPool, settings: Settings
+    ) -> None:
+        self.db = db
+        self.bridge = bridge
+        self.pool = pool
+        self.settings = settings
+
+    async def enrol(self, owner_id: str, images: list[bytes]) -> dict[str, Any]:
+        """Build the reference template from 1..3 images; replaces any earlier one."""
+        try:
+            template = await self.pool.enrol(images)
+        except BiometricsError as e:
+            raise translate(e) from e
+        sealed = await self.bridge.seal("biometric", template.to_bytes(), _template_aad(owner_id))
+        now = _now()
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                update(owners)
+                .where(owners.c.id == owner_id)
+                .values(face_template_sealed=sealed, face_enrolled_at=now)
+            )
+            await append_event(
+                conn, EventType.FACE_ENROL, owner_id=owner_id, data={"images": len(images)}, at=now
+            )
+        return {"enrolled": True, "images": len(images), "enrolled_at": now.isoformat()}
+
+    async def _template(self, owner_id: str) -> FaceTemplate:
+        async with self.db.read() as conn:
+            sealed = (
+                await conn.execute(
+                    select(owners.c.face_template_sealed).where(owners.c.id == owner_id)
+                )
+            ).scalar_one_or_none()
+        if sealed is None:
+            raise PreconditionError("no face enrolled for this account")
+        raw = await self.bridge.unseal("biometric", sealed, _template_aad(owner_id))
+        try:
+            return FaceTemplate.from_bytes(raw)
+        except BiometricsError as e:
+            raise PreconditionError("the stored face template is unusable; enrol again") from e
+
+    async def new_challenge(self, owner_id: str) -> dict[str, Any]:
+        await self._template(owner_id)  # refuse early if there is nothing to match
+        challenge = Challenge.new(
+            vocabulary=self.settings.liveness_vocabulary,
+            length=self.settings.liveness_action_count,
+            lifetime=timedelta(seconds=self.settings.face_challenge_ttl_seconds),
+        )
+        challenge_id = str(uuid.uuid4())
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                face_challenges.insert().values(
+                    id=challenge_id,
+                    owner_id=owner_id,
+                    challenge=challenge.to_dict(),
+                    status="pending",
+                    created_at=challenge.issued_at,
+                    expires_at=challenge.expires_at,
+                )
+            )
+        return {
+            "challenge_id": challenge_id,
+            "nonce": challenge.nonce,
+            "actions": [a.value for a in challenge.actions],
+            "expires_at": challenge.expires_at.isoformat(),
+        }
+
+    async def submit_burst(
+        self, owner_id: str, challenge_id: str, frames: list[bytes]
+    ) -> dict[str, Any]:
+        """Verify a burst captured for the challenge; one verdict per challenge."""
+        now = _now()
+        async with self.db.transaction() as conn:
+            row = (
+                await conn.execute(
+                    select(face_challenges.c.challenge, face_challenges.c.status).where(
+                        face_challenges.c.id == challenge_id,
+                        face_challenges.c.owner_id == owner_id,
+                    )
+                )
+            ).first()
+            if row is None:
+                raise NotFoundError("no such face challenge")
+            claimed = await conn.execute(
+                update(face_challenges)
+                .where(
+                    face_challenges.c.id == challenge_id,
+                    face_challenges.c.status == "pending",
+                    face_challenges.c.expires_at > now,
+                )
+                .values(status="checking")
+            )
+            if claimed.rowcount != 1:
+                raise ConflictError("face challenge already used or expired; request a new one")
+        challenge = Challenge.from_dict(row[0])
+        digests = sorted({hashlib.sha256(f).hexdigest() for f in frames})
+        replayed = await self._remember_frames(owner_id, digests, now)
+        if replayed:
+            return await self._decide(owner_id, challenge_id, False, "burst_replayed", None)
+        template = await self._template(owner_id)
+        try:
+            verdict = await self.pool.verify(template, frames, challenge, now=now)
+        except BiometricsError as e:
+            await self._decide(owner_id, challenge_id, False, e.code, None)
+            raise translate(e) from e
+        return await self._decide(
+            owner_id, challenge_id, verdict.accepted, verdict.reason.value, verdict.score
+        )
+
+    async def _remember_frames(self, owner_id: str, digests: list[str], now: datetime) -> bool:
+        """Record the frames; True if any was seen in an earlier burst."""
+        async with self.db.transaction() as conn:
+            seen = (
+                await conn.execute(
+                    select(face_frames_seen.c.frame_sha256).where(
+                        face_frames_seen.c.owner_id == owner_id,
+                        face_frames_seen.c.frame_sha256.in_(digests),
+                    )
+                )
+            ).first()
+            if seen is not None:
+                return True
+            try:
+                await conn.execute(
+                    insert(face_frames_seen),
+                    [{"owner_id": owner_id, "frame_sha256": d, "seen_at": now} for d in digests],
+                )
+            except IntegrityError:
+                return True
+        return False
+
+    async def _decide(
+        self, owner_id: str, challenge_id: str, accepted: bool, reason: str, score: float | None
+    ) -> dict[str, Any]:
+        now = _now()
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                update(face_challenges)
+                .where(face_challenges.c.id == challenge_id)
+                .values(
+                    status="passed" if accepted else "refused",
+                    reason=reason,
+                    score=score,
+                    decided_at=now,
+                )
+            )
+            if not accepted:
+                await append_event(
+                    conn,
+                    EventType.AUTH_FAILURE,
+                    owner_id=owner_id,
+                    data={"factor": "face", "reason": reason},
+                    at=now,
+                )
+        return {
+            "challenge_id": challenge_id,
+            "passed": accepted,
+            "reason": reason,
+            "score": round(score, 4) if score is not None else None,
+            "threshold": self.settings.face_match_threshold,
+        }
+
+    async def consume(self, owner_id: str, challenge_id: object) -> None:
+        """Spend a passed face check on one authorisation."""
+        if not isinstance(challenge_id, str) or not challenge_id:
+            raise FactorError("a passed face check is required (face_challenge_id)")
+        now = _now()
+        async with self.db.transaction() as conn:
+            result = await conn.execute(
+                update(face_challenges)
+                .where(
+                    face_challenges.c.id == challenge_id,
+                    face_challenges.c.owner_id == owner_id,
+                    face_challenges.c.status == "passed",
+                    face_challenges.c.consumed_at.is_(None),
+                    face_challenges.c.decided_at
+                    > now - timedelta(seconds=self.settings.face_pass_ttl_seconds),
+                )
+                .values(consumed_at=now)
+            )
+        if result.rowcount != 1:
+            raise FactorError("no unused, recent, passed face check with this id")
+
+
+__all__ = ["FaceService", "Reason", "policy_from", "translate"]

@@ -1,0 +1,120 @@
+"""CAdES and PAdES through pyHanko, over the owner key in the HSM.
+
+pyHanko builds the whole CMS (signed attributes with signing-certificate-v2,
+content type, message digest, signing time, CMS algorithm protection); our
+`HsmOwnerSigner` implements only pyHanko's narrow seam, `async_sign_raw`, by
+hashing the signed attributes and signing that digest in the HSM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+from collections.abc import Sequence
+from typing import Final
+
+from asn1crypto import algos, x509
+from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+from pyhanko.pdf_utils.misc import PdfError
+from pyhanko.sign import fields, signers
+from pyhanko.sign.general import SigningError
+from pyhanko_certvalidator.registry import SimpleCertificateStore
+
+from cloudsign.errors import ValidationError
+from hsm_bridge import HsmBridge, SignatureScheme, UnlockedKey, hash_algorithm
+
+#: A generous placeholder for size estimation (dry runs): RSA-3072 is 384 bytes.
+ESTIMATED_SIGNATURE_BYTES: Final = 512
+
+
+class HsmOwnerSigner(signers.Signer):
+    """pyHanko signer whose private key is the unlocked owner key in the HSM."""
+
+    def __init__(
+        self,
+        bridge: HsmBridge,
+        key: UnlockedKey,
+        certificate: x509.Certificate,
+        chain: Sequence[x509.Certificate],
+        *,
+        prefer_pss: bool = False,
+    ) -> None:
+        self._bridge = bridge
+        self._key = key
+        super().__init__(
+            signing_cert=certificate,
+            cert_registry=SimpleCertificateStore.from_certs(list(chain)),  # type: ignore[no-untyped-call]
+            prefer_pss=prefer_pss,
+        )
+
+    def __repr__(self) -> str:
+        return f"HsmOwnerSigner(credential={self._key.credential_id!r})"
+
+    async def async_sign_raw(
+        self, data: bytes, digest_algorithm: str, dry_run: bool = False
+    ) -> bytes:
+        if dry_run:
+            return bytes(ESTIMATED_SIGNATURE_BYTES)
+        h = hash_algorithm(digest_algorithm)
+        digest = hashlib.new(h.name, data).digest()
+        mechanism = self.get_signature_mechanism_for_digest(digest_algorithm)
+        name = mechanism["algorithm"].native
+        if "ecdsa" in name:
+            scheme = SignatureScheme.ECDSA
+        elif name == "rsassa_pss":
+            scheme = SignatureScheme.RSA_PSS
+        else:
+            scheme = SignatureScheme.RSA_PKCS1V15
+        (signature,) = await self._bridge.sign_with_unlocked(self._key, [digest], h, scheme)
+        return signature
+
+
+async def cades_detached(signer: HsmOwnerSigner, document_digest: bytes, hash_name: str) -> bytes:
+    """A detached CAdES baseline-B signature (DER .p7s) over external content
+    whose digest is given."""
+    content_info = await signer.async_sign(
+        document_digest, hash_name, use_pades=False, is_pdf_sig=False
+    )
+    return bytes(content_info.dump())
+
+
+async def pades(signer: HsmOwnerSigner, pdf: bytes, field_name: str = "Signature1") -> bytes:
+    """A PAdES baseline-B signature, appended as an incremental update.
+
+    pyHanko parses and rewrites the PDF synchronously; that runs in a worker
+    thread with its own event loop so the service's loop stays free (the HSM
+    calls it makes go to the process's PKCS#11 thread either way).
+    """
+
+    async def run() -> bytes:
+        try:
+            writer = IncrementalPdfFileWriter(io.BytesIO(pdf), strict=False)
+        except (PdfError, ValueError, KeyError, TypeError) as e:
+            raise ValidationError("the document is not a readable PDF", field="document") from e
+        meta = signers.PdfSignatureMetadata(
+            field_name=field_name,
+            subfilter=fields.SigSeedSubFilter.PADES,
+            md_algorithm="sha256",
+        )
+        out = io.BytesIO()
+        try:
+            await signers.async_sign_pdf(writer, meta, signer=signer, output=out)
+        except (PdfError, SigningError) as e:
+            raise ValidationError(f"the PDF cannot be signed: {e}", field="document") from e
+        return out.getvalue()
+
+    return await asyncio.to_thread(asyncio.run, run())
+
+
+def signature_mechanisms(certificate: x509.Certificate) -> list[str]:
+    """The signAlgo OIDs a credential advertises (CSC credentials/info)."""
+    algo = certificate.public_key.algorithm
+    if algo == "ec":
+        names = ["sha256_ecdsa", "sha384_ecdsa", "sha512_ecdsa", "ecdsa"]
+    else:
+        names = ["sha256_rsa", "sha384_rsa", "sha512_rsa", "rsassa_pss", "rsa"]
+    oids = [algos.SignedDigestAlgorithmId(n).dotted for n in names if n not in ("ecdsa", "rsa")]
+    # Plain key-type OIDs, which CSC clients also send as signAlgo.
+    oids.append("1.2.840.10045.2.1" if algo == "ec" else "1.2.840.113549.1.1.1")
+    return oids

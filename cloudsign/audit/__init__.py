@@ -1,0 +1,34 @@
+"""cloudsign.audit: the service side of the audit chain.
+
+Turns the `events` table into the `audit_chain` log: sequencing into
+contiguous leaves (`log.py`), the event-to-leaf mapping with HSM owner tags
+(`leaves.py`), signed day checkpoints and exports, retention, on-chain
+anchoring through the HSM's Ethereum key (`anchoring.py`), the public
+read-only endpoints (`api.py`) and the app wiring (`service.py`).
+"""
+
+from cloudsign.audit.anchoring import AnchorState, Anchorer
+from cloudsign.audit.log import (
+    AuditLog,
+    AuditLogError,
+    CheckpointRecord,
+    Clock,
+    NotYetCheckpointedError,
+    TamperedLogError,
+    utc_now,
+)
+from cloudsign.audit.signers import HsmNoteSigner, HsmTransactionSigner
+
+__all__ = [
+    "AnchorState",
+    "Anchorer",
+    "AuditLog",
+    "AuditLogError",
+    "CheckpointRecord",
+    "Clock",
+    "HsmNoteSigner",
+    "HsmTransactionSigner",
+    "NotYetCheckpointedError",
+    "TamperedLogError",
+    "utc_now",
+]

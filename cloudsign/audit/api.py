@@ -1,0 +1,142 @@
+"""Public, read-only JSON endpoints of the audit log (no authentication).
+
+GET /log/keys                       origin, note verifier key, anchoring address, contract
+GET /log/checkpoint                 the latest checkpoint
+GET /log/checkpoints/{day}          one day's checkpoint
+GET /log/anchors/{day}              that day's anchor (contract, tx, block, confirmations)
+GET /log/proof?index=N | ?leaf_hash=HEX   inclusion bundle (`audit-chain prove` input)
+GET /log/consistency?first=N&second=M     consistency proof between two sizes
+GET /log/exports/{day}              the day export (JSON lines, streamed)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import tempfile
+from datetime import date
+from pathlib import Path
+from typing import Final
+
+from aiohttp import web
+
+from audit_chain.days import format_offset
+from cloudsign.audit.service import ANCHORER, AUDIT_LOG
+from cloudsign.errors import NotFoundError, ValidationError
+
+routes = web.RouteTableDef()
+
+_HEX32 = re.compile(r"[0-9a-fA-F]{64}")
+MAX_INDEX: Final = 2**63 - 1
+EXPORT_CONTENT_TYPE: Final = "application/x-ndjson"
+
+
+def _day(request: web.Request) -> date:
+    text = request.match_info["day"]
+    try:
+        if len(text) != 10:
+            raise ValueError(text)
+        return date.fromisoformat(text)
+    except ValueError as e:
+        raise ValidationError("day must be YYYY-MM-DD", field="day") from e
+
+
+def _int_param(request: web.Request, name: str) -> int:
+    text = request.query.get(name, "")
+    if not text.isdigit() or len(text) > 19 or int(text) > MAX_INDEX:
+        raise ValidationError(f"{name} must be a non-negative integer", field=name)
+    return int(text)
+
+
+@routes.get("/log/keys")
+async def keys(request: web.Request) -> web.Response:
+    audit_log = request.app[AUDIT_LOG]
+    anchorer = request.app[ANCHORER]
+    return web.json_response(
+        {
+            "origin": audit_log.origin,
+            "log_key": audit_log.verifier.vkey,
+            "utc_offset": format_offset(audit_log.clock.utc_offset),
+            "anchor_address": anchorer.address,
+            "contract": anchorer.contract_address,
+            "chain_id": anchorer.chain_id,
+            "confirmations_required": anchorer.depth,
+        }
+    )
+
+
+@routes.get("/log/checkpoint")
+async def latest_checkpoint(request: web.Request) -> web.Response:
+    cp = await request.app[AUDIT_LOG].latest_checkpoint()
+    if cp is None:
+        raise NotFoundError("no day has closed yet")
+    return web.json_response(cp.to_json_obj())
+
+
+@routes.get("/log/checkpoints/{day}")
+async def day_checkpoint(request: web.Request) -> web.Response:
+    day = _day(request)
+    cp = await request.app[AUDIT_LOG].checkpoint(day)
+    if cp is None:
+        raise NotFoundError(f"day {day.isoformat()} has no checkpoint")
+    return web.json_response(cp.to_json_obj())
+
+
+@routes.get("/log/anchors/{day}")
+async def day_anchor(request: web.Request) -> web.Response:
+    day = _day(request)
+    anchorer = request.app[ANCHORER]
+    state = await anchorer.anchor_state(day)
+    if state is None:
+        raise NotFoundError(f"day {day.isoformat()} is not anchored yet")
+    body = state.to_json_obj()
+    head = await anchorer.head_block()
+    if head is not None and state.block_number is not None and state.status != "pending":
+        body["confirmations"] = max(0, head - state.block_number + 1)
+    return web.json_response(body)
+
+
+@routes.get("/log/proof")
+async def inclusion_proof(request: web.Request) -> web.Response:
+    audit_log = request.app[AUDIT_LOG]
+    if "leaf_hash" in request.query:
+        text = request.query["leaf_hash"]
+        if not _HEX32.fullmatch(text):
+            raise ValidationError("leaf_hash must be 64 hex digits", field="leaf_hash")
+        index = await audit_log.leaf_index_of(bytes.fromhex(text))
+    elif "index" in request.query:
+        index = _int_param(request, "index")
+    else:
+        raise ValidationError("give index or leaf_hash", field="index")
+    bundle = await audit_log.inclusion_bundle(index)
+    return web.Response(text=bundle.to_json(), content_type="application/json")
+
+
+@routes.get("/log/consistency")
+async def consistency(request: web.Request) -> web.Response:
+    first = _int_param(request, "first")
+    second = _int_param(request, "second")
+    proof = await request.app[AUDIT_LOG].consistency_proof(first, second)
+    return web.json_response({"first": first, "second": second, "proof": [p.hex() for p in proof]})
+
+
+@routes.get("/log/exports/{day}")
+async def day_export(request: web.Request) -> web.StreamResponse:
+    day = _day(request)
+    audit_log = request.app[AUDIT_LOG]
+    # Written (and checked against the signed root) before the first byte is sent.
+    with tempfile.TemporaryDirectory(prefix="cloudsign-export-") as tmp:
+        path = await audit_log.write_export(day, Path(tmp) / f"{day.isoformat()}.jsonl")
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": EXPORT_CONTENT_TYPE,
+                "Content-Disposition": f'attachment; filename="{day.isoformat()}.jsonl"',
+            }
+        )
+        response.content_length = path.stat().st_size
+        await response.prepare(request)
+        with contextlib.closing(path.open("rb")) as f:
+            while chunk := f.read(1 << 16):
+                await response.write(chunk)
+        await response.write_eof()
+        return response

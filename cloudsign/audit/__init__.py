@@ -7,7 +7,7 @@ anchoring through the HSM's Ethereum key (`anchoring.py`), the public
 read-only endpoints (`api.py`) and the app wiring (`service.py`).
 """
 
-from cloudsign.audit.anchoring import AnchorState, Anchorer
+from cloudsign.audit.anchoring import Anchorer, AnchorState
 from cloudsign.audit.log import (
     AuditLog,
     AuditLogError,

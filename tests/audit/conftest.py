@@ -156,8 +156,8 @@ async def running(server: TestServer) -> AsyncIterator[TestServer]:
         await server.close()
 
 
-async def wait_for(predicate: Callable[[], Any], timeout: float = 20.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def wait_for(predicate: Callable[[], Any], within: float = 20.0) -> Any:
+    deadline = asyncio.get_running_loop().time() + within
     while True:
         value = await predicate()
         if value:

@@ -15,7 +15,7 @@ from cloudsign.api_enrolment import current_owner
 from cloudsign.appkeys import ENROLMENT, FACES, SETTINGS, SIGNING
 from cloudsign.enrolment import parse_transport_message
 from cloudsign.errors import UnauthorizedError, ValidationError
-from cloudsign.http import bearer_token, field, read_images, read_json
+from cloudsign.http import bearer_token, field, problem, read_images, read_json
 from hsm_bridge import UnsupportedAlgorithmError, hash_algorithm
 
 routes = web.RouteTableDef()
@@ -69,7 +69,15 @@ async def face_burst(request: web.Request) -> web.Response:
     verdict = await request.app[FACES].submit_burst(
         owner.id, request.match_info["challenge_id"], frames
     )
-    return web.json_response(verdict, status=200 if verdict["passed"] else 403)
+    if verdict["passed"]:
+        return web.json_response(verdict)
+    return problem(
+        403,
+        "Face check failed",
+        f"the face check was refused: {verdict['reason']}",
+        "face_check_failed",
+        **verdict,
+    )
 
 
 # -- authorise and sign ---------------------------------------------------------

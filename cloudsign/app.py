@@ -23,6 +23,8 @@ from cloudsign.http import problem_middleware
 from cloudsign.instance import ca_profile, prepare_hsm
 from cloudsign.settings import Settings
 from cloudsign.signing.service import SigningService
+from cloudsign.status import api as status_api
+from cloudsign.status.runtime import status_context
 from cloudsign.storage import Database
 from hsm_bridge import HsmBridge, HsmError
 
@@ -109,6 +111,10 @@ ROUTES: Final[list[web.RouteTableDef]] = [
 # The audit log (cloudsign/audit) after the resources it uses.
 CLEANUP_CONTEXTS.extend([audit_resources, audit_tasks])
 ROUTES.append(audit_api.routes)
+
+# Certificate status and time (cloudsign/status): CRL, OCSP, TSA, notices.
+CLEANUP_CONTEXTS.append(status_context)
+ROUTES.append(status_api.routes)
 
 
 def create_app(settings: Settings) -> web.Application:

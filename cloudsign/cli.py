@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from cloudsign.errors import CloudsignError
 from cloudsign.settings import Settings, load_settings
+from cloudsign.status import cli as status_cli
 from cloudsign.storage import Database
 from cloudsign.storage.schema import certificates, events
 
@@ -133,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--limit", type=int, default=50)
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(fn=cmd_events)
+    status_cli.add_parsers(sub, _settings)
     return p
 
 

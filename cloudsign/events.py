@@ -21,6 +21,7 @@ class EventType(enum.StrEnum):
     CONSENT_RECORD = "consent.record"
     AUTH_FAILURE = "auth.failure"
     CREDENTIAL_LOCK = "credential.lock"
+    NOTICE_PUBLISH = "notice.publish"
     FACE_ENROL = "face.enrol"
 
 

@@ -44,6 +44,8 @@ FAST_SETTINGS: dict[str, Any] = {
     # A still photo can be made to blink, not to turn its head (tests/faces.py).
     "liveness_actions": "blink",
     "liveness_action_count": 1,
+    # Bearer token of the operator API (cloudsign/status); a Secret once loaded.
+    "operator_token": "test-operator-token-0123456789",
 }
 
 

@@ -15,7 +15,11 @@ from sqlalchemy import MetaData
 from cloudsign.storage.schema import metadata
 
 #: Modules that define tables, besides storage.schema itself.
-TABLE_MODULES: Final[tuple[str, ...]] = ("cloudsign.signing.tables", "cloudsign.audit.tables")
+TABLE_MODULES: Final[tuple[str, ...]] = (
+    "cloudsign.signing.tables",
+    "cloudsign.audit.tables",
+    "cloudsign.status.tables",
+)
 
 
 def all_tables() -> MetaData:

@@ -1,0 +1,217 @@
+"""The status services' own certificates: the delegated OCSP responder and
+the time-stamping unit. Both keys are generated in the HSM; the certificates
+are issued by the issuing CA, kept as PEM in `<data_dir>/pki/` and entered
+in the certificate registry like any other certificate.
+
+Created on first start; re-issued (same HSM key) when missing or within
+`RENEW_BEFORE` of expiry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Final
+
+from asn1crypto import keys, pem, x509
+from sqlalchemy import select
+
+from cloudsign.ca.authority import BACKDATE, CertificateAuthority
+from cloudsign.ca.x509 import HsmKeySigner, build_certificate, new_serial, serial_hex, to_pem
+from cloudsign.events import EventType, append_event
+from cloudsign.storage import Database
+from cloudsign.storage.schema import certificates
+from hsm_bridge import HsmBridge
+
+SERVICE_CERT_VALIDITY: Final = timedelta(days=365)
+RENEW_BEFORE: Final = timedelta(days=30)
+
+
+class ServiceRole(enum.StrEnum):
+    OCSP = "ocsp"
+    TSA = "tsa"
+
+    @property
+    def label(self) -> str:
+        """HSM key label."""
+        return {ServiceRole.OCSP: "ocsp-responder", ServiceRole.TSA: "tsa-unit"}[self]
+
+    @property
+    def common_name(self) -> str:
+        return {ServiceRole.OCSP: "OCSP Responder", ServiceRole.TSA: "Time-Stamping Unit"}[self]
+
+    def file(self, pki_dir: Path) -> Path:
+        return pki_dir / f"{self.value}.pem"
+
+
+@dataclass(frozen=True)
+class ServiceIdentity:
+    """A service's certificate and the HSM signer behind it."""
+
+    role: ServiceRole
+    certificate: x509.Certificate
+    signer: HsmKeySigner
+
+
+def _uri(url: str) -> x509.GeneralName:
+    return x509.GeneralName(name="uniform_resource_identifier", value=url)
+
+
+def _extensions(role: ServiceRole, ca: CertificateAuthority) -> list[dict[str, Any]]:
+    urls = ca.profile.urls
+    common: list[dict[str, Any]] = [
+        {"extn_id": "basic_constraints", "critical": True, "extn_value": {"ca": False}},
+    ]
+    if role is ServiceRole.OCSP:
+        return [
+            *common,
+            {"extn_id": "key_usage", "critical": True, "extn_value": {"digital_signature"}},
+            {"extn_id": "extended_key_usage", "critical": False, "extn_value": ["ocsp_signing"]},
+            # RFC 6960 §4.2.2.2.1: relying parties need not check this certificate.
+            {"extn_id": "ocsp_no_check", "critical": False, "extn_value": None},
+            {
+                "extn_id": "authority_information_access",
+                "critical": False,
+                "extn_value": [
+                    {"access_method": "ca_issuers", "access_location": _uri(urls.issuing_cert)}
+                ],
+            },
+        ]
+    return [
+        *common,
+        {
+            "extn_id": "key_usage",
+            "critical": True,
+            "extn_value": {"digital_signature", "non_repudiation"},
+        },
+        # RFC 3161 §2.3: exactly one, critical, extendedKeyUsage timeStamping.
+        {"extn_id": "extended_key_usage", "critical": True, "extn_value": ["time_stamping"]},
+        {
+            "extn_id": "certificate_policies",
+            "critical": False,
+            "extn_value": [{"policy_identifier": ca.profile.policy_oid}],
+        },
+        {
+            "extn_id": "crl_distribution_points",
+            "critical": False,
+            "extn_value": [{"distribution_point": {"full_name": [_uri(urls.crl)]}}],
+        },
+        {
+            "extn_id": "authority_information_access",
+            "critical": False,
+            "extn_value": [
+                {"access_method": "ocsp", "access_location": _uri(urls.ocsp)},
+                {"access_method": "ca_issuers", "access_location": _uri(urls.issuing_cert)},
+            ],
+        },
+    ]
+
+
+def _read(path: Path) -> x509.Certificate | None:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    if pem.detect(data):
+        _, _, data = pem.unarmor(data)
+    return x509.Certificate.load(data)
+
+
+def _write(path: Path, cert: x509.Certificate) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(to_pem(cert))
+    os.replace(tmp, path)
+
+
+async def ensure_service_identity(
+    role: ServiceRole,
+    bridge: HsmBridge,
+    ca: CertificateAuthority,
+    pki_dir: Path,
+    db: Database,
+    *,
+    now: datetime | None = None,
+) -> ServiceIdentity:
+    """The role's key and certificate, creating or renewing what is missing."""
+    now = (now or datetime.now(UTC)).replace(microsecond=0)
+    algorithm = ca.profile.algorithm
+    signer = HsmKeySigner(bridge, role.label, algorithm)
+    cert = await asyncio.to_thread(_read, role.file(pki_dir))
+    if await bridge.has_key(role.label):
+        spki_der = await bridge.public_key_info(role.label, algorithm)
+    else:
+        spki_der = await bridge.generate_signing_key(role.label, algorithm)
+        cert = None
+    stale = (
+        cert is None
+        or cert.public_key.dump() != spki_der
+        or cert.issuer.dump() != ca.issuing.subject.dump()
+        or cert.not_valid_after - RENEW_BEFORE <= now
+    )
+    if stale:
+        not_after = min(now + SERVICE_CERT_VALIDITY, ca.issuing.not_valid_after)
+        cert = await build_certificate(
+            signer=ca.issuing_signer,
+            issuer=ca.issuing.subject,
+            issuer_spki=ca.issuing.public_key,
+            subject=x509.Name.build(
+                {
+                    "country_name": "KZ",
+                    "organization_name": ca.profile.organisation,
+                    "common_name": f"{ca.profile.name} {role.common_name}",
+                }
+            ),
+            subject_spki=keys.PublicKeyInfo.load(spki_der),
+            serial=new_serial(),
+            not_before=now - BACKDATE,
+            not_after=not_after,
+            extensions=_extensions(role, ca),
+        )
+        await asyncio.to_thread(_write, role.file(pki_dir), cert)
+    assert cert is not None
+    await _register(db, role, cert, now)
+    return ServiceIdentity(role, cert, signer)
+
+
+async def _register(db: Database, role: ServiceRole, cert: x509.Certificate, now: datetime) -> None:
+    """Enter the certificate in the registry (each database once), so OCSP
+    and the CRL cover it like any certificate the CA issued."""
+    serial = serial_hex(cert.serial_number)
+    async with db.read() as conn:
+        known = (
+            await conn.execute(select(certificates.c.serial).where(certificates.c.serial == serial))
+        ).first()
+    if known is not None:
+        return
+    async with db.transaction() as conn:
+        again = (
+            await conn.execute(select(certificates.c.serial).where(certificates.c.serial == serial))
+        ).first()
+        if again is not None:
+            return
+        await conn.execute(
+            certificates.insert().values(
+                serial=serial,
+                owner_id=None,
+                credential_id=None,
+                subject=cert.subject.human_friendly,
+                issuer=cert.issuer.human_friendly,
+                not_before=cert.not_valid_before,
+                not_after=cert.not_valid_after,
+                der=cert.dump(),
+                status="good",
+                issued_at=now,
+            )
+        )
+        await append_event(
+            conn,
+            EventType.CERT_ISSUE,
+            owner_id=None,
+            data={"serial": serial, "service": role.value},
+            at=now,
+        )

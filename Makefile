@@ -20,5 +20,7 @@ test: setup lint pytest
 
 bench: setup
 	.venv/bin/python bench/bench_hsm.py
+	.venv/bin/python bench/bench_signing.py
 	.venv/bin/python bench/bench_biometrics.py
+	.venv/bin/python bench/bench_face_service.py
 	.venv/bin/python bench/bench_audit_chain.py

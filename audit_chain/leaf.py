@@ -69,6 +69,7 @@ class EventType(StrEnum):
     CREDENTIAL_LOCK = "credential.lock"
     CONSENT_RECORD = "consent.record"
     FACE_ENROL = "face.enrol"
+    ACCOUNT_DELETE = "account.delete"
     NOTICE_PUBLISH = "notice.publish"
     ANCHOR = "anchor"
 

@@ -10,11 +10,18 @@ from cloudsign.ca.identity import Identity
 from cloudsign.consents import current_texts
 from cloudsign.enrolment import Owner, parse_transport_message
 from cloudsign.http import bearer_token, field, read_json
+from cloudsign.portal.session import session_token as portal_session_token
 
 routes = web.RouteTableDef()
 
 
 async def current_owner(request: web.Request) -> Owner:
+    """A Bearer token (API clients), else the portal's session cookie, which
+    on unsafe methods must come with its CSRF header (cloudsign.portal.session)."""
+    if "Authorization" not in request.headers:
+        token = portal_session_token(request)
+        if token is not None:
+            return await request.app[ENROLMENT].authenticate(token)
     return await request.app[ENROLMENT].authenticate(bearer_token(request))
 
 
@@ -38,6 +45,14 @@ async def login(request: web.Request) -> web.Response:
 async def me(request: web.Request) -> web.Response:
     owner = await current_owner(request)
     return web.json_response(await request.app[ENROLMENT].profile(owner))
+
+
+@routes.delete("/api/v1/me")
+async def delete_account(request: web.Request) -> web.Response:
+    owner = await current_owner(request)
+    data = await read_json(request)
+    await request.app[ENROLMENT].delete_account(owner, field(data, "otp"))
+    return web.json_response({"deleted": True})
 
 
 @routes.get("/api/v1/consent-texts")

@@ -651,35 +651,73 @@ class EnrolmentService:
         if row is None:
             raise NotFoundError("no active credential with this id")
         await self.verify_otp(owner.id, otp)
+        async with self.db.transaction() as conn:
+            if not await self._destroy_credential(conn, owner.id, credential_id, row[0], _now()):
+                raise NotFoundError("no active credential with this id")
+
+    async def _destroy_credential(
+        self, conn: AsyncConnection, owner_id: str, credential_id: str, serial: str, now: datetime
+    ) -> bool:
+        """Inside the caller's transaction: wipe the blob, revoke the
+        certificate, log both. False if the credential was not active."""
+        result = await conn.execute(
+            update(credentials)
+            .where(credentials.c.id == credential_id, credentials.c.status == "active")
+            .values(status="deleted", key_blob=None, deleted_at=now)
+        )
+        if result.rowcount != 1:
+            return False
+        await conn.execute(
+            update(certificates)
+            .where(certificates.c.credential_id == credential_id, certificates.c.status == "good")
+            .values(status="revoked", revoked_at=now, revocation_reason="cessation_of_operation")
+        )
+        await append_event(
+            conn, EventType.KEY_DESTROY, owner_id=owner_id, credential_id=credential_id, at=now
+        )
+        await append_event(
+            conn,
+            EventType.CERT_REVOKE,
+            owner_id=owner_id,
+            credential_id=credential_id,
+            data={"serial": serial, "reason": "cessation_of_operation"},
+            at=now,
+        )
+        return True
+
+    async def delete_account(self, owner: Owner, otp: object) -> None:
+        """Withdrawal of consent: the key is destroyed, the certificate
+        revoked, the face template and TOTP seed wiped, access tokens
+        revoked. The audit trail and the cabinet stay (rules 12 and 14)."""
+        await self.verify_otp(owner.id, otp)
         now = _now()
         async with self.db.transaction() as conn:
-            result = await conn.execute(
-                update(credentials)
-                .where(credentials.c.id == credential_id, credentials.c.status == "active")
-                .values(status="deleted", key_blob=None, deleted_at=now)
-            )
-            if result.rowcount != 1:
-                raise NotFoundError("no active credential with this id")
+            active = (
+                await conn.execute(
+                    select(credentials.c.id, credentials.c.certificate_serial).where(
+                        credentials.c.owner_id == owner.id, credentials.c.status == "active"
+                    )
+                )
+            ).all()
+            for credential_id, serial in active:
+                await self._destroy_credential(conn, owner.id, credential_id, serial, now)
             await conn.execute(
-                update(certificates)
-                .where(
-                    certificates.c.credential_id == credential_id, certificates.c.status == "good"
-                )
+                update(owners)
+                .where(owners.c.id == owner.id)
                 .values(
-                    status="revoked", revoked_at=now, revocation_reason="cessation_of_operation"
+                    status="deleted",
+                    deleted_at=now,
+                    face_template_sealed=None,
+                    face_enrolled_at=None,
+                    totp_sealed=None,
                 )
             )
-            await append_event(
-                conn, EventType.KEY_DESTROY, owner_id=owner.id, credential_id=credential_id, at=now
+            await conn.execute(
+                update(access_tokens)
+                .where(access_tokens.c.owner_id == owner.id)
+                .values(revoked=True)
             )
-            await append_event(
-                conn,
-                EventType.CERT_REVOKE,
-                owner_id=owner.id,
-                credential_id=credential_id,
-                data={"serial": row[0], "reason": "cessation_of_operation"},
-                at=now,
-            )
+            await append_event(conn, EventType.ACCOUNT_DELETE, owner_id=owner.id, at=now)
 
 
 __all__ = ["EnrolmentService", "HsmError", "Owner", "parse_transport_message"]

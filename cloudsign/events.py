@@ -23,6 +23,7 @@ class EventType(enum.StrEnum):
     CREDENTIAL_LOCK = "credential.lock"
     NOTICE_PUBLISH = "notice.publish"
     FACE_ENROL = "face.enrol"
+    ACCOUNT_DELETE = "account.delete"
 
 
 async def append_event(

@@ -424,3 +424,39 @@ async def test_owner_rows_hold_no_plain_secrets(client: CloudsignClient, app: An
     dump = repr(dict(row)).encode()
     assert seed.encode() not in dump
     assert base64.b32decode(seed) not in row["totp_sealed"]
+
+
+async def test_account_deletion_wipes_secrets_and_keeps_the_trail(
+    client: CloudsignClient, app: Any
+) -> None:
+    totp, cred = await enrolled(client)
+    await client.request("DELETE", "/api/v1/me", {"otp": await totp.fresh_code()})
+    with pytest.raises(ApiError) as err:
+        await client.request("GET", "/api/v1/me")
+    assert err.value.status == 401  # tokens revoked with the account
+    async with app[DATABASE].read() as conn:
+        row = (
+            (await conn.execute(select(owners).where(owners.c.id == client.owner_id)))
+            .mappings()
+            .one()
+        )
+        cred_row = (
+            await conn.execute(
+                select(credentials.c.status, credentials.c.key_blob).where(
+                    credentials.c.id == cred["credential_id"]
+                )
+            )
+        ).one()
+        kinds = (
+            (
+                await conn.execute(
+                    select(events.c.event_type).where(events.c.owner_id == client.owner_id)
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert row["status"] == "deleted"
+    assert row["face_template_sealed"] is None and row["totp_sealed"] is None
+    assert cred_row == ("deleted", None)
+    assert {"key.create", "key.destroy", "cert.revoke", "account.delete"} <= set(kinds)

@@ -394,3 +394,55 @@ async def test_lockout_after_repeated_failures(client: CloudsignClient, app: Any
     assert kinds.count("auth.failure") == 5
     assert kinds.count("credential.lock") == 1
     assert "key.use" not in kinds
+
+
+async def test_csc_v2_sign_doc_and_extend_transaction(
+    client: CloudsignClient, tmp_path: Path
+) -> None:
+    totp, cred = await enrolled(client)
+    pdf = simple_pdf("signDoc")
+    other = os.urandom(32)
+    face = await passed_face_check(client)
+    wrapped = await client.wrap_password("correct horse battery", "authorize")
+    auth = await client.request(
+        "POST",
+        "/csc/v2/credentials/authorize",
+        {
+            "credentialID": cred["credential_id"],
+            "numSignatures": 2,
+            "hashes": [
+                base64.b64encode(hashlib.sha256(pdf).digest()).decode(),
+                base64.b64encode(other).decode(),
+            ],
+            "hashAlgorithmOID": "2.16.840.1.101.3.4.2.1",
+            "authData": [
+                {"id": "PIN", "value": wrapped.to_pin()},
+                {"id": "OTP", "value": await totp.fresh_code()},
+                {"id": "FACE", "value": face},
+            ],
+        },
+    )
+    extended = await client.request(
+        "POST",
+        "/csc/v2/credentials/extendTransaction",
+        {"credentialID": cred["credential_id"], "SAD": auth["SAD"]},
+    )
+    assert extended["SAD"] != auth["SAD"] and extended["expiresIn"] > 0
+    # The old SAD died with the extension.
+    with pytest.raises(ApiError) as err:
+        await client.sign_hashes(cred["credential_id"], auth["SAD"], [other])
+    assert err.value.code == "invalid_sad"
+    signed = await client.request(
+        "POST",
+        "/csc/v2/signatures/signDoc",
+        {
+            "credentialID": cred["credential_id"],
+            "SAD": extended["SAD"],
+            "documents": [{"document": base64.b64encode(pdf).decode(), "signature_format": "P"}],
+        },
+    )
+    out = base64.b64decode(signed["DocumentWithSignature"][0])
+    status = await _validate_pdf(out, _root(cred))
+    assert status.intact and status.valid and status.trusted
+    (sig,) = await client.sign_hashes(cred["credential_id"], extended["SAD"], [other])
+    _public_key(cred).verify(sig, other, ec.ECDSA(Prehashed(hashes.SHA256())))

@@ -283,9 +283,10 @@ class AuditLog:
                     .mappings()
                     .all()
                 )
+                if full_scan:
+                    # Lowest unsequenced seqs come first; later windows start below them.
+                    self._next_full_scan = time.monotonic() + FULL_SCAN_SECONDS
                 if not rows:
-                    if full_scan:
-                        self._next_full_scan = time.monotonic() + FULL_SCAN_SECONDS
                     return 0
                 stamp = max(t for t in (self._now(), head["last_time"], head["closed_until"]) if t)
                 values: list[dict[str, Any]] = []

@@ -15,6 +15,7 @@ Operator API (Bearer `operator_token`, problem+json errors):
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hmac
@@ -53,8 +54,13 @@ PAGE_HEADERS: Final = {
 
 async def _bounded_body(request: web.Request, limit: int) -> bytes | None:
     """The body, or None once it passes `limit` (nothing more is read)."""
-    if request.content_length is not None and request.content_length > limit:
-        return None
+    if request.content_length is not None:
+        if request.content_length > limit:
+            return None
+        try:
+            return await request.content.readexactly(request.content_length)
+        except asyncio.IncompleteReadError:
+            return None
     chunks: list[bytes] = []
     total = 0
     async for chunk in request.content.iter_chunked(4096):

@@ -128,9 +128,14 @@ class OcspResponder:
         self.identity = identity
         self.validity = validity
         self.clock = clock
-        self._certs = [identity.certificate, *extra_certs]
-        self._responder_id = ocsp.ResponderId(
-            name="by_key", value=key_identifier(identity.certificate.public_key)
+        # Encoded once and re-loaded: asn1crypto re-encodes a constructed
+        # structure on every dump, a loaded one not.
+        certs = ocsp.Certificates([identity.certificate, *extra_certs])
+        self._certs = ocsp.Certificates.load(certs.dump())
+        self._responder_id = ocsp.ResponderId.load(
+            ocsp.ResponderId(
+                name="by_key", value=key_identifier(identity.certificate.public_key)
+            ).dump()
         )
         name_der = issuer.subject.dump()
         key_bits = bytes(issuer.public_key["public_key"].contents[1:])
@@ -140,6 +145,7 @@ class OcspResponder:
         }
         self._cache: dict[bytes, _Cached] = {}
         self._by_serial: dict[int, set[bytes]] = {}
+        self._by_body: dict[bytes, bytes] = {}  # request DER -> cache key
         self._generation = 0
         self.stats = {"cache_hits": 0, "signed": 0, "malformed": 0}
 
@@ -154,6 +160,7 @@ class OcspResponder:
         self._generation += 1
         self._cache.clear()
         self._by_serial.clear()
+        self._by_body.clear()
 
     # -- answering ---------------------------------------------------------
 
@@ -170,6 +177,14 @@ class OcspResponder:
 
     async def respond(self, body: bytes) -> bytes:
         """An OCSPResponse (DER) for any input; never raises."""
+        # Fast path: the same nonce-less request bytes as a cached answer's.
+        known = self._by_body.get(body)
+        if known is not None:
+            hit = self._cache.get(known)
+            if hit is not None and hit.expires > time.monotonic():
+                self.stats["cache_hits"] += 1
+                return hit.der
+            self._by_body.pop(body, None)
         try:
             request = parse_request(body)
         except MalformedRequestError:
@@ -185,7 +200,7 @@ class OcspResponder:
                     return hit.der
                 self._cache.pop(key, None)
         try:
-            return await self._answer(request, cacheable)
+            return await self._answer(request, cacheable, body)
         except (SQLAlchemyError, OSError) as e:
             log.warning("OCSP: registry unavailable: %s", type(e).__name__)
             return TRY_LATER
@@ -193,7 +208,7 @@ class OcspResponder:
             log.warning("OCSP: signing failed: %s", e.code)
             return INTERNAL_ERROR
 
-    async def _answer(self, request: ParsedRequest, cacheable: bool) -> bytes:
+    async def _answer(self, request: ParsedRequest, cacheable: bool, body: bytes) -> bytes:
         ours = [self._ours(cid) for cid in request.cert_ids]
         if not any(ours):
             return UNAUTHORIZED
@@ -253,12 +268,14 @@ class OcspResponder:
             and generation == self._generation
             and only["cert_status"].name == "good"
             and len(self._cache) < MAX_CACHE_ENTRIES
+            and len(self._by_body) < MAX_CACHE_ENTRIES
         ):
             key = request.cert_ids[0].dump()
             serial = request.cert_ids[0]["serial_number"].native
             ttl = self.validity.total_seconds() * CACHE_SHARE
             self._cache[key] = _Cached(der, time.monotonic() + ttl, serial)
             self._by_serial.setdefault(serial, set()).add(key)
+            self._by_body[body] = key
         return der
 
     def _single(self, cid: ocsp.CertId, status: _Status, now: datetime) -> ocsp.SingleResponse:

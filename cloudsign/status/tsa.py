@@ -35,6 +35,16 @@ MAX_REQUEST_BYTES: Final = 8192
 ACCEPTED_HASHES: Final = {"sha256": 32, "sha384": 48, "sha512": 64}
 
 
+class TimeStampResp(tsp.TimeStampResp):  # type: ignore[misc]
+    """RFC 3161 §2.4.2 with timeStampToken OPTIONAL, as the RFC has it
+    (asn1crypto 1.5 makes it mandatory, so a rejection could not be encoded)."""
+
+    _fields = [  # noqa: RUF012 - asn1crypto's declarative spec
+        ("status", tsp.PKIStatusInfo),
+        ("time_stamp_token", cms.ContentInfo, {"optional": True}),
+    ]
+
+
 class TsaRejection(Exception):
     def __init__(self, fail_info: str, text: str) -> None:
         super().__init__(text)
@@ -44,7 +54,7 @@ class TsaRejection(Exception):
 
 def rejection(fail_info: str, text: str) -> bytes:
     return bytes(
-        tsp.TimeStampResp(
+        TimeStampResp(
             {
                 "status": {
                     "status": "rejection",
@@ -101,6 +111,17 @@ class TimeStampAuthority:
                 ]
             }
         )
+        # Encoded once and re-loaded: asn1crypto re-encodes a constructed
+        # structure on every dump (milliseconds for these), a loaded one not.
+        self._cert_set = _frozen(
+            cms.CertificateSet(
+                [cms.CertificateChoices(name="certificate", value=c) for c in self._certs]
+            )
+        )
+        self._signing_cert_attr = _frozen(
+            cms.CMSAttribute({"type": "signing_certificate_v2", "values": [self._signing_cert_v2]})
+        )
+        self._tsa_name = _frozen(self._tsa_name)
         self.issued = 0
 
     def parse(self, body: bytes) -> tsp.TimeStampReq:
@@ -143,7 +164,7 @@ class TimeStampAuthority:
             log.warning("TSA: signing failed: %s", e.code)
             return rejection("system_failure", "the time-stamping unit is unavailable")
         return bytes(
-            tsp.TimeStampResp({"status": {"status": "granted"}, "time_stamp_token": token}).dump()
+            TimeStampResp({"status": {"status": "granted"}, "time_stamp_token": token}).dump()
         )
 
     async def _token(self, req: tsp.TimeStampReq) -> cms.ContentInfo:
@@ -167,7 +188,7 @@ class TimeStampAuthority:
                 {"type": "content_type", "values": ["tst_info"]},
                 {"type": "signing_time", "values": [_signing_time(gen_time)]},
                 {"type": "message_digest", "values": [hashlib.new(self._digest, content).digest()]},
-                {"type": "signing_certificate_v2", "values": [self._signing_cert_v2]},
+                self._signing_cert_attr,
             ]
         )
         signer = self.identity.signer
@@ -196,11 +217,16 @@ class TimeStampAuthority:
             "signer_infos": [signer_info],
         }
         if req["cert_req"].native:
-            signed_data["certificates"] = list(self._certs)
+            signed_data["certificates"] = self._cert_set
         self.issued += 1
         return cms.ContentInfo(
             {"content_type": "signed_data", "content": cms.SignedData(signed_data)}
         )
+
+
+def _frozen(value: Any) -> Any:
+    """The same value, loaded from its encoding (cheap to embed and dump)."""
+    return type(value).load(value.dump())
 
 
 def _accuracy(ms: int) -> dict[str, int]:
@@ -227,10 +253,10 @@ def _signature_algorithm(name: str) -> algos.SignedDigestAlgorithm:
     )
 
 
-def _sorted_attributes(attrs: list[dict[str, Any]]) -> cms.CMSAttributes:
+def _sorted_attributes(attrs: list[dict[str, Any] | cms.CMSAttribute]) -> cms.CMSAttributes:
     """DER orders a SET OF by encoding; verifiers that re-encode (OpenSSL)
     check the signature over the sorted form."""
-    built = [cms.CMSAttribute(a) for a in attrs]
+    built = [a if isinstance(a, cms.CMSAttribute) else cms.CMSAttribute(a) for a in attrs]
     built.sort(key=lambda a: a.dump())
     return cms.CMSAttributes(built)
 

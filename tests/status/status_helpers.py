@@ -142,10 +142,10 @@ async def operator_revoke(
 
 
 async def eventually(
-    probe: Callable[[], Awaitable[T]], ok: Callable[[T], bool], timeout: float = 10.0
+    probe: Callable[[], Awaitable[T]], ok: Callable[[T], bool], within: float = 10.0
 ) -> T:
     """Poll `probe` until `ok(result)`; the last result otherwise."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while True:
         result = await probe()
         if ok(result) or time.monotonic() > deadline:

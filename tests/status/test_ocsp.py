@@ -69,7 +69,7 @@ async def test_revoked_after_owner_deletes_key(
     out = await eventually(
         lambda: openssl_ocsp(files, base_url, "-no_nonce"),
         lambda o: f"{files.leaf}: revoked" in o,
-        timeout=5,
+        within=5,
     )
     assert f"{files.leaf}: revoked" in out, out
     assert "Reason: cessationOfOperation" in out, out
@@ -102,7 +102,7 @@ async def test_revoked_by_cli(
     out = await eventually(
         lambda: openssl_ocsp(files, base_url, "-no_nonce"),
         lambda o: f"{files.leaf}: revoked" in o,
-        timeout=5,
+        within=5,
     )
     # OpenSSL's reason table stops at removeFromCRL (8): it prints privilegeWithdrawn
     # (9) as "(UNKNOWN)"; the code itself is checked on the parsed response.

@@ -24,3 +24,4 @@ bench: setup
 	.venv/bin/python bench/bench_biometrics.py
 	.venv/bin/python bench/bench_face_service.py
 	.venv/bin/python bench/bench_audit_chain.py
+	.venv/bin/python bench/bench_status.py

@@ -16,6 +16,7 @@ from cloudsign.appkeys import ENROLMENT, FACES, SETTINGS, SIGNING
 from cloudsign.enrolment import parse_transport_message
 from cloudsign.errors import UnauthorizedError, ValidationError
 from cloudsign.http import bearer_token, field, problem, read_images, read_json
+from cloudsign.status import REVOCATION
 from hsm_bridge import UnsupportedAlgorithmError, hash_algorithm
 
 routes = web.RouteTableDef()
@@ -127,8 +128,8 @@ async def sign_hashes(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/me/credentials/{credential_id}/sign-document")
 async def sign_document(request: web.Request) -> web.Response:
-    """JSON: {SAD, format: cades|pades, name?, document? (base64), document_hash? (base64)}.
-    Returns the .p7s (CAdES) or the signed PDF (PAdES)."""
+    """JSON: {SAD, format: cades|pades, level: B|T|LT, name?, document? (base64),
+    document_hash? (base64)}. Returns the .p7s (CAdES) or the signed PDF (PAdES)."""
     owner = await current_owner(request)
     settings = request.app[SETTINGS]
     data = await read_json(request, settings.max_upload_bytes)
@@ -148,8 +149,35 @@ async def sign_document(request: web.Request) -> web.Response:
         document_hash=document_hash,
         signature_format=fmt,
         name=name[:400] if name else None,
+        level=str(data.get("level", "B")),
     )
     return _download(signature_id, fmt, name, output)
+
+
+@routes.post("/api/v1/me/credentials/{credential_id}/revoke")
+async def revoke_certificate(request: web.Request) -> web.Response:
+    """The owner revokes their certificate after the same three factors as
+    signing: {password_key, otp, face_challenge_id, reason?}."""
+    owner = await current_owner(request)
+    data = await read_json(request)
+    reason = data.get("reason", "owner-request")
+    if reason not in ("owner-request", "key-compromise", "affiliation-changed", "superseded"):
+        raise ValidationError(
+            "reason must be owner-request, key-compromise, affiliation-changed or superseded",
+            field="reason",
+        )
+    signing = request.app[SIGNING]
+    cred = await signing.credential(owner.id, request.match_info["credential_id"])
+    await signing.verify_factors(
+        cred,
+        parse_transport_message(field(data, "password_key", dict)),
+        data.get("otp"),
+        data.get("face_challenge_id"),
+    )
+    revocation = await request.app[REVOCATION].revoke(
+        cred.certificate_serial, reason, actor=f"owner:{owner.id}"
+    )
+    return web.json_response(revocation.to_json())
 
 
 def _download(signature_id: str, fmt: str, name: str | None, output: bytes) -> web.Response:

@@ -282,6 +282,14 @@ async def sign_doc(request: web.Request) -> web.Response:
         fmt = {"C": "cades", "P": "pades"}.get(str(d.get("signature_format")))
         if fmt is None:
             raise ValidationError("signature_format must be C or P", field="signature_format")
+        level = {"AdES-B-B": "B", "AdES-B-T": "T", "AdES-B-LT": "LT", "AdES-B": "B"}.get(
+            str(d.get("conformance_level", "AdES-B-B"))
+        )
+        if level is None:
+            raise ValidationError(
+                "conformance_level must be AdES-B-B, AdES-B-T or AdES-B-LT",
+                field="conformance_level",
+            )
         (document,) = _b64s({"document": [d.get("document")]}, "document")
         _id, signed = await request.app[SIGNING].sign_document(
             owner.id,
@@ -291,6 +299,7 @@ async def sign_doc(request: web.Request) -> web.Response:
             document_hash=None,
             signature_format=fmt,
             name=None,
+            level=level,
         )
         out.append(base64.b64encode(signed).decode())
     return web.json_response({"DocumentWithSignature": out})

@@ -327,13 +327,14 @@ async def test_owners_cannot_reach_each_other(
         await other.request("GET", f"/api/v1/me/documents/{a_doc}")
     assert err.value.status == 404
     # B cannot authorise A's credential, nor sign with A's SAD.
+    face_b = await passed_face_check(other)
     with pytest.raises(ApiError) as err:
         await other.authorize(
             cred_a["credential_id"],
             [digest],
             password="correct horse battery",
             otp=await totp_b.fresh_code(),
-            face_challenge_id=await passed_face_check(other),
+            face_challenge_id=face_b,
         )
     assert err.value.status == 404
     digest2 = os.urandom(32)

@@ -34,6 +34,14 @@ class PkiUrls:
         return f"{self.base}/pki/crl/issuing.crl"
 
     @property
+    def delta_crl(self) -> str:
+        return f"{self.base}/pki/crl/issuing-delta.crl"
+
+    @property
+    def root_crl(self) -> str:
+        return f"{self.base}/pki/crl/root.crl"
+
+    @property
     def ocsp(self) -> str:
         return f"{self.base}/pki/ocsp"
 
@@ -124,7 +132,27 @@ class CertificateAuthority:
             serial=new_serial(),
             not_before=now,
             not_after=now + ISSUING_VALIDITY,
-            extensions=_ca_extensions(path_len=0),
+            extensions=[
+                *_ca_extensions(path_len=0),
+                # Relying parties check the intermediate too (long-term validation).
+                {
+                    "extn_id": "crl_distribution_points",
+                    "critical": False,
+                    "extn_value": [
+                        {"distribution_point": {"full_name": [_uri(profile.urls.root_crl)]}}
+                    ],
+                },
+                {
+                    "extn_id": "authority_information_access",
+                    "critical": False,
+                    "extn_value": [
+                        {
+                            "access_method": "ca_issuers",
+                            "access_location": _uri(profile.urls.root_cert),
+                        }
+                    ],
+                },
+            ],
         )
         await asyncio.to_thread(cls._save, pki_dir, root, issuing)
         return True
@@ -192,6 +220,13 @@ class CertificateAuthority:
                 "extn_id": "crl_distribution_points",
                 "critical": False,
                 "extn_value": [{"distribution_point": {"full_name": [_uri(urls.crl)]}}],
+            },
+            {
+                # RFC 5280 §4.2.1.15: where the delta CRLs are. Validators
+                # (pyhanko-certvalidator among them) find deltas only here.
+                "extn_id": "freshest_crl",
+                "critical": False,
+                "extn_value": [{"distribution_point": {"full_name": [_uri(urls.delta_crl)]}}],
             },
             {
                 "extn_id": "authority_information_access",

@@ -12,16 +12,21 @@ import asyncio
 import hashlib
 import io
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Final
 
+import aiohttp
 from asn1crypto import algos, x509
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.misc import PdfError
 from pyhanko.sign import fields, signers
 from pyhanko.sign.general import SigningError
+from pyhanko.sign.timestamps.aiohttp_client import HTTPTimeStamper
+from pyhanko_certvalidator import ValidationContext
+from pyhanko_certvalidator.fetchers.aiohttp_fetchers import AIOHttpFetcherBackend
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
-from cloudsign.errors import ValidationError
+from cloudsign.errors import ServiceUnavailableError, ValidationError
 from hsm_bridge import HsmBridge, SignatureScheme, UnlockedKey, hash_algorithm
 
 #: A generous placeholder for size estimation (dry runs): RSA-3072 is 384 bytes.
@@ -70,38 +75,105 @@ class HsmOwnerSigner(signers.Signer):
         return signature
 
 
-async def cades_detached(signer: HsmOwnerSigner, document_digest: bytes, hash_name: str) -> bytes:
-    """A detached CAdES baseline-B signature (DER .p7s) over external content
-    whose digest is given."""
-    content_info = await signer.async_sign(
-        document_digest, hash_name, use_pades=False, is_pdf_sig=False
-    )
+@dataclass(frozen=True)
+class LevelServices:
+    """Where signatures above baseline-B get their time and validation data:
+    this service's own TSA, and its OCSP/CRL endpoints (fetched over HTTP, as
+    any relying party would)."""
+
+    tsa_url: str
+    trust_roots: tuple[x509.Certificate, ...]
+    other_certs: tuple[x509.Certificate, ...]
+
+
+#: Baseline levels: B (signature only), T (+ signature time-stamp),
+#: LT (+ the certificates and OCSP/CRL data to validate it later; PAdES).
+LEVELS: Final = ("B", "T", "LT")
+
+
+async def cades_detached(
+    signer: HsmOwnerSigner,
+    document_digest: bytes,
+    hash_name: str,
+    *,
+    level: str = "B",
+    services: LevelServices | None = None,
+) -> bytes:
+    """A detached CAdES signature (DER .p7s) over external content whose
+    digest is given; level T adds an RFC 3161 signature time-stamp."""
+    if level not in ("B", "T"):
+        raise ValidationError("CAdES is offered at levels B and T", field="level")
+    async with aiohttp.ClientSession() as session:
+        timestamper = None
+        if level == "T":
+            assert services is not None
+            timestamper = HTTPTimeStamper(services.tsa_url, session=session)
+        try:
+            content_info = await signer.async_sign(
+                document_digest,
+                hash_name,
+                use_pades=False,
+                is_pdf_sig=False,
+                timestamper=timestamper,
+            )
+        except (SigningError, aiohttp.ClientError) as e:
+            raise ServiceUnavailableError(f"the signature could not be completed: {e}") from e
     return bytes(content_info.dump())
 
 
-async def pades(signer: HsmOwnerSigner, pdf: bytes, field_name: str = "Signature1") -> bytes:
-    """A PAdES baseline-B signature, appended as an incremental update.
+async def pades(
+    signer: HsmOwnerSigner,
+    pdf: bytes,
+    field_name: str = "Signature1",
+    *,
+    level: str = "B",
+    services: LevelServices | None = None,
+) -> bytes:
+    """A PAdES signature (B-B, B-T or B-LT), appended as an incremental update.
 
     pyHanko parses and rewrites the PDF synchronously; that runs in a worker
     thread with its own event loop so the service's loop stays free (the HSM
-    calls it makes go to the process's PKCS#11 thread either way).
+    calls it makes go to the process's PKCS#11 thread either way, and the
+    TSA/OCSP requests come back to this service over HTTP).
     """
+    if level not in LEVELS:
+        raise ValidationError("level must be B, T or LT", field="level")
 
     async def run() -> bytes:
         try:
             writer = IncrementalPdfFileWriter(io.BytesIO(pdf), strict=False)
         except (PdfError, ValueError, KeyError, TypeError) as e:
             raise ValidationError("the document is not a readable PDF", field="document") from e
-        meta = signers.PdfSignatureMetadata(
-            field_name=field_name,
-            subfilter=fields.SigSeedSubFilter.PADES,
-            md_algorithm="sha256",
-        )
-        out = io.BytesIO()
-        try:
-            await signers.async_sign_pdf(writer, meta, signer=signer, output=out)
-        except (PdfError, SigningError) as e:
-            raise ValidationError(f"the PDF cannot be signed: {e}", field="document") from e
+        async with aiohttp.ClientSession() as session:
+            timestamper = None
+            context = None
+            if level in ("T", "LT"):
+                assert services is not None
+                timestamper = HTTPTimeStamper(services.tsa_url, session=session)
+            if level == "LT":
+                assert services is not None
+                context = ValidationContext(
+                    trust_roots=list(services.trust_roots),
+                    other_certs=list(services.other_certs),
+                    allow_fetching=True,
+                    fetcher_backend=AIOHttpFetcherBackend(session),
+                )
+            meta = signers.PdfSignatureMetadata(
+                field_name=field_name,
+                subfilter=fields.SigSeedSubFilter.PADES,
+                md_algorithm="sha256",
+                embed_validation_info=level == "LT",
+                validation_context=context,
+            )
+            out = io.BytesIO()
+            try:
+                await signers.async_sign_pdf(
+                    writer, meta, signer=signer, timestamper=timestamper, output=out
+                )
+            except PdfError as e:
+                raise ValidationError(f"the PDF cannot be signed: {e}", field="document") from e
+            except (SigningError, aiohttp.ClientError) as e:
+                raise ServiceUnavailableError(f"the signature could not be completed: {e}") from e
         return out.getvalue()
 
     return await asyncio.to_thread(asyncio.run, run())

@@ -35,7 +35,7 @@ from cloudsign.errors import (
 from cloudsign.events import EventType, append_event
 from cloudsign.faces import FaceService
 from cloudsign.settings import Settings
-from cloudsign.signing.cms import HsmOwnerSigner, cades_detached, pades
+from cloudsign.signing.cms import HsmOwnerSigner, LevelServices, cades_detached, pades
 from cloudsign.signing.sad import Authorization, SadError, SadStore, new_authorization_id
 from cloudsign.signing.tables import signed_documents
 from cloudsign.storage import Database
@@ -48,7 +48,9 @@ from hsm_bridge import (
     SignatureScheme,
     TransportKeyError,
     TransportMessage,
+    UnlockedKey,
     WrongPasswordError,
+    hash_algorithm,
 )
 
 #: The factors of every authorisation (SCAL2): the auth expression names them.
@@ -233,13 +235,7 @@ class SigningService:
         description: str | None = None,
     ) -> tuple[str, Authorization]:
         cred = await self.credential(owner_id, credential_id)
-        now = _now()
-        if cred.locked_until is not None and cred.locked_until > now:
-            raise CredentialLockedError(
-                f"too many failed attempts; locked until {cred.locked_until.isoformat()}"
-            )
-        if cred.certificate_status != "good":
-            raise ConflictError("the credential's certificate is revoked")
+        self._check_good(cred)
         if not hashes:
             raise ValidationError("at least one hash must be authorised", field="hash")
         if len(hashes) > self.settings.max_signatures_per_sad:
@@ -256,14 +252,46 @@ class SigningService:
             raise ValidationError(
                 "numSignatures must equal the number of hashes", field="numSignatures"
             )
+        unlocked = await self.verify_factors(cred, password_key, otp, face_challenge_id)
+        now = _now()
+        auth = Authorization(
+            id=new_authorization_id(),
+            owner_id=owner_id,
+            credential_id=cred.id,
+            certificate_serial=cred.certificate_serial,
+            hash_alg=hash_alg,
+            hashes=frozenset(hashes),
+            num_signatures=len(hashes),
+            factors=FACTORS,
+            unlocked=unlocked,
+            created_at=now,
+            expires_at=now + timedelta(seconds=self.settings.sad_ttl_seconds),
+            description=description,
+        )
+        return self.sads.issue(auth), auth
+
+    async def verify_factors(
+        self,
+        cred: Credential,
+        password_key: TransportMessage | None,
+        otp: object,
+        face_challenge_id: object,
+    ) -> UnlockedKey:
+        """All three factors, or a counted failure. Returns the key with its
+        password layer opened (still wrapped under the HSM master key)."""
+        now = _now()
+        if cred.locked_until is not None and cred.locked_until > now:
+            raise CredentialLockedError(
+                f"too many failed attempts; locked until {cred.locked_until.isoformat()}"
+            )
         if password_key is None:
             raise ValidationError("the key password (PIN) is required", field="PIN")
         try:
-            await self.faces.consume(owner_id, face_challenge_id)
-            await self.enrolment.verify_otp(owner_id, otp)
+            await self.faces.consume(cred.owner_id, face_challenge_id)
+            await self.enrolment.verify_otp(cred.owner_id, otp)
             try:
                 await self.enrolment.consume_transport_key(
-                    owner_id, "authorize", password_key.transport_key_id
+                    cred.owner_id, "authorize", password_key.transport_key_id
                 )
             except ConflictError as e:
                 raise FactorError(f"key password: {e.detail}") from e
@@ -281,21 +309,14 @@ class SigningService:
         except KeyBlobError as e:
             raise ConflictError("the stored key does not open; contact the centre") from e
         await self._record_success(cred)
-        auth = Authorization(
-            id=new_authorization_id(),
-            owner_id=owner_id,
-            credential_id=cred.id,
-            certificate_serial=cred.certificate_serial,
-            hash_alg=hash_alg,
-            hashes=frozenset(hashes),
-            num_signatures=len(hashes),
-            factors=FACTORS,
-            unlocked=unlocked,
-            created_at=now,
-            expires_at=now + timedelta(seconds=self.settings.sad_ttl_seconds),
-            description=description,
-        )
-        return self.sads.issue(auth), auth
+        return unlocked
+
+    @staticmethod
+    def _check_good(cred: Credential) -> None:
+        # Checked again at signing time: a revocation after the authorisation
+        # stops the signatures it had allowed.
+        if cred.certificate_status != "good":
+            raise ConflictError("the credential's certificate is revoked")
 
     async def _record_failure(self, cred: Credential, reason: str) -> None:
         now = _now()
@@ -365,6 +386,7 @@ class SigningService:
         sign_algo_params: bytes | None = None,
     ) -> list[bytes]:
         cred = await self.credential(owner_id, credential_id)
+        self._check_good(cred)
         scheme = scheme_for(cred.algorithm, sign_algo, hash_alg, sign_algo_params)
         if not hashes:
             raise ValidationError("no hash to sign", field="hash")
@@ -396,9 +418,10 @@ class SigningService:
         document_hash: bytes | None,
         signature_format: str,
         name: str | None,
+        level: str = "B",
     ) -> tuple[str, bytes]:
-        """CAdES (detached .p7s, from the document or only its SHA-256) or
-        PAdES (the signed PDF). Returns (signature id, bytes)."""
+        """CAdES (detached .p7s, from the document or only its SHA-256; level
+        B or T) or PAdES (the signed PDF; B, T or LT). Returns (signature id, bytes)."""
         sha256 = hashlib.sha256
         if signature_format not in ("cades", "pades"):
             raise ValidationError("format must be 'cades' or 'pades'", field="format")
@@ -415,17 +438,25 @@ class SigningService:
                 "send the document (or, for CAdES, its SHA-256)", field="document"
             )
         cred = await self.credential(owner_id, credential_id)
-        h = HashAlgorithm("sha256", "2.16.840.1.101.3.4.2.1", 32)
+        self._check_good(cred)
+        h = hash_algorithm("sha256")
         auth = self.sads.reserve(
             sad, owner_id=owner_id, credential_id=cred.id, hashes=[digest], hash_alg=h
         )
         signer = HsmOwnerSigner(self.bridge, auth.unlocked, cred.certificate, self.ca.chain)
+        services = LevelServices(
+            tsa_url=f"{self.settings.effective_public_url}/tsa",
+            trust_roots=(self.ca.root,),
+            other_certs=(self.ca.issuing,),
+        )
         try:
             if signature_format == "cades":
-                output = await cades_detached(signer, digest, "sha256")
+                output = await cades_detached(
+                    signer, digest, "sha256", level=level, services=services
+                )
             else:
                 assert document is not None
-                output = await pades(signer, document)
+                output = await pades(signer, document, level=level, services=services)
         except BaseException:
             self.sads.release(auth, [digest])
             raise

@@ -21,6 +21,7 @@ from cloudsign.enrolment import EnrolmentService
 from cloudsign.faces import FaceService, policy_from
 from cloudsign.http import problem_middleware
 from cloudsign.instance import ca_profile, prepare_hsm
+from cloudsign.portal import routes as portal_routes
 from cloudsign.settings import Settings
 from cloudsign.signing.service import SigningService
 from cloudsign.status import api as status_api
@@ -115,6 +116,9 @@ ROUTES.append(audit_api.routes)
 # Certificate status and time (cloudsign/status): CRL, OCSP, TSA, notices.
 CLEANUP_CONTEXTS.append(status_context)
 ROUTES.append(status_api.routes)
+
+# The citizen's web portal (cloudsign/portal): pages, static files, cookie session.
+ROUTES.append(portal_routes.routes)
 
 
 def create_app(settings: Settings) -> web.Application:

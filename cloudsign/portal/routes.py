@@ -1,0 +1,176 @@
+"""HTTP surface of the web portal: the page, its static files, the two
+browser libraries from node_modules, and the cookie-session endpoints.
+
+Every page and file goes out with a strict Content-Security-Policy (no inline
+script or style; WebAssembly for Argon2id is the one allowance) and the usual
+hardening headers. The session endpoints set an HttpOnly, SameSite=Strict
+cookie and hand the page only its CSRF token, never the access token.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+from pathlib import Path
+from typing import Final
+
+from aiohttp import web
+from sqlalchemy import update
+
+from cloudsign.appkeys import DATABASE, ENROLMENT, SETTINGS
+from cloudsign.ca.identity import Identity
+from cloudsign.enrolment import hash_token
+from cloudsign.errors import NotFoundError, UnauthorizedError
+from cloudsign.http import field, read_json
+from cloudsign.portal.session import SESSION_COOKIE, check_origin, csrf_token, session_token
+from cloudsign.storage.schema import access_tokens
+
+routes = web.RouteTableDef()
+
+STATIC_DIR: Final = Path(__file__).resolve().parent / "static"
+#: npm packages are installed at the repository root by scripts/setup.sh.
+NODE_MODULES: Final = Path(__file__).resolve().parents[2] / "node_modules"
+#: The only third-party browser code, pinned by package-lock.json; a fixed map, no lookup.
+VENDOR: Final = {
+    "hash-wasm.js": NODE_MODULES / "hash-wasm" / "dist" / "index.esm.min.js",
+    "qrcode.js": NODE_MODULES / "qrcode-generator" / "dist" / "qrcode.mjs",
+}
+_TYPES: Final = {
+    ".html": "text/html",
+    ".css": "text/css",
+    ".js": "text/javascript",
+    ".mjs": "text/javascript",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".ico": "image/x-icon",
+}
+
+CSP: Final = "; ".join(
+    (
+        "default-src 'none'",
+        "script-src 'self' 'wasm-unsafe-eval'",
+        "style-src 'self'",
+        "img-src 'self' blob:",
+        "media-src 'self' blob: mediastream:",
+        "connect-src 'self'",
+        "font-src 'self'",
+        "manifest-src 'self'",
+        "form-action 'self'",
+        "base-uri 'none'",
+        "frame-ancestors 'none'",
+    )
+)
+SECURITY_HEADERS: Final = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Permissions-Policy": "camera=(self), microphone=(), geolocation=()",
+}
+
+
+def _file(path: Path, *, cache: str) -> web.FileResponse:
+    ctype = _TYPES.get(path.suffix) or mimetypes.guess_type(path.name)[0]
+    headers = {**SECURITY_HEADERS, "Cache-Control": cache}
+    if ctype:
+        headers["Content-Type"] = f"{ctype}; charset=utf-8" if ctype.startswith("text/") else ctype
+    return web.FileResponse(path, headers=headers)
+
+
+@routes.get("/portal")
+async def portal_redirect(request: web.Request) -> web.Response:
+    raise web.HTTPFound("/portal/")
+
+
+@routes.get("/portal/")
+async def portal_page(request: web.Request) -> web.FileResponse:
+    return _file(STATIC_DIR / "index.html", cache="no-store")
+
+
+@routes.get("/portal/static/{path:[A-Za-z0-9_./-]+}")
+async def static_file(request: web.Request) -> web.FileResponse:
+    path = (STATIC_DIR / request.match_info["path"]).resolve()
+    if not path.is_relative_to(STATIC_DIR) or not path.is_file() or path.suffix not in _TYPES:
+        raise NotFoundError("no such portal file")
+    return _file(path, cache="no-cache")
+
+
+@routes.get("/portal/vendor/{name}")
+async def vendor_file(request: web.Request) -> web.FileResponse:
+    path = VENDOR.get(request.match_info["name"])
+    if path is None:
+        raise NotFoundError("no such library")
+    if not path.is_file():
+        raise NotFoundError(f"{path.name} is not installed; run scripts/setup.sh (npm ci)")
+    return _file(path, cache="no-cache")
+
+
+# -- cookie session -----------------------------------------------------------
+
+
+def _session_response(request: web.Request, owner_id: str, token: str, status: int) -> web.Response:
+    settings = request.app[SETTINGS]
+    response = web.json_response(
+        {"owner_id": owner_id, "csrf_token": csrf_token(token)},
+        status=status,
+        headers={"Cache-Control": "no-store"},
+    )
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=settings.access_token_ttl_seconds,
+        path="/",
+        httponly=True,
+        secure=request.secure or settings.effective_public_url.startswith("https://"),
+        samesite="Strict",
+    )
+    return response
+
+
+@routes.post("/portal/session/register")
+async def register(request: web.Request) -> web.Response:
+    """Open an account (as POST /api/v1/owners) and start a cookie session."""
+    check_origin(request)
+    identity = Identity.from_json(await read_json(request))
+    owner_id, token = await request.app[ENROLMENT].create_owner(identity)
+    return _session_response(request, owner_id, token, 201)
+
+
+@routes.post("/portal/session/login")
+async def login(request: web.Request) -> web.Response:
+    """Log in again with IIN + a TOTP code (as POST /api/v1/sessions)."""
+    check_origin(request)
+    data = await read_json(request)
+    owner_id, token = await request.app[ENROLMENT].login(field(data, "iin"), field(data, "otp"))
+    return _session_response(request, owner_id, token, 200)
+
+
+@routes.get("/portal/session")
+async def current_session(request: web.Request) -> web.Response:
+    """The page asks, on load, whether its cookie is still a session (nulls if not)."""
+    token = session_token(request)
+    body: dict[str, str | None] = {"owner_id": None, "csrf_token": None}
+    if token is not None:
+        try:
+            owner = await request.app[ENROLMENT].authenticate(token)
+        except UnauthorizedError:
+            pass  # expired or logged out: the page starts anonymous
+        else:
+            body = {"owner_id": owner.id, "csrf_token": csrf_token(token)}
+    return web.json_response(body, headers={"Cache-Control": "no-store"})
+
+
+@routes.post("/portal/session/logout")
+async def logout(request: web.Request) -> web.Response:
+    token = session_token(request)  # checks the CSRF header
+    if token is not None:
+        async with request.app[DATABASE].transaction() as conn:
+            await conn.execute(
+                update(access_tokens)
+                .where(access_tokens.c.token_hash == hash_token(token))
+                .values(revoked=True)
+            )
+    response = web.json_response({"logged_out": True}, headers={"Cache-Control": "no-store"})
+    response.del_cookie(SESSION_COOKIE, path="/")
+    return response

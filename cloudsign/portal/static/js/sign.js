@@ -1,0 +1,150 @@
+// Signing: hash the file here, pass the face check, then authorise with the
+// TOTP code and the wrapped key password, and sign. For CAdES only the hash
+// leaves this computer; PAdES needs the PDF itself.
+
+import { api, ApiError } from "./api.js";
+import { Camera } from "./camera.js";
+import { b64encode, hex, passwordKeyFor, sha256 } from "./crypto.js";
+import { t } from "./i18n.js";
+import { busy, describeError, download, formatBytes, say } from "./ui.js";
+
+const $ = (id) => document.getElementById(id);
+const MAX_PDF_BYTES = 12 << 20; // base64 in a 16 MiB JSON body
+const SHOW_ACTIONS_MS = 1200;
+const BURST_FRAMES = 10;
+const BURST_INTERVAL_MS = 200;
+
+let camera = null;
+let doc = null; // { name, bytes, digest }
+let faceCheck = null; // id of a passed, unused face check
+
+function isPdf(file) {
+  return file.type === "application/pdf" || file.name.toLowerCase().endsWith(".pdf");
+}
+
+async function onFile(ev) {
+  const file = ev.target.files[0];
+  doc = null;
+  $("sign-info").hidden = true;
+  if (!file) return;
+  const bytes = new Uint8Array(await file.arrayBuffer());
+  doc = { name: file.name, bytes, digest: await sha256(bytes) };
+  $("sign-name").textContent = file.name;
+  $("sign-size").textContent = formatBytes(file.size);
+  $("sign-hash").textContent = hex(doc.digest);
+  $("sign-info").hidden = false;
+  const pades = $("fmt-pades");
+  pades.disabled = !isPdf(file) || file.size > MAX_PDF_BYTES;
+  pades.checked = !pades.disabled;
+  if (pades.disabled) document.querySelector("input[name=format][value=cades]").checked = true;
+}
+
+async function faceCheckFlow(ev) {
+  const button = ev.currentTarget;
+  const status = $("face-status");
+  const banner = $("sign-action");
+  faceCheck = null;
+  await busy(button, async () => {
+    camera ??= new Camera($("sign-video"), $("sign-guide"));
+    await camera.start();
+    const challenge = await api("POST", "/api/v1/me/face-challenges");
+    banner.textContent = challenge.actions.map((a) => t("action." + a, a)).join(" → ");
+    banner.hidden = false;
+    say(status, t("sign.face.follow"));
+    // Show the actions first: the burst should start at rest.
+    await new Promise((ok) => setTimeout(ok, SHOW_ACTIONS_MS));
+    let frames;
+    try {
+      frames = await camera.burst(BURST_FRAMES, BURST_INTERVAL_MS);
+    } finally {
+      banner.hidden = true;
+    }
+    say(status, t("sign.face.checking"));
+    const form = new FormData();
+    frames.forEach((f, i) => form.append("frame", f, `f${i}.jpg`));
+    try {
+      await api("POST", `/api/v1/me/face-challenges/${challenge.challenge_id}/burst`, { form });
+    } catch (e) {
+      if (e instanceof ApiError && e.code === "face_check_failed") {
+        throw new Error(t("sign.face.failed") + " " + t("reason." + e.reason, e.reason));
+      }
+      throw e;
+    }
+    faceCheck = challenge.challenge_id;
+    say(status, t("sign.face.passed"), "ok");
+  }, status);
+}
+
+function filenameFrom(resp, fallback) {
+  const m = /filename="([^"]+)"/.exec(resp.headers.get("Content-Disposition") || "");
+  return m ? m[1] : fallback;
+}
+
+async function onSign(ev) {
+  ev.preventDefault();
+  const form = ev.currentTarget;
+  const status = form.querySelector(".status");
+  $("sign-result").hidden = true;
+  if (!doc) return say(status, t("sign.nofile"), "bad");
+  if (!faceCheck) return say(status, t("sign.noface"), "bad");
+  if (!form.reportValidity()) return;
+  const format = document.querySelector("input[name=format]:checked").value;
+  await busy(form, async () => {
+    const creds = await api("GET", "/api/v1/me/credentials");
+    const cred = creds.find((c) => c.status === "active" && c.certificate_status === "good");
+    if (!cred) throw new Error(t("sign.nocred"));
+    say(status, t("crypto.deriving"));
+    const pw = $("sign-password");
+    let password = pw.value;
+    pw.value = "";
+    let wrapped;
+    try {
+      wrapped = await passwordKeyFor(api, password, "authorize");
+    } finally {
+      password = null;
+    }
+    const otp = $("sign-otp").value.trim();
+    $("sign-otp").value = "";
+    const check = faceCheck;
+    faceCheck = null; // spent by this attempt, whatever its outcome
+    say($("face-status"), "");
+    say(status, t("sign.authorising"));
+    const auth = await api("POST", `/api/v1/me/credentials/${cred.credential_id}/authorize`, {
+      body: {
+        hashes: [b64encode(doc.digest)],
+        hash_algorithm: "sha256",
+        password_key: wrapped,
+        otp,
+        face_challenge_id: check,
+        description: doc.name.slice(0, 200),
+      },
+    });
+    say(status, t("sign.signing"));
+    const body = { SAD: auth.SAD, format, name: doc.name };
+    if (format === "pades") body.document = b64encode(doc.bytes);
+    else body.document_hash = b64encode(doc.digest);
+    const resp = await api("POST", `/api/v1/me/credentials/${cred.credential_id}/sign-document`, {
+      body,
+      raw: true,
+    });
+    const blob = await resp.blob();
+    const fallback = format === "pades" ? "signed.pdf" : doc.name + ".p7s";
+    $("sign-result").hidden = false;
+    download(blob, filenameFrom(resp, fallback), $("sign-download"));
+    say(status, t("sign.done"), "ok");
+  }, status);
+}
+
+export function stopCamera() {
+  camera?.stop();
+}
+
+export function enterSign() {
+  say($("face-status"), faceCheck ? t("sign.face.passed") : "", faceCheck ? "ok" : "");
+}
+
+export function initSign() {
+  $("sign-file").addEventListener("change", (ev) => onFile(ev).catch((e) => say(document.querySelector("#sign-form .status"), describeError(e), "bad")));
+  $("face-start").addEventListener("click", faceCheckFlow);
+  $("sign-form").addEventListener("submit", onSign);
+}

@@ -201,7 +201,8 @@ async def main(requests: int, concurrency: int) -> None:
                 )
                 assert status_of(reply) == "good"
                 print(
-                    f"OCSP good, cached (no nonce):   {rate:8.0f} responses/s  ({requests} requests, {concurrency} concurrent)"
+                    f"OCSP good, cached (no nonce):   {rate:8.0f} responses/s  "
+                    f"({requests} requests, {concurrency} concurrent)"
                 )
                 n_nonce = max(requests // 10, 200)
                 rate, reply = await load(
@@ -243,7 +244,8 @@ async def main(requests: int, concurrency: int) -> None:
                     concurrency,
                 )
                 print(
-                    f"OCSP revoked (signed each time): {rate:6.0f} responses/s  ({requests // 4} requests)"
+                    f"OCSP revoked (signed each time): {rate:6.0f} responses/s  "
+                    f"({requests // 4} requests)"
                 )
 
                 n_ts = max(requests // 10, 200)

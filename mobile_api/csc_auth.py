@@ -49,8 +49,11 @@ class CloudsignAuthorizationManager(CSCAuthorizationManager):
             pin=wrapped.to_pin(), otp=await self._totp.fresh_code(), hash_b64s=hash_b64s
         )
         request["FACE"] = face_id
+        url: str = self.csc_session_info.endpoint_url(  # type: ignore[no-untyped-call]
+            "credentials/authorize"
+        )
         async with self._client.session.post(
-            self.csc_session_info.endpoint_url("credentials/authorize"),
+            url,
             json=request,
             headers=self.auth_headers,
         ) as response:

@@ -46,6 +46,7 @@ FAST_SETTINGS: dict[str, Any] = {
     "liveness_action_count": 1,
     # Bearer token of the operator API (cloudsign/status); a Secret once loaded.
     "operator_token": "test-operator-token-0123456789",
+    "auditor_token": "test-auditor-token-0123456789",
 }
 
 

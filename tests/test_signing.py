@@ -447,3 +447,31 @@ async def test_csc_v2_sign_doc_and_extend_transaction(
     assert status.intact and status.valid and status.trusted
     (sig,) = await client.sign_hashes(cred["credential_id"], extended["SAD"], [other])
     _public_key(cred).verify(sig, other, ec.ECDSA(Prehashed(hashes.SHA256())))
+
+
+async def test_auditor_reads_the_cabinet_without_names(
+    client: CloudsignClient, http: aiohttp.ClientSession, base_url: str, app: Any
+) -> None:
+    from cloudsign.appkeys import SETTINGS
+
+    totp, cred = await enrolled(client)
+    digest = os.urandom(32)
+    sad = await _sad(client, totp, cred, [digest])
+    await client.sign_document(
+        cred["credential_id"], sad, document_hash=digest, name="secret-contract.txt"
+    )
+    url = f"{base_url}/api/v1/audit/documents?owner_id={client.owner_id}"
+    async with http.get(url) as resp:
+        assert resp.status == 401
+    async with http.get(url, headers={"Authorization": "Bearer not-the-token"}) as resp:
+        assert resp.status == 401
+    token = app[SETTINGS].auditor_token
+    assert token is not None
+    async with http.get(url, headers={"Authorization": f"Bearer {token.reveal()}"}) as resp:
+        assert resp.status == 200
+        rows = await resp.json()
+    assert [r["document_hash"] for r in rows] == [digest.hex()]
+    assert "name" not in rows[0] and "secret-contract" not in str(rows)
+    # The owner's own token is not an auditor's.
+    async with http.get(url, headers={"Authorization": f"Bearer {client.access_token}"}) as resp:
+        assert resp.status == 401

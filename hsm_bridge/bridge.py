@@ -297,6 +297,9 @@ class HsmBridge:
         for s in sessions:
             with contextlib.suppress(PKCS11Error):
                 s.close()
+        # Forget the closed session and its cached key handles: a restarted
+        # bridge opens fresh ones.
+        self._local = threading.local()
         if self._login_session is not None:
             _logout(self._module_path, self._token_label)
             self._login_session = None

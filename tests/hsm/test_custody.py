@@ -21,6 +21,7 @@ from cloudsign.instance import prepare_hsm
 from cloudsign.settings import Settings
 from hsm_bridge import (
     HsmBridge,
+    HsmUnavailableError,
     InvalidTransportMessageError,
     KeyAlgorithm,
     KeyBlobError,
@@ -267,3 +268,16 @@ async def test_service_keys_ed25519_secp256k1_and_hmac(bridge: HsmBridge) -> Non
     assert a == await bridge.hmac_sha256("audit-owner", b"owner-1")
     assert a != await bridge.hmac_sha256("audit-owner", b"owner-2")
     assert len(a) == 32
+
+
+async def test_bridge_restarts_cleanly(base_settings: Settings) -> None:
+    access = prepare_hsm(base_settings)
+    b = HsmBridge(access.module, access.token_label, access.pin)
+    await b.start()
+    first = await b.seal("totp", b"x", b"aad")
+    await b.close()
+    await b.start()
+    assert await b.unseal("totp", first, b"aad") == b"x"
+    await b.close()
+    with pytest.raises(HsmUnavailableError):
+        await b.seal("totp", b"x", b"aad")

@@ -3,7 +3,7 @@
 
 import { api, resumeSession, setSession, signedIn } from "./api.js";
 import { enterAuditor, initAuditor } from "./auditor.js";
-import { enterCabinet, initCabinet } from "./cabinet.js";
+import { enterCabinet, initCabinet, stopCamera as stopCabinetCamera } from "./cabinet.js";
 import { enterEnrol, initEnrol, stopCamera as stopEnrolCamera } from "./enrol.js";
 import { applyLanguage, currentLanguage, LANGUAGES, t } from "./i18n.js";
 import { initLogin } from "./login.js";
@@ -36,6 +36,7 @@ async function route() {
   }
   stopEnrolCamera();
   stopSignCamera();
+  stopCabinetCamera();
   flash("");
   for (const section of document.querySelectorAll("section[data-view]")) {
     section.hidden = section.dataset.view !== name;

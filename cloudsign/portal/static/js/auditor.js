@@ -76,20 +76,20 @@ function anchorCell(day, anchor) {
 export async function enterAuditor() {
   keys = await api("GET", "/log/keys");
   const dl = $("aud-keys");
-  dl.replaceChildren();
-  addInfo(dl, t("aud.origin"), keys.origin);
-  addInfo(dl, t("aud.logkey"), keys.log_key);
-  addInfo(dl, t("aud.chain"), String(keys.chain_id));
-  addInfo(dl, t("aud.contract"), keys.contract);
-  addInfo(dl, t("aud.anchorer"), keys.anchor_address);
+  const info = document.createDocumentFragment();
+  addInfo(info, t("aud.origin"), keys.origin);
+  addInfo(info, t("aud.logkey"), keys.log_key);
+  addInfo(info, t("aud.chain"), String(keys.chain_id));
+  addInfo(info, t("aud.contract"), keys.contract);
+  addInfo(info, t("aud.anchorer"), keys.anchor_address);
+  dl.replaceChildren(info);
 
-  const tbody = $("aud-days").tBodies[0];
-  tbody.replaceChildren();
+  // Rows are built first and swapped in at once: a re-render (language
+  // switch) racing this one then cannot interleave rows.
+  const rows = [];
   const latest = await optional("/log/checkpoint");
-  $("aud-none").hidden = Boolean(latest);
-  if (!latest) return;
-  let day = latest.day;
-  for (let i = 0; i < DAYS_SHOWN; i++, day = previousDay(day)) {
+  let day = latest?.day;
+  for (let i = 0; latest && i < DAYS_SHOWN; i++, day = previousDay(day)) {
     const cp = i === 0 ? latest : await optional(`/log/checkpoints/${day}`);
     if (!cp) continue;
     const anchor = await optional(`/log/anchors/${day}`);
@@ -104,8 +104,10 @@ export async function enterAuditor() {
     c.textContent = cp.root;
     root.append(c);
     row.append(root, anchorCell(cp.day, anchor));
-    tbody.append(row);
+    rows.push(row);
   }
+  $("aud-days").tBodies[0].replaceChildren(...rows);
+  $("aud-none").hidden = Boolean(latest);
 }
 
 function step(list, ok, text) {

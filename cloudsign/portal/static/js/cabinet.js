@@ -1,12 +1,15 @@
 // The personal cabinet: account, certificate and key (revoke / delete), and
 // every signed document with a fresh download of its signature.
 
-import { api, ApiError } from "./api.js";
+import { api } from "./api.js";
+import { passwordKeyFor } from "./crypto.js";
+import { FaceCheck } from "./facecheck.js";
 import { t } from "./i18n.js";
 import { busy, formatTime, say } from "./ui.js";
 
 const $ = (id) => document.getElementById(id);
 let active = null;
+let face = null;
 
 function cell(row, content, cls) {
   const td = document.createElement("td");
@@ -31,6 +34,7 @@ function code(text) {
 }
 
 export async function enterCabinet() {
+  say($("cab-manage-status"), "");
   const me = await api("GET", "/api/v1/me");
   $("cab-name").textContent = me.full_name;
   $("cab-iin").textContent = me.iin;
@@ -50,7 +54,8 @@ export async function enterCabinet() {
     cell(row, formatTime(c.certificate_not_after));
     tbody.append(row);
   }
-  $("cab-manage").hidden = !active;
+  $("cab-revoke-form").hidden = !active || active.certificate_status !== "good";
+  $("cab-delete-form").hidden = !active;
 
   const docs = await api("GET", "/api/v1/me/documents");
   const dbody = $("cab-docs").tBodies[0];
@@ -72,38 +77,73 @@ export async function enterCabinet() {
   $("cab-nodocs").hidden = docs.length > 0;
 }
 
-async function onManage(ev) {
+async function onRevoke(ev) {
   ev.preventDefault();
   const form = ev.currentTarget;
   const status = form.querySelector(".status");
-  const action = ev.submitter?.value;
   if (!active || !form.reportValidity()) return;
-  const question = action === "revoke" ? t("cab.revoke.confirm") : t("cab.delete.confirm");
-  if (!window.confirm(question)) return;
-  const otp = $("cab-otp").value.trim();
-  const id = encodeURIComponent(active.credential_id);
+  if (!face.passed) return say(status, t("sign.noface"), "bad");
+  if (!window.confirm(t("cab.revoke.confirm"))) return;
   await busy(form, async () => {
+    say(status, t("crypto.deriving"));
+    const pw = $("cab-revoke-password");
+    let password = pw.value;
+    pw.value = "";
+    let wrapped;
     try {
-      if (action === "revoke") {
-        await api("POST", `/api/v1/me/credentials/${id}/revoke`, {
-          body: { otp, reason: "owner-request" },
-        });
-      } else {
-        await api("DELETE", `/api/v1/me/credentials/${id}`, { body: { otp } });
-      }
-    } catch (e) {
-      if (action === "revoke" && e instanceof ApiError && [404, 405].includes(e.status)) {
-        throw new Error(t("cab.revoke.unavailable"));
-      }
-      throw e;
+      wrapped = await passwordKeyFor(api, password, "authorize");
+    } finally {
+      password = null;
     }
-    $("cab-otp").value = "";
-    $("cab-confirm").checked = false;
+    const otp = $("cab-revoke-otp").value.trim();
+    $("cab-revoke-otp").value = "";
+    const id = encodeURIComponent(active.credential_id);
+    await api("POST", `/api/v1/me/credentials/${id}/revoke`, {
+      body: {
+        reason: $("cab-reason").value,
+        password_key: wrapped,
+        otp,
+        face_challenge_id: face.take(),
+      },
+    });
+    $("cab-revoke-confirm").checked = false;
+    face.stop();
+    say(status, "");
     await enterCabinet();
-    say(status, action === "revoke" ? t("cab.revoked") : t("cab.deleted"), "ok");
+    say($("cab-manage-status"), t("cab.revoked"), "ok");
   }, status);
 }
 
+async function onDelete(ev) {
+  ev.preventDefault();
+  const form = ev.currentTarget;
+  const status = form.querySelector(".status");
+  if (!active || !form.reportValidity()) return;
+  if (!window.confirm(t("cab.delete.confirm"))) return;
+  await busy(form, async () => {
+    const otp = $("cab-delete-otp").value.trim();
+    $("cab-delete-otp").value = "";
+    const id = encodeURIComponent(active.credential_id);
+    await api("DELETE", `/api/v1/me/credentials/${id}`, { body: { otp } });
+    $("cab-delete-confirm").checked = false;
+    say(status, "");
+    await enterCabinet();
+    say($("cab-manage-status"), t("cab.deleted"), "ok");
+  }, status);
+}
+
+export function stopCamera() {
+  face?.stop();
+}
+
 export function initCabinet() {
-  $("cab-manage").addEventListener("submit", onManage);
+  face = new FaceCheck({
+    video: $("cab-video"),
+    guide: $("cab-guide"),
+    banner: $("cab-action"),
+    status: $("cab-face-status"),
+    button: $("cab-face-start"),
+  });
+  $("cab-revoke-form").addEventListener("submit", onRevoke);
+  $("cab-delete-form").addEventListener("submit", onDelete);
 }

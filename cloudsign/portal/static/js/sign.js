@@ -2,21 +2,17 @@
 // TOTP code and the wrapped key password, and sign. For CAdES only the hash
 // leaves this computer; PAdES needs the PDF itself.
 
-import { api, ApiError } from "./api.js";
-import { Camera } from "./camera.js";
+import { api } from "./api.js";
+import { FaceCheck } from "./facecheck.js";
 import { b64encode, hex, passwordKeyFor, sha256 } from "./crypto.js";
 import { t } from "./i18n.js";
 import { busy, describeError, download, formatBytes, say } from "./ui.js";
 
 const $ = (id) => document.getElementById(id);
 const MAX_PDF_BYTES = 12 << 20; // base64 in a 16 MiB JSON body
-const SHOW_ACTIONS_MS = 1200;
-const BURST_FRAMES = 10;
-const BURST_INTERVAL_MS = 200;
 
-let camera = null;
 let doc = null; // { name, bytes, digest }
-let faceCheck = null; // id of a passed, unused face check
+let face = null;
 
 function isPdf(file) {
   return file.type === "application/pdf" || file.name.toLowerCase().endsWith(".pdf");
@@ -39,42 +35,6 @@ async function onFile(ev) {
   if (pades.disabled) document.querySelector("input[name=format][value=cades]").checked = true;
 }
 
-async function faceCheckFlow(ev) {
-  const button = ev.currentTarget;
-  const status = $("face-status");
-  const banner = $("sign-action");
-  faceCheck = null;
-  await busy(button, async () => {
-    camera ??= new Camera($("sign-video"), $("sign-guide"));
-    await camera.start();
-    const challenge = await api("POST", "/api/v1/me/face-challenges");
-    banner.textContent = challenge.actions.map((a) => t("action." + a, a)).join(" → ");
-    banner.hidden = false;
-    say(status, t("sign.face.follow"));
-    // Show the actions first: the burst should start at rest.
-    await new Promise((ok) => setTimeout(ok, SHOW_ACTIONS_MS));
-    let frames;
-    try {
-      frames = await camera.burst(BURST_FRAMES, BURST_INTERVAL_MS);
-    } finally {
-      banner.hidden = true;
-    }
-    say(status, t("sign.face.checking"));
-    const form = new FormData();
-    frames.forEach((f, i) => form.append("frame", f, `f${i}.jpg`));
-    try {
-      await api("POST", `/api/v1/me/face-challenges/${challenge.challenge_id}/burst`, { form });
-    } catch (e) {
-      if (e instanceof ApiError && e.code === "face_check_failed") {
-        throw new Error(t("sign.face.failed") + " " + t("reason." + e.reason, e.reason));
-      }
-      throw e;
-    }
-    faceCheck = challenge.challenge_id;
-    say(status, t("sign.face.passed"), "ok");
-  }, status);
-}
-
 function filenameFrom(resp, fallback) {
   const m = /filename="([^"]+)"/.exec(resp.headers.get("Content-Disposition") || "");
   return m ? m[1] : fallback;
@@ -86,7 +46,7 @@ async function onSign(ev) {
   const status = form.querySelector(".status");
   $("sign-result").hidden = true;
   if (!doc) return say(status, t("sign.nofile"), "bad");
-  if (!faceCheck) return say(status, t("sign.noface"), "bad");
+  if (!face.passed) return say(status, t("sign.noface"), "bad");
   if (!form.reportValidity()) return;
   const format = document.querySelector("input[name=format]:checked").value;
   await busy(form, async () => {
@@ -105,9 +65,7 @@ async function onSign(ev) {
     }
     const otp = $("sign-otp").value.trim();
     $("sign-otp").value = "";
-    const check = faceCheck;
-    faceCheck = null; // spent by this attempt, whatever its outcome
-    say($("face-status"), "");
+    const check = face.take(); // spent by this attempt, whatever its outcome
     say(status, t("sign.authorising"));
     const auth = await api("POST", `/api/v1/me/credentials/${cred.credential_id}/authorize`, {
       body: {
@@ -136,15 +94,24 @@ async function onSign(ev) {
 }
 
 export function stopCamera() {
-  camera?.stop();
+  face?.stop();
 }
 
 export function enterSign() {
-  say($("face-status"), faceCheck ? t("sign.face.passed") : "", faceCheck ? "ok" : "");
+  face.refresh();
 }
 
 export function initSign() {
-  $("sign-file").addEventListener("change", (ev) => onFile(ev).catch((e) => say(document.querySelector("#sign-form .status"), describeError(e), "bad")));
-  $("face-start").addEventListener("click", faceCheckFlow);
+  face = new FaceCheck({
+    video: $("sign-video"),
+    guide: $("sign-guide"),
+    banner: $("sign-action"),
+    status: $("face-status"),
+    button: $("face-start"),
+  });
+  const status = document.querySelector("#sign-form .status");
+  $("sign-file").addEventListener("change", (ev) =>
+    onFile(ev).catch((e) => say(status, describeError(e), "bad")),
+  );
   $("sign-form").addEventListener("submit", onSign);
 }

@@ -1,0 +1,71 @@
+// The liveness check a signature (or a revocation) needs: ask the server for
+// a challenge, show its actions, then send a burst of webcam frames. A passed
+// check backs exactly one authorisation on the server, so `take()` hands its
+// id out once.
+
+import { api, ApiError } from "./api.js";
+import { Camera } from "./camera.js";
+import { t } from "./i18n.js";
+import { busy, say } from "./ui.js";
+
+const SHOW_ACTIONS_MS = 1200;
+const BURST_FRAMES = 10;
+const BURST_INTERVAL_MS = 200;
+
+export class FaceCheck {
+  /** Elements: video, guide, banner (the actions), status, button. */
+  constructor({ video, guide, banner, status, button }) {
+    this.camera = new Camera(video, guide);
+    Object.assign(this, { banner, status, button });
+    this.passed = null;
+    button.addEventListener("click", () => this.run());
+  }
+
+  async run() {
+    this.passed = null;
+    await busy(this.button, async () => {
+      await this.camera.start();
+      const challenge = await api("POST", "/api/v1/me/face-challenges");
+      this.banner.textContent = challenge.actions.map((a) => t("action." + a, a)).join(" → ");
+      this.banner.hidden = false;
+      say(this.status, t("sign.face.follow"));
+      // Show the actions first: the burst should start at rest.
+      await new Promise((ok) => setTimeout(ok, SHOW_ACTIONS_MS));
+      let frames;
+      try {
+        frames = await this.camera.burst(BURST_FRAMES, BURST_INTERVAL_MS);
+      } finally {
+        this.banner.hidden = true;
+      }
+      say(this.status, t("sign.face.checking"));
+      const form = new FormData();
+      frames.forEach((f, i) => form.append("frame", f, `f${i}.jpg`));
+      try {
+        await api("POST", `/api/v1/me/face-challenges/${challenge.challenge_id}/burst`, { form });
+      } catch (e) {
+        if (e instanceof ApiError && e.code === "face_check_failed") {
+          throw new Error(t("sign.face.failed") + " " + t("reason." + e.reason, e.reason));
+        }
+        throw e;
+      }
+      this.passed = challenge.challenge_id;
+      say(this.status, t("sign.face.passed"), "ok");
+    }, this.status);
+  }
+
+  /** The passed check's id, once; the check is spent by the attempt using it. */
+  take() {
+    const id = this.passed;
+    this.passed = null;
+    say(this.status, "");
+    return id;
+  }
+
+  refresh() {
+    say(this.status, this.passed ? t("sign.face.passed") : "", this.passed ? "ok" : "");
+  }
+
+  stop() {
+    this.camera.stop();
+  }
+}

@@ -97,9 +97,17 @@ async def _sweeper(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
-#: Resources in start-up order (torn down in reverse). Features append
-#: their own context after the ones they need.
-CLEANUP_CONTEXTS: Final[list[CleanupContext]] = [_database, _hsm, _face_pool, _services, _sweeper]
+#: Resources in start-up order (torn down in reverse): each after the ones it uses.
+CLEANUP_CONTEXTS: Final[list[CleanupContext]] = [
+    _database,
+    _hsm,
+    _face_pool,
+    _services,
+    _sweeper,
+    audit_resources,  # the audit log (cloudsign/audit)
+    audit_tasks,
+    status_context,  # CRL, OCSP, TSA, notices (cloudsign/status)
+]
 
 #: Route tables of the HTTP surfaces.
 ROUTES: Final[list[web.RouteTableDef]] = [
@@ -107,18 +115,10 @@ ROUTES: Final[list[web.RouteTableDef]] = [
     api_signing.routes,
     csc.routes,
     api_pki.routes,
+    audit_api.routes,
+    status_api.routes,
+    portal_routes.routes,  # the citizen's web portal (cloudsign/portal)
 ]
-
-# The audit log (cloudsign/audit) after the resources it uses.
-CLEANUP_CONTEXTS.extend([audit_resources, audit_tasks])
-ROUTES.append(audit_api.routes)
-
-# Certificate status and time (cloudsign/status): CRL, OCSP, TSA, notices.
-CLEANUP_CONTEXTS.append(status_context)
-ROUTES.append(status_api.routes)
-
-# The citizen's web portal (cloudsign/portal): pages, static files, cookie session.
-ROUTES.append(portal_routes.routes)
 
 
 def create_app(settings: Settings) -> web.Application:

@@ -46,6 +46,24 @@ async def run_sequencer(audit_log: AuditLog, interval: float) -> None:
         await asyncio.sleep(interval)
 
 
+#: Retention runs once a day (and a minute after start-up).
+RETENTION_INTERVAL_SECONDS = 24 * 3600.0
+RETENTION_FIRST_DELAY_SECONDS = 60.0
+
+
+async def run_retention(audit_log: AuditLog) -> None:
+    """Daily: drop leaf contents past their retention (hashes stay, proofs work)."""
+    await asyncio.sleep(RETENTION_FIRST_DELAY_SECONDS)
+    while True:
+        try:
+            dropped = await audit_log.apply_retention()
+            if dropped:
+                log.info("audit retention: dropped the contents of %d leaves", dropped)
+        except (CloudsignError, AuditChainError, HsmError, SQLAlchemyError, OSError) as e:
+            log.warning("audit retention failed: %s", e)
+        await asyncio.sleep(RETENTION_INTERVAL_SECONDS)
+
+
 async def audit_resources(app: web.Application) -> AsyncIterator[None]:
     """The log (HSM keys, tree from the table) and the anchorer."""
     settings = app[SETTINGS]
@@ -79,10 +97,12 @@ async def audit_tasks(app: web.Application) -> AsyncIterator[None]:
         name="audit-sequencer",
     )
     anchoring = asyncio.create_task(app[ANCHORER].run(), name="audit-anchoring")
+    retention = asyncio.create_task(run_retention(app[AUDIT_LOG]), name="audit-retention")
     app[SEQUENCER_TASK] = sequencer
     app[ANCHOR_TASK] = anchoring
     try:
         yield
     finally:
+        await _stop(retention)
         await _stop(anchoring)
         await _stop(sequencer)

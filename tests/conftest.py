@@ -148,20 +148,26 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 _iin_counter = itertools.count(1)
+# Serial numbers, not random ones: a few hundred random 4-digit serials in
+# one database collide (the birthday problem) and the account is refused.
+_iin_serials = itertools.count(1)
+_bin_serials = itertools.count(1)
 
 
 def make_iin() -> str:
-    """A fresh, valid IIN (born 1990-01-01, male, 20th century)."""
+    """A fresh, valid IIN, unique in this test run (born 1990-01-01, male,
+    20th century, the serial counting up)."""
     while True:
-        body = "900101" + "3" + f"{secrets.randbelow(10_000):04d}"
+        body = "900101" + "3" + f"{next(_iin_serials) % 10_000:04d}"
         digit = check_digit(body)
         if digit is not None:
             return body + str(digit)
 
 
 def make_bin() -> str:
+    """A fresh, valid BIN, unique in this test run."""
     while True:
-        body = "0105" + "4" + f"{secrets.randbelow(1_000_000):06d}"
+        body = "0105" + "4" + f"{next(_bin_serials) % 1_000_000:06d}"
         digit = check_digit(body)
         if digit is not None:
             return body + str(digit)

@@ -9,7 +9,6 @@ import base64
 import hashlib
 import io
 import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from cloudsign.signing.cms import HsmOwnerSigner, LevelServices, pades
 from mobile_api.client import ApiError, CloudsignClient
 from tests.conftest import enrolled, passed_face_check
 from tests.pdfs import simple_pdf
+from tests.test_signing import openssl_cms_verify
 
 
 def _cert(text: str) -> x509.Certificate:
@@ -71,28 +71,8 @@ async def test_cades_t_has_a_timestamp_openssl_accepts(
     (tmp_path / "doc.p7s").write_bytes(p7s)
     (tmp_path / "root.pem").write_text(cred["chain"][-1])
     (tmp_path / "issuing.pem").write_text(cred["chain"][0])
-    result = subprocess.run(
-        [
-            "openssl",
-            "cms",
-            "-verify",
-            "-binary",
-            "-inform",
-            "DER",
-            "-in",
-            str(tmp_path / "doc.p7s"),
-            "-content",
-            str(tmp_path / "doc"),
-            "-CAfile",
-            str(tmp_path / "root.pem"),
-            "-certfile",
-            str(tmp_path / "issuing.pem"),
-            "-out",
-            "/dev/null",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
+    result = openssl_cms_verify(
+        tmp_path / "doc.p7s", tmp_path / "doc", tmp_path / "root.pem", tmp_path / "issuing.pem"
     )
     assert result.returncode == 0, result.stderr
 

@@ -35,6 +35,35 @@ from tests.conftest import enrolled, passed_face_check
 from tests.pdfs import simple_pdf
 
 
+def openssl_cms_verify(
+    sig: Path, doc: Path, root: Path, chain: Path
+) -> subprocess.CompletedProcess[str]:
+    """`openssl cms -verify` of a detached DER signature over `doc`."""
+    return subprocess.run(
+        [
+            "openssl",
+            "cms",
+            "-verify",
+            "-binary",
+            "-inform",
+            "DER",
+            "-in",
+            str(sig),
+            "-content",
+            str(doc),
+            "-CAfile",
+            str(root),
+            "-certfile",
+            str(chain),
+            "-out",
+            "/dev/null",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
 def _public_key(cred: dict[str, Any]) -> Any:
     cert = x509.Certificate.load(pem.unarmor(cred["certificate"].encode())[2])
     return serialization.load_der_public_key(cert.public_key.dump())
@@ -148,29 +177,7 @@ async def test_cades_detached_verifies_with_openssl(
     root.write_text(cred["chain"][-1])
     chain = tmp_path / "issuing.pem"
     chain.write_text(cred["chain"][0])
-    result = subprocess.run(
-        [
-            "openssl",
-            "cms",
-            "-verify",
-            "-binary",
-            "-inform",
-            "DER",
-            "-in",
-            str(sig),
-            "-content",
-            str(doc),
-            "-CAfile",
-            str(root),
-            "-certfile",
-            str(chain),
-            "-out",
-            "/dev/null",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = openssl_cms_verify(sig, doc, root, chain)
     assert result.returncode == 0, result.stderr
     assert "Verification successful" in result.stderr
     printed = subprocess.run(
@@ -182,29 +189,7 @@ async def test_cades_detached_verifies_with_openssl(
     assert "id-smime-aa-signingCertificateV2" in printed
     # A changed document fails.
     doc.write_bytes(content + b"x")
-    tampered = subprocess.run(
-        [
-            "openssl",
-            "cms",
-            "-verify",
-            "-binary",
-            "-inform",
-            "DER",
-            "-in",
-            str(sig),
-            "-content",
-            str(doc),
-            "-CAfile",
-            str(root),
-            "-certfile",
-            str(chain),
-            "-out",
-            "/dev/null",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    tampered = openssl_cms_verify(sig, doc, root, chain)
     assert tampered.returncode != 0
     # The cabinet gives the same signature back.
     listed = {d["signature_id"]: d for d in await client.documents()}

@@ -27,6 +27,9 @@ BACKDATE: Final = timedelta(minutes=5)
 
 @dataclass(frozen=True)
 class PkiUrls:
+    """Where the CA publishes: written into certificates and served by the
+    status services (cloudsign/status)."""
+
     base: str
 
     @property
@@ -44,6 +47,10 @@ class PkiUrls:
     @property
     def ocsp(self) -> str:
         return f"{self.base}/pki/ocsp"
+
+    @property
+    def tsa(self) -> str:
+        return f"{self.base}/tsa"
 
     @property
     def issuing_cert(self) -> str:

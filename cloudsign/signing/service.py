@@ -447,7 +447,7 @@ class SigningService:
         )
         signer = HsmOwnerSigner(self.bridge, auth.unlocked, cred.certificate, self.ca.chain)
         services = LevelServices(
-            tsa_url=f"{self.settings.effective_public_url}/tsa",
+            tsa_url=self.ca.profile.urls.tsa,
             trust_roots=(self.ca.root,),
             other_certs=(self.ca.issuing,),
         )

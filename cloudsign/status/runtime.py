@@ -13,6 +13,7 @@ from datetime import timedelta
 from aiohttp import web
 
 from cloudsign.appkeys import CA, DATABASE, HSM, SETTINGS
+from cloudsign.ca.authority import PkiUrls
 from cloudsign.settings import Settings
 from cloudsign.status.certs import ServiceIdentity, ServiceRole, ensure_service_identity
 from cloudsign.status.crl import CrlPolicy, CrlPublisher
@@ -23,28 +24,8 @@ from cloudsign.status.tsa import TimeStampAuthority, TsaConfig
 
 
 @dataclass(frozen=True)
-class StatusUrls:
-    base: str
-
-    @property
-    def crl(self) -> str:
-        return f"{self.base}/pki/crl/issuing.crl"
-
-    @property
-    def delta_crl(self) -> str:
-        return f"{self.base}/pki/crl/issuing-delta.crl"
-
-    @property
-    def root_crl(self) -> str:
-        return f"{self.base}/pki/crl/root.crl"
-
-    @property
-    def ocsp(self) -> str:
-        return f"{self.base}/pki/ocsp"
-
-    @property
-    def tsa(self) -> str:
-        return f"{self.base}/tsa"
+class StatusUrls(PkiUrls):
+    """The CA's published URLs (`PkiUrls`) plus the status pages."""
 
     def cert(self, which: str) -> str:
         return f"{self.base}/pki/ca/{which}.cer"

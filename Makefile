@@ -24,4 +24,5 @@ bench: setup
 	.venv/bin/python bench/bench_biometrics.py
 	.venv/bin/python bench/bench_face_service.py
 	.venv/bin/python bench/bench_audit_chain.py
+	.venv/bin/python bench/bench_audit_service.py
 	.venv/bin/python bench/bench_status.py

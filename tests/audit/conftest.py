@@ -8,6 +8,7 @@ so every app here shares `base_settings.data_dir`.
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -69,7 +70,9 @@ async def audit_db(backend: str, tmp_path: Path) -> AsyncIterator[str]:
     name = f"cloudsign_audit_{secrets.token_hex(4)}"
     try:
         await _pg_create(name)
-    except OSError as e:  # pragma: no cover - the session fixture skips earlier
+    except OSError as e:  # pragma: no cover - the session fixture decides first
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL is required in CI and is not reachable: {e}")
         pytest.skip(f"PostgreSQL not reachable: {e}")
     yield f"{PG_ADMIN_DSN.rsplit('/', 1)[0]}/{name}"
     await _pg_drop(name)

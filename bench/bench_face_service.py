@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import sys
 import tempfile
 import time
@@ -25,19 +24,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cloudsign.app import create_app
 from cloudsign.settings import load_settings
 from mobile_api.client import CloudsignClient
-from tests.conftest import FAST_SETTINGS, enrolled
+from tests.conftest import FAST_SETTINGS, enrolled, free_port
 from tests.faces import live_burst
 
 
 def pct(samples: list[float], p: float) -> float:
     s = sorted(samples)
     return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def poll_health(http: aiohttp.ClientSession, base: str, stop: asyncio.Event) -> list[float]:

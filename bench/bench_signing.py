@@ -21,7 +21,6 @@ import asyncio
 import hashlib
 import os
 import resource
-import socket
 import statistics
 import sys
 import tempfile
@@ -40,14 +39,8 @@ from cloudsign.app import create_app
 from cloudsign.appkeys import HSM
 from cloudsign.settings import load_settings
 from mobile_api.client import CloudsignClient, TotpDevice
-from tests.conftest import FAST_SETTINGS, enrolled, person
+from tests.conftest import FAST_SETTINGS, enrolled, free_port, person
 from tests.faces import live_burst
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def pct(samples: list[float], p: float) -> float:

@@ -50,7 +50,7 @@ FAST_SETTINGS: dict[str, Any] = {
 }
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -63,7 +63,7 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def base_settings(data_dir: Path) -> Settings:
-    settings = load_settings(env={}, data_dir=data_dir, port=_free_port(), **FAST_SETTINGS)
+    settings = load_settings(env={}, data_dir=data_dir, port=free_port(), **FAST_SETTINGS)
     asyncio.run(initialise(settings))
     return settings
 

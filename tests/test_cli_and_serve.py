@@ -15,17 +15,9 @@ from pathlib import Path
 import pytest
 
 from cloudsign.settings import Settings
-from tests.conftest import REPO
+from tests.conftest import REPO, free_port
 
 CLI = [sys.executable, "-m", "cloudsign.cli"]
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _serve(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
@@ -69,7 +61,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> str:
 @pytest.mark.slow
 def test_serve_initialises_then_reuses_the_data_dir(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    port = _free_port()
+    port = free_port()
     proc = _serve(data, port)
     try:
         _wait_ready(proc, port)

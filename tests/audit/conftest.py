@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ from cloudsign.audit import api as audit_api
 from cloudsign.audit.service import AUDIT_CLOCK, audit_resources, audit_tasks
 from cloudsign.http import problem_middleware
 from cloudsign.settings import Settings, load_settings
-from tests.conftest import FAST_SETTINGS, PG_ADMIN_DSN, _pg_create, _pg_drop
+from tests.conftest import FAST_SETTINGS, PG_ADMIN_DSN, _pg_create, _pg_drop, free_port
 
 #: 2026-03-01 10:00 in UTC+5.
 START = datetime(2026, 3, 1, 5, 0, tzinfo=UTC)
@@ -48,12 +47,6 @@ class FakeClock:
     def advance(self, **delta: float) -> datetime:
         self.now += timedelta(**delta)
         return self.now
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

@@ -34,8 +34,10 @@ from eth_keys.exceptions import BadSignature
 from eth_typing import ChecksumAddress
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
-from web3 import AsyncHTTPProvider, AsyncWeb3
-from web3.exceptions import (
+
+from audit_chain._web3 import (
+    AsyncHTTPProvider,
+    AsyncWeb3,
     ContractLogicError,
     ProviderConnectionError,
     TimeExhausted,
@@ -43,7 +45,6 @@ from web3.exceptions import (
     Web3Exception,
     Web3RPCError,
 )
-
 from audit_chain.anchors import AnchorRecord
 from audit_chain.contract import load_artifact
 from audit_chain.days import day_number

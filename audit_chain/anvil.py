@@ -10,6 +10,14 @@ keeps older block states so reads at past blocks still work after a restart.
 The binary is found via ``$AUDIT_CHAIN_ANVIL``, then ``anvil`` on ``PATH``, then
 the npm package ``@foundry-rs/anvil-linux-amd64`` in a ``node_modules`` folder
 of the current directory or one of its parents.
+
+anvil dies with the process that started it: on Linux it is started through
+util-linux's ``setpriv --pdeathsig TERM``, so when its parent dies (even by
+SIGKILL) the kernel sends it SIGTERM and it dumps its state and exits,
+leaving no orphan holding the port. The death signal follows the *thread*
+that forked, so call :meth:`AnvilProcess.launch` from a thread that lives as
+long as the process (an event loop's); :meth:`AnvilProcess.wait_ready` may
+run anywhere.
 """
 
 from __future__ import annotations
@@ -105,6 +113,7 @@ class AnvilProcess:
         binary: str | os.PathLike[str] | None = None,
         log_path: str | os.PathLike[str] | None = None,
         extra_args: tuple[str, ...] = (),
+        die_with_parent: bool = True,
     ) -> None:
         self.state_path = Path(state_path) if state_path is not None else None
         self.host = host
@@ -115,6 +124,7 @@ class AnvilProcess:
         self.binary = Path(binary) if binary is not None else None
         self.log_path = Path(log_path) if log_path is not None else None
         self.extra_args = extra_args
+        self.die_with_parent = die_with_parent
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -154,9 +164,18 @@ class AnvilProcess:
 
     def start(self, timeout: float = DEFAULT_START_TIMEOUT) -> AnvilProcess:
         """Start anvil and block until it answers ``eth_chainId``."""
+        if not self.running():
+            self.launch()
+        return self.wait_ready(timeout)
+
+    def launch(self) -> AnvilProcess:
+        """Start the process (quick: fork and exec); :meth:`wait_ready` follows."""
         if self.running():
             return self
         cmd = self.command()
+        setpriv = shutil.which("setpriv") if self.die_with_parent else None
+        if setpriv is not None:
+            cmd = [setpriv, "--pdeathsig", "TERM", "--", *cmd]
         if self.state_path is not None:
             self.state_path.parent.mkdir(parents=True, exist_ok=True)
         log_target: IO[bytes] | int = subprocess.DEVNULL
@@ -169,6 +188,12 @@ class AnvilProcess:
             )
         except OSError as e:
             raise AnvilError(f"cannot run {cmd[0]}: {e}", code="anvil.start_failed") from e
+        return self
+
+    def wait_ready(self, timeout: float = DEFAULT_START_TIMEOUT) -> AnvilProcess:
+        """Block until the launched anvil answers ``eth_chainId``."""
+        if self._process is None:
+            raise AnvilError("anvil was not launched", code="anvil.start_failed")
         deadline = time.monotonic() + timeout
         while True:
             if self._process.poll() is not None:

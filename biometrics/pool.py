@@ -10,9 +10,15 @@ the models once, in the initializer, so requests never pay the ~1 s model load.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import functools
 import logging
 import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -31,7 +37,35 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def _init_worker() -> None:
+#: How often a worker checks that the process that started it is alive.
+PARENT_POLL_SECONDS = 0.5
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent_pid: int | None) -> None:
+    """A worker must not outlive the service (a SIGKILL of the service would
+    otherwise leave ~240 MB workers, and the resource tracker they keep
+    alive, running). Two guards: on Linux the kernel sends SIGKILL when the
+    parent goes (`PR_SET_PDEATHSIG`); everywhere, a thread notices the worker
+    was re-parented and exits."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(PARENT_POLL_SECONDS)
+        os._exit(0)
+
+    if parent_pid is None:  # forkserver: the parent is the fork server itself
+        parent_pid = os.getppid()
+    elif os.getppid() != parent_pid:  # the parent died before the guard was set
+        os._exit(0)
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _init_worker(parent_pid: int | None) -> None:
+    _die_with_parent(parent_pid)
     detection.warm_up()
 
 
@@ -80,6 +114,8 @@ class FaceWorkerPool:
             max_workers=self.workers,
             mp_context=multiprocessing.get_context(self._context),
             initializer=_init_worker,
+            # spawn: the service is the parent; forkserver: the fork server is.
+            initargs=(os.getpid() if self._context == "spawn" else None,),
         )
         loop = asyncio.get_running_loop()
         try:

@@ -90,10 +90,27 @@ def _state(row: Any) -> AnchorState:
 
 def _port_free(host: str, port: int) -> bool:
     with socket.socket() as s:
+        # As a listener binds: connections of a previous process left in
+        # TIME_WAIT do not make the port taken, a listening socket does.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
             return False
+    return True
+
+
+#: A previous anvil of this data dir may still be dumping its state after its
+#: parent died (it gets SIGTERM then); give it this long to let go of the port.
+PORT_RELEASE_SECONDS: Final = 10.0
+
+
+async def _port_freed(host: str, port: int) -> bool:
+    deadline = asyncio.get_running_loop().time() + PORT_RELEASE_SECONDS
+    while not _port_free(host, port):
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(0.1)
     return True
 
 
@@ -171,7 +188,7 @@ class Anchorer:
         if self._anvil is not None and self._anvil.running():
             return
         port = self.settings.chain_anvil_port
-        if port and not _port_free("127.0.0.1", port):
+        if port and not await _port_freed("127.0.0.1", port):
             raise AnvilError(
                 f"port {port} for the embedded anvil is taken; set chain_anvil_port",
                 code="anvil.start_failed",
@@ -184,8 +201,11 @@ class Anchorer:
             log_path=chain_dir / "anvil.log",
         )
         chain_dir.mkdir(parents=True, exist_ok=True)
+        # Launched from the event loop's thread, which lives as long as the
+        # process: anvil's parent-death signal follows that thread.
+        node.launch()
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, node.start)
+        await loop.run_in_executor(None, node.wait_ready)
         self._anvil = node
         self._rpc_url = node.rpc_url
         log.info("embedded anvil at %s (state in %s)", node.rpc_url, chain_dir)

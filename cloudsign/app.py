@@ -19,14 +19,16 @@ from cloudsign.audit.service import audit_resources, audit_tasks
 from cloudsign.ca.authority import CertificateAuthority
 from cloudsign.enrolment import EnrolmentService
 from cloudsign.faces import FaceService, policy_from
-from cloudsign.http import problem_middleware
 from cloudsign.instance import ca_profile, prepare_hsm
+from cloudsign.interpreter import pin_recursion_limit
 from cloudsign.portal import routes as portal_routes
 from cloudsign.settings import Settings
 from cloudsign.signing.service import SigningService
 from cloudsign.status import api as status_api
 from cloudsign.status.runtime import status_context
 from cloudsign.storage import Database
+from cloudsign.web.logs import install_log_policy
+from cloudsign.web.problems import problem_middleware
 from hsm_bridge import HsmBridge, HsmError
 
 log = logging.getLogger(__name__)
@@ -121,13 +123,21 @@ ROUTES: Final[list[web.RouteTableDef]] = [
 ]
 
 
+async def _pin_interpreter(app: web.Application) -> None:
+    # After every cleanup context has started (and imported what it needs).
+    pin_recursion_limit()
+
+
 def create_app(settings: Settings) -> web.Application:
+    install_log_policy()
+    pin_recursion_limit()
     # The app-wide cap is the upload limit; JSON bodies are held to max_body_bytes.
     app = web.Application(
         client_max_size=settings.max_upload_bytes, middlewares=[problem_middleware]
     )
     app[SETTINGS] = settings
     app.cleanup_ctx.extend(CLEANUP_CONTEXTS)
+    app.on_startup.append(_pin_interpreter)
     for routes in ROUTES:
         app.add_routes(routes)
     return app

@@ -40,13 +40,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from cloudsign.app import create_app
+    from cloudsign.web.logs import SafeAccessLogger, access_logger
 
     settings = _settings(args)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("cloudsign").info("settings: %s", json.dumps(settings.describe()))
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        print=None,
+        access_log=access_logger(),
+        access_log_class=SafeAccessLogger,
+    )
     return 0
 
 

@@ -8,11 +8,20 @@ from aiohttp import web
 from cloudsign.appkeys import ENROLMENT
 from cloudsign.ca.identity import Identity
 from cloudsign.consents import current_texts
-from cloudsign.enrolment import Owner, parse_transport_message
-from cloudsign.http import bearer_token, field, read_json
+from cloudsign.enrolment import TRANSPORT_PURPOSES, Owner, parse_transport_message
 from cloudsign.portal.session import session_token as portal_session_token
+from cloudsign.web.auth import bearer_token
+from cloudsign.web.body import read_json
+from cloudsign.web.inputs import Fields
+from cloudsign.web.params import path_id
 
 routes = web.RouteTableDef()
+
+
+def otp_field(body: Fields, key: str = "otp") -> str | None:
+    """A one-time code: 6 to 8 ASCII digits, or absent (the service refuses
+    a missing code as a failed factor)."""
+    return body.optional_digits(key, min_len=6, max_len=8)
 
 
 async def current_owner(request: web.Request) -> Owner:
@@ -36,8 +45,11 @@ async def create_owner(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/sessions")
 async def login(request: web.Request) -> web.Response:
-    data = await read_json(request)
-    owner_id, token = await request.app[ENROLMENT].login(field(data, "iin"), field(data, "otp"))
+    body = await read_json(request)
+    body.only({"iin", "otp"})
+    owner_id, token = await request.app[ENROLMENT].login(
+        body.digits("iin", min_len=12), body.digits("otp", min_len=6, max_len=8)
+    )
     return web.json_response({"owner_id": owner_id, "access_token": token, "token_type": "Bearer"})
 
 
@@ -50,8 +62,8 @@ async def me(request: web.Request) -> web.Response:
 @routes.delete("/api/v1/me")
 async def delete_account(request: web.Request) -> web.Response:
     owner = await current_owner(request)
-    data = await read_json(request)
-    await request.app[ENROLMENT].delete_account(owner, field(data, "otp"))
+    body = await read_json(request)
+    await request.app[ENROLMENT].delete_account(owner, otp_field(body))
     return web.json_response({"deleted": True})
 
 
@@ -74,9 +86,12 @@ async def consent_texts(request: web.Request) -> web.Response:
 @routes.post("/api/v1/me/consents")
 async def record_consent(request: web.Request) -> web.Response:
     owner = await current_owner(request)
-    data = await read_json(request)
+    body = await read_json(request)
     await request.app[ENROLMENT].record_consent(
-        owner, field(data, "kind"), field(data, "version"), field(data, "sha256")
+        owner,
+        body.text("kind", max_len=64),
+        body.text("version", max_len=16),
+        body.text("sha256", max_len=64),
     )
     return web.json_response({"recorded": True}, status=201)
 
@@ -94,8 +109,8 @@ async def begin_totp(request: web.Request) -> web.Response:
 @routes.post("/api/v1/me/totp/confirm")
 async def confirm_totp(request: web.Request) -> web.Response:
     owner = await current_owner(request)
-    data = await read_json(request)
-    await request.app[ENROLMENT].confirm_totp(owner, field(data, "otp"))
+    body = await read_json(request)
+    await request.app[ENROLMENT].confirm_totp(owner, otp_field(body))
     return web.json_response({"confirmed": True})
 
 
@@ -108,9 +123,10 @@ async def key_params(request: web.Request) -> web.Response:
 @routes.post("/api/v1/me/transport-keys")
 async def new_transport_key(request: web.Request) -> web.Response:
     owner = await current_owner(request)
-    data = await read_json(request)
-    body = await request.app[ENROLMENT].new_transport_key(owner, field(data, "purpose"))
-    return web.json_response(body, status=201)
+    body = await read_json(request)
+    purpose = body.choice("purpose", {p: p for p in sorted(TRANSPORT_PURPOSES)})
+    answer = await request.app[ENROLMENT].new_transport_key(owner, purpose)
+    return web.json_response(answer, status=201)
 
 
 @routes.get("/api/v1/me/credentials")
@@ -122,19 +138,19 @@ async def list_credentials(request: web.Request) -> web.Response:
 @routes.post("/api/v1/me/credentials")
 async def create_credential(request: web.Request) -> web.Response:
     owner = await current_owner(request)
-    data = await read_json(request)
-    message = parse_transport_message(field(data, "password_key", dict))
-    body = await request.app[ENROLMENT].create_credential(
-        owner, data.get("algorithm", "ec-p256"), message, field(data, "otp")
+    body = await read_json(request)
+    message = parse_transport_message(body.obj("password_key"))
+    answer = await request.app[ENROLMENT].create_credential(
+        owner, body.optional_text("algorithm", max_len=32) or "ec-p256", message, otp_field(body)
     )
-    return web.json_response(body, status=201)
+    return web.json_response(answer, status=201)
 
 
 @routes.delete("/api/v1/me/credentials/{credential_id}")
 async def delete_credential(request: web.Request) -> web.Response:
     owner = await current_owner(request)
-    data = await read_json(request)
+    body = await read_json(request)
     await request.app[ENROLMENT].delete_credential(
-        owner, request.match_info["credential_id"], field(data, "otp")
+        owner, path_id(request, "credential_id"), otp_field(body)
     )
     return web.json_response({"deleted": True})

@@ -17,7 +17,6 @@ Service authentication is the service's Bearer access token. The factors of
 from __future__ import annotations
 
 import base64
-import binascii
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -25,38 +24,47 @@ from aiohttp import web
 from asn1crypto import x509
 
 from cloudsign.api_enrolment import current_owner
+from cloudsign.api_signing import MAX_DESCRIPTION_CHARS, MAX_HASH_BYTES, MAX_SAD_CHARS
 from cloudsign.appkeys import CA, SETTINGS, SIGNING
 from cloudsign.enrolment import parse_transport_pin
 from cloudsign.errors import ValidationError
-from cloudsign.http import read_json
 from cloudsign.signing.cms import signature_mechanisms
 from cloudsign.signing.service import AUTH_EXPRESSION
+from cloudsign.web.body import read_json
+from cloudsign.web.inputs import Fields, check_digits, check_text
 from hsm_bridge import HashAlgorithm, UnsupportedAlgorithmError, hash_algorithm
 
 routes = web.RouteTableDef()
 VERSIONS: Final = ("v1", "v2")
 LANG: Final = "en-US"
+MAX_CREDENTIAL_ID: Final = 64
+MAX_PIN_CHARS: Final = 512
+#: Documents in one signDoc call.
+MAX_DOCUMENTS: Final = 32
+SIGNATURE_FORMATS: Final = {"C": "cades", "P": "pades"}
+CONFORMANCE_LEVELS: Final = {"AdES-B-B": "B", "AdES-B-T": "T", "AdES-B-LT": "LT", "AdES-B": "B"}
 
 
-def _b64s(data: dict[str, Any], name: str) -> list[bytes]:
-    items = data.get(name)
-    if not isinstance(items, list) or not items or not all(isinstance(i, str) for i in items):
-        raise ValidationError(f"{name} must be a non-empty array of base64 strings", field=name)
-    try:
-        return [base64.b64decode(i, validate=True) for i in items]
-    except (binascii.Error, ValueError) as e:
-        raise ValidationError(f"{name} must be base64", field=name) from e
+def _hashes(body: Fields, name: str, max_items: int) -> list[bytes]:
+    return body.b64_list(name, max_items=max_items, max_bytes=MAX_HASH_BYTES)
 
 
-def _hash_alg(oid: object, name: str, *, required: bool = True) -> HashAlgorithm | None:
-    if oid is None and not required:
+def _hash_alg(body: Fields, name: str, *, required: bool = True) -> HashAlgorithm | None:
+    if name not in body and not required:
         return None
-    if not isinstance(oid, str):
-        raise ValidationError(f"{name} is required", field=name)
+    oid = body.text(name, max_len=64)
     try:
         return hash_algorithm(oid)
     except UnsupportedAlgorithmError as e:
         raise ValidationError(e.message, field=name) from e
+
+
+def _credential_id(body: Fields) -> str | None:
+    return body.optional_text("credentialID", max_len=MAX_CREDENTIAL_ID)
+
+
+def _otp(value: object) -> str | None:
+    return None if value is None else check_digits(value, "OTP", min_len=6, max_len=8)
 
 
 def _version(request: web.Request) -> str:
@@ -103,12 +111,12 @@ async def credentials_list(request: web.Request) -> web.Response:
 async def credentials_info(request: web.Request) -> web.Response:
     version = _version(request)
     owner = await current_owner(request)
-    data = await read_json(request)
-    cred = await request.app[SIGNING].credential(owner.id, data.get("credentialID"))
+    query = await read_json(request)
+    cred = await request.app[SIGNING].credential(owner.id, _credential_id(query))
     cert: x509.Certificate = cred.certificate
-    which = data.get("certificates", "single")
-    if which not in ("none", "single", "chain"):
-        raise ValidationError("certificates must be none, single or chain", field="certificates")
+    which = query.choice(
+        "certificates", {"none": "none", "single": "single", "chain": "chain"}, default="single"
+    )
     chain = [cert] + (request.app[CA].chain if which == "chain" else [])
     settings = request.app[SETTINGS]
     locked = cred.locked_until is not None
@@ -130,7 +138,7 @@ async def credentials_info(request: web.Request) -> web.Response:
         "multisign": settings.max_signatures_per_sad,
         "lang": LANG,
     }
-    if data.get("certInfo"):
+    if query.boolean("certInfo"):
         body["cert"].update(
             {
                 "issuerDN": cert.issuer.human_friendly,
@@ -169,9 +177,12 @@ async def credentials_info(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
-def _face_from_client_data(data: dict[str, Any]) -> str | None:
-    client_data = data.get("clientData")
-    if isinstance(client_data, str) and client_data.startswith("face:"):
+def _face(value: object, body: Fields) -> str | None:
+    """The passed face check's id: given directly, or as `clientData` = `face:<id>`."""
+    if value is not None:
+        return check_text(value, "FACE", max_len=64)
+    client_data = body.optional_text("clientData", max_len=256)
+    if client_data is not None and client_data.startswith("face:"):
         return client_data.removeprefix("face:")
     return None
 
@@ -180,35 +191,32 @@ def _face_from_client_data(data: dict[str, Any]) -> str | None:
 async def credentials_authorize(request: web.Request) -> web.Response:
     version = _version(request)
     owner = await current_owner(request)
-    data = await read_json(request)
+    body = await read_json(request)
+    limit = request.app[SETTINGS].max_signatures_per_sad
     if version == "v1":
-        hashes = _b64s(data, "hash")
+        hashes = _hashes(body, "hash", limit)
         hash_alg = None
-        pin, otp = data.get("PIN"), data.get("OTP")
-        face = data.get("FACE") or _face_from_client_data(data)
+        pin, otp, face = body.raw("PIN"), body.raw("OTP"), body.raw("FACE")
     else:
-        hashes = _b64s(data, "hashes")
-        hash_alg = _hash_alg(data.get("hashAlgorithmOID"), "hashAlgorithmOID")
-        auth_data = data.get("authData", [])
-        if not isinstance(auth_data, list):
-            raise ValidationError("authData must be an array", field="authData")
-        values = {str(o.get("id")): o.get("value") for o in auth_data if isinstance(o, dict)}
-        pin, otp = values.get("PIN"), values.get("OTP")
-        face = values.get("FACE") or _face_from_client_data(data)
-    num = data.get("numSignatures")
-    if not isinstance(num, int) or isinstance(num, bool) or num < 1:
-        raise ValidationError("numSignatures must be a positive integer", field="numSignatures")
-    description = data.get("description")
+        hashes = _hashes(body, "hashes", limit)
+        hash_alg = _hash_alg(body, "hashAlgorithmOID")
+        values: dict[str, object] = {}
+        if "authData" in body:
+            for item in body.objects("authData", max_items=8):
+                values[item.text("id", max_len=16)] = item.raw("value")
+        pin, otp, face = values.get("PIN"), values.get("OTP"), values.get("FACE")
+    if pin is not None:
+        pin = check_text(pin, "PIN", max_len=MAX_PIN_CHARS)
     sad, auth = await request.app[SIGNING].authorize(
         owner.id,
-        data.get("credentialID"),
+        _credential_id(body),
         hashes=hashes,
         hash_alg=hash_alg,
-        num_signatures=num,
+        num_signatures=body.integer("numSignatures", low=1, high=limit),
         password_key=parse_transport_pin(pin),
-        otp=otp,
-        face_challenge_id=face,
-        description=description if isinstance(description, str) else None,
+        otp=_otp(otp),
+        face_challenge_id=_face(face, body),
+        description=body.optional_text("description", max_len=MAX_DESCRIPTION_CHARS),
     )
     return web.json_response(
         {"SAD": sad, "expiresIn": int((auth.expires_at - auth.created_at).total_seconds())}
@@ -219,8 +227,10 @@ async def credentials_authorize(request: web.Request) -> web.Response:
 async def extend_transaction(request: web.Request) -> web.Response:
     _version(request)
     owner = await current_owner(request)
-    data = await read_json(request)
-    sad, auth = request.app[SIGNING].extend(owner.id, data.get("credentialID"), data.get("SAD"))
+    body = await read_json(request)
+    sad, auth = request.app[SIGNING].extend(
+        owner.id, _credential_id(body), body.optional_text("SAD", max_len=MAX_SAD_CHARS)
+    )
     return web.json_response(
         {
             "SAD": sad,
@@ -233,16 +243,16 @@ async def extend_transaction(request: web.Request) -> web.Response:
 async def sign_hash(request: web.Request) -> web.Response:
     version = _version(request)
     owner = await current_owner(request)
-    data = await read_json(request, request.app[SETTINGS].max_upload_bytes)
+    settings = request.app[SETTINGS]
+    body = await read_json(request, settings.max_upload_bytes)
+    limit = settings.max_signatures_per_sad
     if version == "v1":
-        hashes = _b64s(data, "hash")
-        hash_alg = _hash_alg(data.get("hashAlgo"), "hashAlgo", required=False)
+        hashes = _hashes(body, "hash", limit)
+        hash_alg = _hash_alg(body, "hashAlgo", required=False)
     else:
-        hashes = _b64s(data, "hashes")
-        hash_alg = _hash_alg(data.get("hashAlgorithmOID"), "hashAlgorithmOID", required=False)
-    sign_algo = data.get("signAlgo")
-    if not isinstance(sign_algo, str):
-        raise ValidationError("signAlgo is required", field="signAlgo")
+        hashes = _hashes(body, "hashes", limit)
+        hash_alg = _hash_alg(body, "hashAlgorithmOID", required=False)
+    sign_algo = body.text("signAlgo", max_len=64)
     if hash_alg is None:
         # CSC lets the hash follow from signAlgo (e.g. ecdsa-with-SHA256).
         implied = {
@@ -256,10 +266,15 @@ async def sign_hash(request: web.Request) -> web.Response:
         if sign_algo not in implied:
             raise ValidationError("hashAlgo is required for this signAlgo", field="hashAlgo")
         hash_alg = hash_algorithm(implied[sign_algo])
-    params = data.get("signAlgoParams")
-    params_der = _b64s({"p": [params]}, "p")[0] if isinstance(params, str) and params else None
+    params_der = body.optional_b64("signAlgoParams", max_bytes=256)
     sigs = await request.app[SIGNING].sign_hashes(
-        owner.id, data.get("credentialID"), data.get("SAD"), hashes, hash_alg, sign_algo, params_der
+        owner.id,
+        _credential_id(body),
+        body.optional_text("SAD", max_len=MAX_SAD_CHARS),
+        hashes,
+        hash_alg,
+        sign_algo,
+        params_der or None,
     )
     return web.json_response({"signatures": [base64.b64encode(s).decode() for s in sigs]})
 
@@ -273,28 +288,19 @@ async def sign_doc(request: web.Request) -> web.Response:
     if version != "v2":
         raise web.HTTPNotFound()
     owner = await current_owner(request)
-    data = await read_json(request, request.app[SETTINGS].max_upload_bytes)
-    docs = data.get("documents")
-    if not isinstance(docs, list) or not docs or not all(isinstance(d, dict) for d in docs):
-        raise ValidationError("documents must be a non-empty array", field="documents")
+    settings = request.app[SETTINGS]
+    body = await read_json(request, settings.max_upload_bytes)
+    credential_id = _credential_id(body)
+    sad = body.optional_text("SAD", max_len=MAX_SAD_CHARS)
     out = []
-    for d in docs:
-        fmt = {"C": "cades", "P": "pades"}.get(str(d.get("signature_format")))
-        if fmt is None:
-            raise ValidationError("signature_format must be C or P", field="signature_format")
-        level = {"AdES-B-B": "B", "AdES-B-T": "T", "AdES-B-LT": "LT", "AdES-B": "B"}.get(
-            str(d.get("conformance_level", "AdES-B-B"))
-        )
-        if level is None:
-            raise ValidationError(
-                "conformance_level must be AdES-B-B, AdES-B-T or AdES-B-LT",
-                field="conformance_level",
-            )
-        (document,) = _b64s({"document": [d.get("document")]}, "document")
+    for d in body.objects("documents", max_items=MAX_DOCUMENTS):
+        fmt = d.choice("signature_format", SIGNATURE_FORMATS)
+        level = d.choice("conformance_level", CONFORMANCE_LEVELS, default="AdES-B-B")
+        document = d.b64("document", max_bytes=settings.max_upload_bytes)
         _id, signed = await request.app[SIGNING].sign_document(
             owner.id,
-            data.get("credentialID"),
-            data.get("SAD"),
+            credential_id,
+            sad,
             document=document,
             document_hash=None,
             signature_format=fmt,

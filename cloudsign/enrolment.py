@@ -9,8 +9,8 @@ persistent in the HSM, so a failure at any step leaves nothing half-created.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
+import re
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -46,6 +46,7 @@ from cloudsign.storage.schema import (
     owners,
     transport_keys,
 )
+from cloudsign.web.inputs import Fields, check_text, decode_b64
 from hsm_bridge import (
     OWNER_KEY_ALGORITHMS,
     HsmBridge,
@@ -59,6 +60,9 @@ from hsm_bridge import (
 
 TOTP_SEED_BYTES: Final = 20
 TRANSPORT_PURPOSES: Final = frozenset({"credential.create", "authorize"})
+#: ASCII digits only: `str.isdigit()` also takes '²' and '١', which
+#: `compare_digest` then refuses with a TypeError.
+OTP_FORMAT: Final = re.compile(r"[0-9]{6}")
 
 
 def _now() -> datetime:
@@ -69,27 +73,23 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _b64(value: object, field: str) -> bytes:
-    if not isinstance(value, str):
-        raise ValidationError(f"{field} must be a base64 string", field=field)
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError) as e:
-        raise ValidationError(f"{field} is not valid base64", field=field) from e
+#: The wire form of a wrapped key password (mobile_api/device.py writes it).
+TRANSPORT_FIELDS: Final = frozenset({"transport_key_id", "device_public_key", "wrapped_key"})
+MAX_TRANSPORT_KEY_ID: Final = 64
+#: A P-256 point is 65 bytes and AES-KW of K_pw 40; anything longer is refused
+#: before decoding.
+MAX_TRANSPORT_PART_BYTES: Final = 128
 
 
-def parse_transport_message(data: object) -> TransportMessage:
+def parse_transport_message(body: Fields) -> TransportMessage:
     """The device's wrapped K_pw, as JSON: transport_key_id, device_public_key, wrapped_key."""
-    if not isinstance(data, dict):
-        raise ValidationError("password_key must be an object", field="password_key")
-    key_id = data.get("transport_key_id")
-    if not isinstance(key_id, str) or not key_id or len(key_id) > 64:
-        raise ValidationError("transport_key_id is required", field="transport_key_id")
+    body.only(TRANSPORT_FIELDS)
+    key_id = body.text("transport_key_id", max_len=MAX_TRANSPORT_KEY_ID)
     try:
         return TransportMessage(
             key_id,
-            _b64(data.get("device_public_key"), "device_public_key"),
-            _b64(data.get("wrapped_key"), "wrapped_key"),
+            body.b64("device_public_key", max_bytes=MAX_TRANSPORT_PART_BYTES),
+            body.b64("wrapped_key", max_bytes=MAX_TRANSPORT_PART_BYTES),
         )
     except InvalidTransportMessageError as e:
         raise ValidationError(e.message, field="password_key") from e
@@ -107,15 +107,13 @@ def parse_transport_pin(pin: object) -> TransportMessage:
             "never the password itself",
             field="PIN",
         )
-
-    def unb64(value: str) -> bytes:
-        try:
-            return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
-        except (binascii.Error, ValueError) as e:
-            raise ValidationError("PIN is not well-formed base64url", field="PIN") from e
-
+    key_id = check_text(parts[1], "PIN", max_len=MAX_TRANSPORT_KEY_ID)
     try:
-        return TransportMessage(parts[1], unb64(parts[2]), unb64(parts[3]))
+        return TransportMessage(
+            key_id,
+            decode_b64(parts[2], "PIN", max_bytes=MAX_TRANSPORT_PART_BYTES, urlsafe=True),
+            decode_b64(parts[3], "PIN", max_bytes=MAX_TRANSPORT_PART_BYTES, urlsafe=True),
+        )
     except InvalidTransportMessageError as e:
         raise ValidationError(e.message, field="PIN") from e
 
@@ -326,7 +324,7 @@ class EnrolmentService:
         totp = pyotp.TOTP(seed, interval=self.settings.totp_period_seconds)
         return totp.provisioning_uri(name=label, issuer_name=self.settings.totp_issuer)
 
-    async def confirm_totp(self, owner: Owner, otp: str) -> None:
+    async def confirm_totp(self, owner: Owner, otp: str | None) -> None:
         await self.verify_otp(owner.id, otp, require_confirmed=False)
         async with self.db.transaction() as conn:
             await conn.execute(
@@ -338,7 +336,7 @@ class EnrolmentService:
     ) -> None:
         """Accept a TOTP code once: the matched time step must be newer than
         the last accepted one, recorded with a compare-and-set."""
-        if not isinstance(otp, str) or not otp.isdigit() or len(otp) != 6:
+        if not isinstance(otp, str) or not OTP_FORMAT.fullmatch(otp):
             raise FactorError("OTP must be 6 digits")
         async with self.db.read() as conn:
             row = (

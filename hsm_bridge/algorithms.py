@@ -43,11 +43,12 @@ class KeyAlgorithm(enum.StrEnum):
         return _RSA_BITS[self]
 
     @classmethod
-    def parse(cls, value: str) -> KeyAlgorithm:
+    def parse(cls, value: object) -> KeyAlgorithm:
         try:
-            return cls(value)
+            return cls(value if isinstance(value, str) else "")
         except ValueError as e:
-            raise UnsupportedAlgorithmError(f"unsupported key algorithm {value!r}") from e
+            shown = ascii(value)[:40] if isinstance(value, str) else "a non-string"
+            raise UnsupportedAlgorithmError(f"unsupported key algorithm {shown}") from e
 
 
 _CURVE_OIDS: Final = {
@@ -88,10 +89,16 @@ HASHES: Final = {
 HASHES_BY_OID: Final = {h.oid: h for h in HASHES.values()}
 
 
-def hash_algorithm(name_or_oid: str) -> HashAlgorithm:
-    found = HASHES.get(name_or_oid) or HASHES_BY_OID.get(name_or_oid)
+def hash_algorithm(name_or_oid: object) -> HashAlgorithm:
+    """The hash named `name_or_oid` (e.g. "sha256" or "2.16.840.1.101.3.4.2.1")."""
+    found = (
+        HASHES.get(name_or_oid) or HASHES_BY_OID.get(name_or_oid)
+        if isinstance(name_or_oid, str)
+        else None
+    )
     if found is None:
-        raise UnsupportedAlgorithmError(f"unsupported hash algorithm {name_or_oid!r}")
+        shown = ascii(name_or_oid)[:40] if isinstance(name_or_oid, str) else "a non-string"
+        raise UnsupportedAlgorithmError(f"unsupported hash algorithm {shown}")
     return found
 
 

@@ -24,10 +24,12 @@ from aiohttp import web
 from audit_chain.days import format_offset
 from cloudsign.audit.service import ANCHORER, AUDIT_LOG
 from cloudsign.errors import NotFoundError, ValidationError
+from cloudsign.web.params import query_int
 
 routes = web.RouteTableDef()
 
 _HEX32 = re.compile(r"[0-9a-fA-F]{64}")
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 MAX_INDEX: Final = 2**63 - 1
 EXPORT_CONTENT_TYPE: Final = "application/x-ndjson"
 
@@ -35,18 +37,11 @@ EXPORT_CONTENT_TYPE: Final = "application/x-ndjson"
 def _day(request: web.Request) -> date:
     text = request.match_info["day"]
     try:
-        if len(text) != 10:
-            raise ValueError(text)
+        if not _DAY.fullmatch(text):
+            raise ValueError("not YYYY-MM-DD")
         return date.fromisoformat(text)
     except ValueError as e:
         raise ValidationError("day must be YYYY-MM-DD", field="day") from e
-
-
-def _int_param(request: web.Request, name: str) -> int:
-    text = request.query.get(name, "")
-    if not text.isdigit() or len(text) > 19 or int(text) > MAX_INDEX:
-        raise ValidationError(f"{name} must be a non-negative integer", field=name)
-    return int(text)
 
 
 @routes.get("/log/keys")
@@ -106,7 +101,7 @@ async def inclusion_proof(request: web.Request) -> web.Response:
             raise ValidationError("leaf_hash must be 64 hex digits", field="leaf_hash")
         index = await audit_log.leaf_index_of(bytes.fromhex(text))
     elif "index" in request.query:
-        index = _int_param(request, "index")
+        index = query_int(request, "index", high=MAX_INDEX)
     else:
         raise ValidationError("give index or leaf_hash", field="index")
     bundle = await audit_log.inclusion_bundle(index)
@@ -115,8 +110,8 @@ async def inclusion_proof(request: web.Request) -> web.Response:
 
 @routes.get("/log/consistency")
 async def consistency(request: web.Request) -> web.Response:
-    first = _int_param(request, "first")
-    second = _int_param(request, "second")
+    first = query_int(request, "first", high=MAX_INDEX)
+    second = query_int(request, "second", high=MAX_INDEX)
     proof = await request.app[AUDIT_LOG].consistency_proof(first, second)
     return web.json_response({"first": first, "second": second, "proof": [p.hex() for p in proof]})
 

@@ -14,11 +14,15 @@ from datetime import date
 from typing import Final
 
 from cloudsign.errors import ValidationError
+from cloudsign.web.inputs import Fields, check_text
 
 _W1: Final = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11)
 _W2: Final = (3, 4, 5, 6, 7, 8, 9, 10, 11, 1, 2)
-_EMAIL: Final = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+_EMAIL: Final = re.compile(r"[^@\s]{1,64}@[^@\s]+\.[^@\s]+")
 MAX_NAME: Final = 200
+IDENTITY_FIELDS: Final = frozenset(
+    {"kind", "iin", "surname", "given_name", "email", "bin", "organisation"}
+)
 
 
 def check_digit(first11: str) -> int | None:
@@ -66,10 +70,7 @@ def validate_bin(bin_: str) -> str:
 def _name(value: object, field: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValidationError(f"{field} is required", field=field)
-    value = " ".join(value.split())
-    if len(value) > MAX_NAME or any(ord(c) < 32 for c in value):
-        raise ValidationError(f"{field} is too long or has control characters", field=field)
-    return value
+    return " ".join(check_text(value, field, max_len=MAX_NAME).split())
 
 
 @dataclass(frozen=True)
@@ -88,37 +89,30 @@ class Identity:
 
     @classmethod
     def from_json(cls, data: object) -> Identity:
-        if not isinstance(data, dict):
-            raise ValidationError("identity must be a JSON object")
-        allowed = {"kind", "iin", "surname", "given_name", "email", "bin", "organisation"}
-        unknown = set(data) - allowed
-        if unknown:
-            raise ValidationError(f"unknown field(s): {', '.join(sorted(unknown))}")
-        kind = data.get("kind", "person")
-        if kind not in ("person", "organisation"):
-            raise ValidationError("kind must be 'person' or 'organisation'", field="kind")
-        iin = data.get("iin")
-        if not isinstance(iin, str):
-            raise ValidationError("iin is required", field="iin")
-        validate_iin(iin)
-        email = data.get("email")
-        if not isinstance(email, str) or not _EMAIL.match(email) or len(email) > 320:
+        """An applicant's identity from a JSON object (or its `Fields`)."""
+        body = data if isinstance(data, Fields) else Fields.of(data)
+        body.only(IDENTITY_FIELDS)
+        kind = body.choice(
+            "kind", {"person": "person", "organisation": "organisation"}, default="person"
+        )
+        iin = validate_iin(body.text("iin", max_len=12))
+        email = body.text("email", max_len=320)
+        if not _EMAIL.fullmatch(email):
             raise ValidationError("email is invalid", field="email")
         bin_ = ""
         organisation = ""
         if kind == "organisation":
-            b = data.get("bin")
-            if not isinstance(b, str):
+            if "bin" not in body:
                 raise ValidationError("bin is required for an organisation", field="bin")
-            bin_ = validate_bin(b)
-            organisation = _name(data.get("organisation"), "organisation")
-        elif data.get("bin") or data.get("organisation"):
+            bin_ = validate_bin(body.text("bin", max_len=12))
+            organisation = _name(body.raw("organisation"), "organisation")
+        elif body.raw("bin") or body.raw("organisation"):
             raise ValidationError("bin and organisation are for organisations only", field="bin")
         return cls(
             kind=kind,
             iin=iin,
-            surname=_name(data.get("surname"), "surname"),
-            given_name=_name(data.get("given_name"), "given_name"),
+            surname=_name(body.raw("surname"), "surname"),
+            given_name=_name(body.raw("given_name"), "given_name"),
             email=email,
             bin=bin_,
             organisation=organisation,

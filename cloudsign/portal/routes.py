@@ -20,9 +20,9 @@ from cloudsign.appkeys import DATABASE, ENROLMENT, SETTINGS
 from cloudsign.ca.identity import Identity
 from cloudsign.enrolment import hash_token
 from cloudsign.errors import NotFoundError, UnauthorizedError
-from cloudsign.http import field, read_json
 from cloudsign.portal.session import SESSION_COOKIE, check_origin, csrf_token, session_token
 from cloudsign.storage.schema import access_tokens
+from cloudsign.web.body import read_json
 
 routes = web.RouteTableDef()
 
@@ -88,10 +88,21 @@ async def portal_page(request: web.Request) -> web.FileResponse:
     return _file(STATIC_DIR / "index.html", cache="no-store")
 
 
+#: Longer than any file the portal ships; a longer name is not looked up at all.
+MAX_STATIC_PATH: Final = 128
+
+
 @routes.get("/portal/static/{path:[A-Za-z0-9_./-]+}")
 async def static_file(request: web.Request) -> web.FileResponse:
-    path = (STATIC_DIR / request.match_info["path"]).resolve()
-    if not path.is_relative_to(STATIC_DIR) or not path.is_file() or path.suffix not in _TYPES:
+    name = request.match_info["path"]
+    if len(name) > MAX_STATIC_PATH or ".." in name.split("/"):
+        raise NotFoundError("no such portal file")
+    try:
+        path = (STATIC_DIR / name).resolve()
+        found = path.is_relative_to(STATIC_DIR) and path.is_file() and path.suffix in _TYPES
+    except OSError:  # a name the file system refuses is no file of ours
+        found = False
+    if not found:
         raise NotFoundError("no such portal file")
     return _file(path, cache="no-cache")
 
@@ -141,8 +152,11 @@ async def register(request: web.Request) -> web.Response:
 async def login(request: web.Request) -> web.Response:
     """Log in again with IIN + a TOTP code (as POST /api/v1/sessions)."""
     check_origin(request)
-    data = await read_json(request)
-    owner_id, token = await request.app[ENROLMENT].login(field(data, "iin"), field(data, "otp"))
+    body = await read_json(request)
+    body.only({"iin", "otp"})
+    owner_id, token = await request.app[ENROLMENT].login(
+        body.digits("iin", min_len=12), body.digits("otp", min_len=6, max_len=8)
+    )
     return _session_response(request, owner_id, token, 200)
 
 

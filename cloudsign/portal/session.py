@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 from typing import Final
 
 from aiohttp import web
 
 from cloudsign.errors import ForbiddenError
+from cloudsign.web.auth import same_token, well_formed_token
 
 SESSION_COOKIE: Final = "cloudsign_session"
 CSRF_HEADER: Final = "X-CSRF-Token"
@@ -50,12 +50,12 @@ def check_origin(request: web.Request) -> None:
 def session_token(request: web.Request) -> str | None:
     """The access token from the portal cookie, or None without one. Unsafe
     methods must carry the matching CSRF header and a same-site Origin."""
-    token = request.cookies.get(SESSION_COOKIE)
-    if not token:
+    token = well_formed_token(request.cookies.get(SESSION_COOKIE))
+    if token is None:
         return None
     if request.method not in SAFE_METHODS:
         check_origin(request)
-        sent = request.headers.get(CSRF_HEADER, "")
-        if not hmac.compare_digest(sent.encode(), csrf_token(token).encode()):
+        sent = well_formed_token(request.headers.get(CSRF_HEADER))
+        if sent is None or not same_token(sent, csrf_token(token)):
             raise CsrfError(f"the {CSRF_HEADER} header is missing or wrong")
     return token

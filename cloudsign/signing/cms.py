@@ -31,6 +31,18 @@ from hsm_bridge import HsmBridge, SignatureScheme, UnlockedKey, hash_algorithm
 
 #: A generous placeholder for size estimation (dry runs): RSA-3072 is 384 bytes.
 ESTIMATED_SIGNATURE_BYTES: Final = 512
+#: What pyHanko's reader raises on a hostile PDF besides its own PdfError: it
+#: parses lazily, so these surface while reading and while signing alike.
+_BROKEN_PDF: Final = (
+    PdfError,
+    ValueError,
+    KeyError,
+    TypeError,
+    IndexError,
+    AttributeError,
+    RecursionError,
+    OverflowError,
+)
 
 
 class HsmOwnerSigner(signers.Signer):
@@ -142,7 +154,7 @@ async def pades(
     async def run() -> bytes:
         try:
             writer = IncrementalPdfFileWriter(io.BytesIO(pdf), strict=False)
-        except (PdfError, ValueError, KeyError, TypeError) as e:
+        except _BROKEN_PDF as e:
             raise ValidationError("the document is not a readable PDF", field="document") from e
         async with aiohttp.ClientSession() as session:
             timestamper = None
@@ -170,10 +182,12 @@ async def pades(
                 await signers.async_sign_pdf(
                     writer, meta, signer=signer, timestamper=timestamper, output=out
                 )
-            except PdfError as e:
-                raise ValidationError(f"the PDF cannot be signed: {e}", field="document") from e
             except (SigningError, aiohttp.ClientError) as e:
                 raise ServiceUnavailableError(f"the signature could not be completed: {e}") from e
+            except PdfError as e:
+                raise ValidationError(f"the PDF cannot be signed: {e}", field="document") from e
+            except _BROKEN_PDF as e:
+                raise ValidationError("the PDF is malformed", field="document") from e
         return out.getvalue()
 
     return await asyncio.to_thread(asyncio.run, run())

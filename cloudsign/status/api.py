@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import hmac
 import html
 import xml.etree.ElementTree as ET
 from typing import Final
@@ -29,13 +28,18 @@ from aiohttp import web
 from cloudsign.appkeys import CA, SETTINGS
 from cloudsign.ca.x509 import to_pem
 from cloudsign.errors import ForbiddenError, NotFoundError, ServiceUnavailableError
-from cloudsign.http import bearer_token, field, read_json
 from cloudsign.status.crl import ISSUING, ROOT
+from cloudsign.status.notices import MAX_SERIALS as MAX_NOTICE_SERIALS
+from cloudsign.status.notices import MAX_TEXT as MAX_NOTICE_TEXT
+from cloudsign.status.notices import MAX_TITLE as MAX_NOTICE_TITLE
 from cloudsign.status.notices import Notice
 from cloudsign.status.ocsp import MALFORMED, MAX_REQUEST_BYTES
 from cloudsign.status.runtime import STATUS
 from cloudsign.status.tsa import MAX_REQUEST_BYTES as MAX_TSA_BYTES
 from cloudsign.status.tsa import rejection
+from cloudsign.web.auth import bearer_token, same_token
+from cloudsign.web.body import read_json
+from cloudsign.web.inputs import Fields
 
 routes = web.RouteTableDef()
 
@@ -312,27 +316,28 @@ def _operator(request: web.Request) -> str:
     token = request.app[SETTINGS].operator_token
     if token is None:
         raise ForbiddenError("the operator API is disabled (set CLOUDSIGN_OPERATOR_TOKEN)")
-    given = bearer_token(request)
-    if not hmac.compare_digest(given.encode(), token.reveal().encode()):
+    if not same_token(bearer_token(request), token.reveal()):
         raise ForbiddenError("not an operator token")
     return "operator:api"
 
 
-def _actor(base: str, name: object) -> str:
-    if isinstance(name, str) and name.strip():
-        return f"{base}:{name.strip()[:100]}"
+def _actor(base: str, body: Fields) -> str:
+    name = body.optional_text("operator", max_len=100)
+    if name and name.strip():
+        return f"{base}:{name.strip()}"
     return base
 
 
 @routes.post("/api/v1/operator/revocations")
 async def operator_revoke(request: web.Request) -> web.Response:
     actor = _operator(request)
-    data = await read_json(request)
+    body = await read_json(request)
+    body.only({"serial", "reason", "operator", "reference"})
     revocation = await request.app[STATUS].revocation.revoke(
-        field(data, "serial"),
-        field(data, "reason"),
-        _actor(actor, data.get("operator")),
-        reference=field(data, "reference", required=False),
+        body.text("serial", max_len=128),
+        body.text("reason", max_len=64),
+        _actor(actor, body),
+        reference=body.optional_text("reference", max_len=500),
     )
     return web.json_response(revocation.to_json(), status=201)
 
@@ -340,12 +345,13 @@ async def operator_revoke(request: web.Request) -> web.Response:
 @routes.post("/api/v1/operator/notices")
 async def operator_notice(request: web.Request) -> web.Response:
     actor = _operator(request)
-    data = await read_json(request)
+    body = await read_json(request)
+    body.only({"title", "summary", "measures", "serials", "operator"})
     notice = await request.app[STATUS].notices.publish(
-        title=data.get("title"),
-        summary=data.get("summary"),
-        measures=data.get("measures"),
-        serials=data.get("serials") or [],
-        actor=_actor(actor, data.get("operator")),
+        title=body.text("title", max_len=MAX_NOTICE_TITLE),
+        summary=body.text("summary", max_len=MAX_NOTICE_TEXT, multiline=True),
+        measures=body.text("measures", max_len=MAX_NOTICE_TEXT, multiline=True),
+        serials=body.texts("serials", max_items=MAX_NOTICE_SERIALS, max_len=128),
+        actor=_actor(actor, body),
     )
     return web.json_response(notice.to_json(), status=201)

@@ -27,8 +27,8 @@ from cloudsign.app import create_app
 from cloudsign.appkeys import SETTINGS
 from cloudsign.audit import api as audit_api
 from cloudsign.audit.service import AUDIT_CLOCK, audit_resources, audit_tasks
-from cloudsign.http import problem_middleware
 from cloudsign.settings import Settings, load_settings
+from cloudsign.web.problems import problem_middleware
 from tests.conftest import FAST_SETTINGS, PG_ADMIN_DSN, _pg_create, _pg_drop, free_port
 
 #: 2026-03-01 10:00 in UTC+5.

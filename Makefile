@@ -26,3 +26,4 @@ bench: setup
 	.venv/bin/python bench/bench_audit_chain.py
 	.venv/bin/python bench/bench_audit_service.py
 	.venv/bin/python bench/bench_status.py
+	.venv/bin/python bench/bench_body.py

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
-import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -16,46 +13,10 @@ import pytest
 
 from cloudsign.settings import Settings
 from tests.conftest import REPO, free_port
-
-CLI = [sys.executable, "-m", "cloudsign.cli"]
-
-
-def _serve(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLOUDSIGN_", "SOFTHSM2_"))}
-    env["CLOUDSIGN_PORT"] = str(port)
-    return subprocess.Popen(
-        [*CLI, "--data-dir", str(data_dir), "serve"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-
-
-def _wait_ready(proc: subprocess.Popen[bytes], port: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            out = proc.stdout.read().decode() if proc.stdout else ""
-            pytest.fail(f"cloudsign serve exited with {proc.returncode}:\n{out}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    proc.kill()
-    pytest.fail("cloudsign serve did not become ready")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> str:
-    proc.send_signal(signal.SIGINT)
-    try:
-        out, _ = proc.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, _ = proc.communicate()
-    return out.decode()
+from tests.serving import CLI, clean_env
+from tests.serving import serve as _serve
+from tests.serving import stop as _stop
+from tests.serving import wait_ready as _wait_ready
 
 
 @pytest.mark.slow
@@ -86,8 +47,7 @@ def test_serve_initialises_then_reuses_the_data_dir(tmp_path: Path) -> None:
 
 
 def _run_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLOUDSIGN_", "SOFTHSM2_"))}
-    env["CLOUDSIGN_DATABASE_URL"] = settings.effective_database_url
+    env = clean_env(CLOUDSIGN_DATABASE_URL=settings.effective_database_url)
     return subprocess.run(
         [*CLI, "--data-dir", str(settings.data_dir), *args],
         cwd=REPO,

@@ -1,0 +1,62 @@
+"""`cloudsign serve` as a real child process, for the tests that need the
+whole program: its start-up, its log, its death and its children."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+CLI = [sys.executable, "-m", "cloudsign.cli"]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment without this test run's CLOUDSIGN_/SOFTHSM2_ settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLOUDSIGN_", "SOFTHSM2_"))}
+    env.update(extra)
+    return env
+
+
+def serve(data_dir: Path, port: int, **env: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [*CLI, "--data-dir", str(data_dir), "serve"],
+        cwd=REPO,
+        env=clean_env(CLOUDSIGN_PORT=str(port), **env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def wait_ready(proc: subprocess.Popen[bytes], port: int, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            out = proc.stdout.read().decode() if proc.stdout else ""
+            pytest.fail(f"cloudsign serve exited with {proc.returncode}:\n{out}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    pytest.fail("cloudsign serve did not become ready")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> str:
+    """Ctrl-C, as an operator would; returns everything the process printed."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        out, _ = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+    return out.decode()

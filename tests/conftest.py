@@ -47,6 +47,8 @@ FAST_SETTINGS: dict[str, Any] = {
     # Bearer token of the operator API (cloudsign/status); a Secret once loaded.
     "operator_token": "test-operator-token-0123456789",
     "auditor_token": "test-auditor-token-0123456789",
+    # Any free port for the embedded anvil: two runs on one machine never collide.
+    "chain_anvil_port": 0,
 }
 
 

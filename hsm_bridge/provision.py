@@ -21,9 +21,10 @@ import subprocess
 import sys
 from typing import Any, Final
 
-from hsm_bridge.bridge import HMAC_KEY_PREFIX, MASTER_KEY_LABEL, SEALING_KEY_PREFIX
 from hsm_bridge.errors import HsmError, HsmUnavailableError
+from hsm_bridge.sealing import HMAC_KEY_PREFIX, SEALING_KEY_PREFIX
 from hsm_bridge.secret import Secret
+from hsm_bridge.session import MASTER_KEY_LABEL
 
 SEALING_PURPOSES: Final = ("credential", "totp", "biometric")
 HMAC_PURPOSES: Final = ("audit-owner",)

@@ -59,9 +59,9 @@ def configure(hsm_dir: Path) -> Path:
 
 def _module_loaded() -> bool:
     # python-pkcs11 keeps one initialised module per process.
-    from hsm_bridge import bridge
+    from hsm_bridge import session
 
-    return bridge.module_loaded()
+    return session.module_loaded()
 
 
 def token_exists(hsm_dir: Path, label: str) -> bool:

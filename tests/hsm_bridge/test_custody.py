@@ -19,6 +19,7 @@ from pkcs11.util.ec import encode_named_curve_parameters
 
 from cloudsign.instance import prepare_hsm
 from cloudsign.settings import Settings
+from device_client.device import Argon2Params, derive_password_key, wrap_for_transport
 from hsm_bridge import (
     HsmBridge,
     HsmUnavailableError,
@@ -31,8 +32,7 @@ from hsm_bridge import (
     WrongPasswordError,
     hash_algorithm,
 )
-from hsm_bridge.bridge import MASTER_KEY_LABEL, OWNER_KEY_TEMPLATE, SIGNING_KEY_TEMPLATE
-from mobile_api.device import Argon2Params, derive_password_key, wrap_for_transport
+from hsm_bridge.custody import MASTER_KEY_LABEL, OWNER_KEY_TEMPLATE, SIGNING_KEY_TEMPLATE
 
 PARAMS = Argon2Params(b"0123456789abcdef", 1, 8192, 1)
 KPW = derive_password_key("correct horse", PARAMS)
@@ -224,7 +224,7 @@ async def test_sealing_round_trip_and_binding(bridge: HsmBridge) -> None:
 
 
 async def test_signing_runs_off_the_event_loop(bridge: HsmBridge) -> None:
-    """Many concurrent callers are served by the bounded worker pool."""
+    """Many concurrent callers are all served, one PKCS#11 call at a time."""
     import asyncio
 
     cred = str(uuid.uuid4())

@@ -1,0 +1,225 @@
+"""Owner keys: the citizens' signing keys, which exist in the clear only inside
+the HSM and only while they sign.
+
+Owns `CreatedKey`, `UnlockedKey`, the owner-key blob format, the templates of
+owner private keys, and `HsmOwnerKeys` (create, unlock, sign).
+
+* A non-extractable AES-256 **master wrapping key** (`cloudsign-master`)
+  carries `CKA_TRUSTED`. Owner private keys are generated with
+  `CKA_WRAP_WITH_TRUSTED`, so only the master key can ever wrap them.
+  SoftHSM2 lets only the SO set `CKA_TRUSTED`, and the SO sees public objects
+  only, which SoftHSM2 stores *unencrypted* on disk. So provisioning creates
+  the trusted key as a public *session* object (memory only) in an SO session,
+  switches the login to the user, and copies it into a private token object
+  (`provision.py`). The key value never touches the disk in the clear.
+* **`K_pw`**, the key derived from the owner's password on the device,
+  reaches the HSM through a one-time transport key (`transport`).
+* **Owner key blob**: `CSK1 || n3 || GCM_seal(n2 || GCM_Kpw(WRAP_master(priv)))`,
+  where `WRAP_master` is `CKM_AES_KEY_WRAP_PAD` (RFC 5649) under the master
+  key, `GCM_Kpw` is AES-GCM under `K_pw` with nonce `n2`, and `GCM_seal` is
+  AES-GCM under the sealing key `cloudsign-seal-credential` with nonce `n3`
+  (12-byte nonces, 16-byte tags appended to the ciphertext).
+  The middle layer is the architecture's password layer; its GCM tag is the
+  "password hash" kept by the HSM: a wrong `K_pw` fails inside the HSM.
+  The outer layer, under a non-extractable HSM sealing key, is added so that
+  a stolen database alone gives no offline oracle to guess passwords against.
+  Both GCM layers take `b"cloudsign/owner-key/v1\\x00" || credential id`
+  as associated data, so a blob cannot be moved to another credential.
+* **Use**: the two GCM layers are opened in the HSM, the inner layer is
+  unwrapped by the master key into a session-only, non-extractable key, used,
+  and destroyed in a `finally`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+import pkcs11
+from pkcs11 import Attribute, KeyType, Mechanism, MechanismFlag, ObjectClass
+from pkcs11.exceptions import PKCS11Error
+from pkcs11.mechanisms import GCMParams
+
+from hsm_bridge.algorithms import HashAlgorithm, KeyAlgorithm, SignatureScheme
+from hsm_bridge.errors import (
+    KeyBlobError,
+    UnsupportedAlgorithmError,
+    WrongPasswordError,
+)
+from hsm_bridge.keypairs import check_scheme, generate_pair, sign_digest_with, spki_of
+from hsm_bridge.sealing import GCM_NONCE_BYTES, GCM_TAG_BITS, HsmSealing
+from hsm_bridge.session import MASTER_KEY_LABEL, SECRET_SENSITIVE
+from hsm_bridge.transport import HsmTransportKeys, TransportMessage
+
+__all__ = [
+    "BLOB_MAGIC",
+    "MASTER_KEY_LABEL",
+    "OWNER_KEY_TEMPLATE",
+    "SIGNING_KEY_TEMPLATE",
+    "CreatedKey",
+    "HsmOwnerKeys",
+    "UnlockedKey",
+]
+
+BLOB_MAGIC: Final = b"CSK1"
+
+
+@dataclass(frozen=True)
+class CreatedKey:
+    """A new owner key: its public half and the only stored form of the private half."""
+
+    algorithm: KeyAlgorithm
+    public_key_info: bytes  # DER SubjectPublicKeyInfo
+    blob: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class UnlockedKey:
+    """The owner key after the password layer was opened in the HSM: still
+    wrapped under the master key, usable only inside this HSM."""
+
+    credential_id: str
+    algorithm: KeyAlgorithm
+    wrapped: bytes = field(repr=False)
+
+
+#: A new owner private key: extractable only so the trusted master key can
+#: wrap it once, and by no other key (`CKA_WRAP_WITH_TRUSTED`).
+OWNER_KEY_TEMPLATE: Final = {
+    Attribute.SENSITIVE: True,
+    Attribute.EXTRACTABLE: True,
+    Attribute.WRAP_WITH_TRUSTED: True,
+    Attribute.PRIVATE: True,
+}
+
+#: The owner key while it signs: session-only, never extractable again.
+SIGNING_KEY_TEMPLATE: Final = {
+    **SECRET_SENSITIVE,
+    Attribute.SIGN: True,
+    # python-pkcs11 sets every capability flag; these are not valid on a
+    # private key object, so leave them out.
+    Attribute.ENCRYPT: pkcs11.DEFAULT,
+    Attribute.VERIFY: pkcs11.DEFAULT,
+    Attribute.WRAP: pkcs11.DEFAULT,
+}
+
+
+def _blob_aad(credential_id: str) -> bytes:
+    return b"cloudsign/owner-key/v1\x00" + credential_id.encode()
+
+
+class HsmOwnerKeys(HsmTransportKeys, HsmSealing):
+    """Create, unlock and use owner keys; `K_pw` comes from a transport key and
+    the outer blob layer from the `credential` sealing key."""
+
+    async def create_owner_key(
+        self, message: TransportMessage, algorithm: KeyAlgorithm, credential_id: str
+    ) -> CreatedKey:
+        return await self._call(self._create_owner_key, message, algorithm, credential_id)
+
+    def _create_owner_key(
+        self, message: TransportMessage, algorithm: KeyAlgorithm, credential_id: str
+    ) -> CreatedKey:
+        s = self._session()
+        master = self._cached_key(ObjectClass.SECRET_KEY, MASTER_KEY_LABEL)
+        sealing = self._sealing_key("credential")
+        aad = _blob_aad(credential_id)
+        with self._password_key(message) as kpw:
+            pub, priv = generate_pair(
+                s,
+                algorithm,
+                store=False,
+                private_template=OWNER_KEY_TEMPLATE,
+            )
+            try:
+                inner = master.wrap_key(priv, mechanism=Mechanism.AES_KEY_WRAP_PAD)
+                spki = spki_of(pub, algorithm)
+            finally:
+                priv.destroy()
+                pub.destroy()
+            n2 = os.urandom(GCM_NONCE_BYTES)
+            middle = n2 + kpw.encrypt(
+                inner, mechanism=Mechanism.AES_GCM, mechanism_param=GCMParams(n2, aad, GCM_TAG_BITS)
+            )
+        n3 = os.urandom(GCM_NONCE_BYTES)
+        outer = sealing.encrypt(
+            middle, mechanism=Mechanism.AES_GCM, mechanism_param=GCMParams(n3, aad, GCM_TAG_BITS)
+        )
+        return CreatedKey(algorithm, spki, BLOB_MAGIC + n3 + outer)
+
+    async def unlock_owner_key(
+        self, message: TransportMessage, credential_id: str, algorithm: KeyAlgorithm, blob: bytes
+    ) -> UnlockedKey:
+        """Open the sealing and password layers; a wrong password fails here."""
+        return await self._call(self._unlock_owner_key, message, credential_id, algorithm, blob)
+
+    def _unlock_owner_key(
+        self, message: TransportMessage, credential_id: str, algorithm: KeyAlgorithm, blob: bytes
+    ) -> UnlockedKey:
+        if not blob.startswith(BLOB_MAGIC) or len(blob) < len(BLOB_MAGIC) + 2 * GCM_NONCE_BYTES:
+            raise KeyBlobError("key blob format not recognised")
+        aad = _blob_aad(credential_id)
+        n3 = blob[len(BLOB_MAGIC) : len(BLOB_MAGIC) + GCM_NONCE_BYTES]
+        outer = blob[len(BLOB_MAGIC) + GCM_NONCE_BYTES :]
+        sealing = self._sealing_key("credential")
+        try:
+            middle = sealing.decrypt(
+                outer, mechanism=Mechanism.AES_GCM, mechanism_param=GCMParams(n3, aad, GCM_TAG_BITS)
+            )
+        except PKCS11Error as e:
+            raise KeyBlobError("key blob does not belong to this credential") from e
+        n2, sealed = middle[:GCM_NONCE_BYTES], middle[GCM_NONCE_BYTES:]
+        with self._password_key(message) as kpw:
+            try:
+                inner = kpw.decrypt(
+                    sealed,
+                    mechanism=Mechanism.AES_GCM,
+                    mechanism_param=GCMParams(n2, aad, GCM_TAG_BITS),
+                )
+            except PKCS11Error as e:
+                raise WrongPasswordError("the key password is wrong") from e
+        return UnlockedKey(credential_id, algorithm, bytes(inner))
+
+    async def sign_with_unlocked(
+        self,
+        key: UnlockedKey,
+        digests: Sequence[bytes],
+        hash_alg: HashAlgorithm,
+        scheme: SignatureScheme,
+    ) -> list[bytes]:
+        """Sign each digest with the owner key; the key lives in the HSM only
+        for the duration of this call."""
+        return await self._call(self._sign_with_unlocked, key, list(digests), hash_alg, scheme)
+
+    def _sign_with_unlocked(
+        self,
+        key: UnlockedKey,
+        digests: list[bytes],
+        hash_alg: HashAlgorithm,
+        scheme: SignatureScheme,
+    ) -> list[bytes]:
+        check_scheme(key.algorithm, scheme)
+        for d in digests:
+            if len(d) != hash_alg.digest_size:
+                raise UnsupportedAlgorithmError(
+                    f"a {hash_alg.name} digest is {hash_alg.digest_size} bytes, got {len(d)}"
+                )
+        master = self._cached_key(ObjectClass.SECRET_KEY, MASTER_KEY_LABEL)
+        key_type = KeyType.EC if key.algorithm.is_ec else KeyType.RSA
+        try:
+            priv = master.unwrap_key(
+                ObjectClass.PRIVATE_KEY,
+                key_type,
+                key.wrapped,
+                mechanism=Mechanism.AES_KEY_WRAP_PAD,
+                capabilities=MechanismFlag.SIGN,
+                template=SIGNING_KEY_TEMPLATE,
+            )
+        except PKCS11Error as e:
+            raise KeyBlobError("the owner key does not unwrap under the master key") from e
+        try:
+            return [sign_digest_with(priv, d, hash_alg, scheme) for d in digests]
+        finally:
+            priv.destroy()

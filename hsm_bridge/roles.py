@@ -1,0 +1,85 @@
+"""What the service's features may ask of the HSM, as structural types.
+
+A feature that seals TOTP seeds needs `Sealer`, not the PKCS#11 class with
+its sessions and master key; depending on the narrowest role keeps that
+visible in signatures and lets tests pass fakes. `HsmBridge` satisfies every
+role (checked in tests/hsm). Lifecycle (`start`/`close`) stays with whoever
+owns the bridge and is no role's business.
+
+The roles are `runtime_checkable`, but `isinstance` then only checks that
+the methods exist; signatures are checked by mypy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+from hsm_bridge.algorithms import HashAlgorithm, KeyAlgorithm, SignatureScheme
+from hsm_bridge.custody import CreatedKey, UnlockedKey
+from hsm_bridge.transport import TransportMessage
+
+
+@runtime_checkable
+class KeyCustody(Protocol):
+    """Owner keys behind the owner's password: transport keys, creation,
+    unlocking and signing with an unlocked key."""
+
+    async def create_transport_key(self, transport_key_id: str) -> bytes: ...
+
+    async def destroy_transport_key(self, transport_key_id: str) -> bool: ...
+
+    async def create_owner_key(
+        self, message: TransportMessage, algorithm: KeyAlgorithm, credential_id: str
+    ) -> CreatedKey: ...
+
+    async def unlock_owner_key(
+        self, message: TransportMessage, credential_id: str, algorithm: KeyAlgorithm, blob: bytes
+    ) -> UnlockedKey: ...
+
+    async def sign_with_unlocked(
+        self,
+        key: UnlockedKey,
+        digests: Sequence[bytes],
+        hash_alg: HashAlgorithm,
+        scheme: SignatureScheme,
+    ) -> list[bytes]: ...
+
+
+@runtime_checkable
+class ServiceKeys(Protocol):
+    """The service's own long-lived keys (CA, OCSP, TSA, audit log, anchoring)."""
+
+    async def generate_signing_key(self, label: str, algorithm: KeyAlgorithm) -> bytes: ...
+
+    async def public_key_info(self, label: str, algorithm: KeyAlgorithm) -> bytes: ...
+
+    async def sign_digest(
+        self,
+        label: str,
+        algorithm: KeyAlgorithm,
+        digest: bytes,
+        hash_alg: HashAlgorithm,
+        scheme: SignatureScheme,
+    ) -> bytes: ...
+
+    async def sign_message(self, label: str, message: bytes) -> bytes: ...
+
+    async def has_key(self, label: str) -> bool: ...
+
+
+@runtime_checkable
+class Sealer(Protocol):
+    """Confidentiality and integrity of small stored secrets (TOTP seeds,
+    face templates) under the HSM's per-purpose sealing keys."""
+
+    async def seal(self, purpose: str, plaintext: bytes, aad: bytes) -> bytes: ...
+
+    async def unseal(self, purpose: str, sealed: bytes, aad: bytes) -> bytes: ...
+
+
+@runtime_checkable
+class KeyedHasher(Protocol):
+    """HMAC-SHA256 under the HSM's per-purpose secrets (pseudonymous tags)."""
+
+    async def hmac_sha256(self, purpose: str, data: bytes) -> bytes: ...

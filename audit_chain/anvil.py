@@ -215,6 +215,29 @@ class AnvilProcess:
                 )
             time.sleep(0.05)
 
+    def dumped_block(self) -> int | None:
+        """The newest block in the state file (what a hard kill would keep),
+        or None before the first dump."""
+        if self.state_path is None:
+            return None
+        try:
+            state = json.loads(self.state_path.read_text())
+        except (OSError, ValueError):  # not written yet, or caught mid-write
+            return None
+        number = state.get("best_block_number") if isinstance(state, dict) else None
+        return number if isinstance(number, int) else None
+
+    def wait_for_dump(self, block: int, timeout: float = DEFAULT_START_TIMEOUT) -> None:
+        """Block until the state file holds `block` (anvil dumps every
+        `state_interval` seconds)."""
+        deadline = time.monotonic() + timeout
+        while (self.dumped_block() or -1) < block:
+            if time.monotonic() > deadline:
+                raise AnvilError(
+                    f"anvil did not dump block {block} within {timeout}s", code="anvil.state"
+                )
+            time.sleep(0.05)
+
     def stop(self, timeout: float = DEFAULT_STOP_TIMEOUT) -> None:
         """Graceful stop (SIGTERM): anvil dumps its state before exiting."""
         process = self._process

@@ -90,7 +90,8 @@ class ChainError(AuditChainError):
 class AnvilError(AuditChainError):
     """The local anvil node could not be found, started or stopped.
 
-    Codes: ``anvil.missing`` (binary not found), ``anvil.start_failed``.
+    Codes: ``anvil.missing`` (binary not found), ``anvil.start_failed``,
+    ``anvil.rpc``, ``anvil.state`` (the state file did not reach a block in time).
     """
 
     default_code = "anvil.error"

@@ -1,5 +1,12 @@
-"""The composition root: `create_app(settings)` wires storage, the HSM, the CA
-and the APIs, each resource with its own cleanup context."""
+"""The composition root: `create_app(settings)` wires storage, the HSM, the
+face workers, the document signer, the outgoing HTTP session, every feature
+and their background work, each resource with its own cleanup context (torn
+down in reverse order), and every feature's routes.
+
+Features never construct each other; they get what they need here, by role
+(`hsm_bridge.KeyCustody`, `Sealer`, ...) or by service. Tests may set
+`app[CLOCK]` before start-up to run every service on a clock they move.
+"""
 
 from __future__ import annotations
 
@@ -9,24 +16,54 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Final
 
+import aiohttp
 from aiohttp import web
 
 from biometrics import FaceWorkerPool
-from cloudsign import api_enrolment, api_pki, api_signing, csc
-from cloudsign.appkeys import CA, DATABASE, ENROLMENT, FACE_POOL, FACES, HSM, SETTINGS, SIGNING
+from cloudsign.accounts import AccountService
+from cloudsign.accounts import api as accounts_api
+from cloudsign.appkeys import (
+    ACCOUNTS,
+    ANCHOR_TASK,
+    ANCHORER,
+    AUDIT_LOG,
+    CA,
+    CABINET,
+    CLOCK,
+    CREDENTIALS,
+    DATABASE,
+    FACE_POOL,
+    FACES,
+    HSM,
+    HTTP_CLIENT,
+    LOCKOUT,
+    REVOCATION,
+    SEQUENCER_TASK,
+    SETTINGS,
+    SIGNING,
+    STATUS,
+    TOTP_CLOCK,
+    TRANSPORT_KEYS,
+)
+from cloudsign.audit import Anchorer, AuditLog, run_retention, run_sequencer
 from cloudsign.audit import api as audit_api
-from cloudsign.audit.service import audit_resources, audit_tasks
-from cloudsign.ca.authority import CertificateAuthority
-from cloudsign.enrolment import EnrolmentService
+from cloudsign.ca import CertificateAuthority
+from cloudsign.ca import api as ca_api
+from cloudsign.clock import Clock, utc_now
+from cloudsign.credentials import CredentialService, TransportKeys
+from cloudsign.credentials import api as credentials_api
 from cloudsign.faces import FaceService, policy_from
+from cloudsign.faces import api as faces_api
 from cloudsign.instance import ca_profile, prepare_hsm
 from cloudsign.interpreter import pin_recursion_limit
-from cloudsign.portal import routes as portal_routes
+from cloudsign.portal import api as portal_api
 from cloudsign.settings import Settings
-from cloudsign.signing.service import SigningService
+from cloudsign.signing import Cabinet, DocumentWorker, FactorCheck, Lockout, SigningService, csc
+from cloudsign.signing import api as signing_api
+from cloudsign.status import StatusServices
 from cloudsign.status import api as status_api
-from cloudsign.status.runtime import status_context
 from cloudsign.storage import Database
+from cloudsign.web import health
 from cloudsign.web.logs import install_log_policy
 from cloudsign.web.problems import problem_middleware
 from hsm_bridge import HsmBridge, HsmError
@@ -34,6 +71,23 @@ from hsm_bridge import HsmBridge, HsmError
 log = logging.getLogger(__name__)
 CleanupContext = Callable[[web.Application], AsyncIterator[None]]
 SWEEP_INTERVAL_SECONDS: Final = 60.0
+#: The outgoing HTTP session's limit per request (the chain's JSON-RPC).
+HTTP_CLIENT_TIMEOUT: Final = aiohttp.ClientTimeout(total=30)
+
+
+def _clock(app: web.Application) -> Clock:
+    return app.get(CLOCK, utc_now)
+
+
+async def _stop(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+# -- resources ------------------------------------------------------------------
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -52,7 +106,7 @@ async def _hsm(app: web.Application) -> AsyncIterator[None]:
     bridge = HsmBridge(access.module, access.token_label, access.pin)
     await bridge.start()
     try:
-        profile = ca_profile(settings)
+        profile = ca_profile(settings.ca)
         await CertificateAuthority.initialise(bridge, settings.pki_dir, profile)
         app[HSM] = bridge
         app[CA] = CertificateAuthority.load(bridge, settings.pki_dir, profile)
@@ -62,23 +116,80 @@ async def _hsm(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _face_pool(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
+    settings = app[SETTINGS].faces
     # Warmed worker processes: dlib never runs on the event loop.
-    pool = FaceWorkerPool(policy_from(settings), workers=settings.face_workers)
+    pool = FaceWorkerPool(policy_from(settings), workers=settings.workers)
     await pool.start()
     app[FACE_POOL] = pool
     yield
     await pool.close()
 
 
-async def _services(app: web.Application) -> AsyncIterator[None]:
-    db, hsm, settings = app[DATABASE], app[HSM], app[SETTINGS]
-    enrolment = EnrolmentService(db, hsm, app[CA], settings)
-    faces = FaceService(db, hsm, app[FACE_POOL], settings)
-    app[ENROLMENT] = enrolment
-    app[FACES] = faces
-    app[SIGNING] = SigningService(db, hsm, app[CA], enrolment, faces, settings)
+async def _http_client(app: web.Application) -> AsyncIterator[None]:
+    async with aiohttp.ClientSession(timeout=HTTP_CLIENT_TIMEOUT) as session:
+        app[HTTP_CLIENT] = session
+        yield
+
+
+async def _status(app: web.Application) -> AsyncIterator[None]:
+    """CRL, OCSP, TSA, notices (cloudsign/status); publication and the
+    revocation watcher unless `status_background_tasks` is off."""
+    settings = app[SETTINGS].status
+    status = await StatusServices.build(
+        settings, app[DATABASE], app[HSM], app[CA], clock=_clock(app)
+    )
+    app[STATUS] = status
+    app[REVOCATION] = status.revocation
+    tasks = await status.start_background() if settings.background_tasks else []
     yield
+    await _stop(tasks)
+
+
+async def _features(app: web.Application) -> AsyncIterator[None]:
+    """Accounts, credentials, faces and signing, wired to each other."""
+    settings, db, hsm, clock = app[SETTINGS], app[DATABASE], app[HSM], _clock(app)
+    accounts = AccountService(
+        db, hsm, settings.accounts, clock=clock, totp_clock=app.get(TOTP_CLOCK)
+    )
+    transport = TransportKeys(db, hsm, ttl=settings.credentials.transport_key_ttl, clock=clock)
+    faces = FaceService(db, hsm, app[FACE_POOL], settings.faces, clock=clock)
+    credentials = CredentialService(
+        db,
+        hsm,
+        app[CA],
+        accounts,
+        faces,
+        transport,
+        app[REVOCATION],
+        settings.credentials,
+        clock=clock,
+    )
+    # Deleting an account erases what each feature keeps of the owner.
+    accounts.on_delete(credentials)
+    accounts.on_delete(faces)
+    lockout = Lockout(db, settings.signing, clock=clock)
+    documents = DocumentWorker()
+    await documents.start()
+    app[ACCOUNTS] = accounts
+    app[TRANSPORT_KEYS] = transport
+    app[FACES] = faces
+    app[CREDENTIALS] = credentials
+    app[LOCKOUT] = lockout
+    app[CABINET] = Cabinet(db)
+    app[SIGNING] = SigningService(
+        db,
+        hsm,
+        app[CA],
+        credentials,
+        FactorCheck(hsm, accounts, faces, transport, lockout),
+        documents,
+        settings.signing,
+        clock=clock,
+    )
+    try:
+        yield
+    finally:
+        await documents.close()
 
 
 async def _sweeper(app: web.Application) -> AsyncIterator[None]:
@@ -86,7 +197,7 @@ async def _sweeper(app: web.Application) -> AsyncIterator[None]:
         while True:
             await asyncio.sleep(SWEEP_INTERVAL_SECONDS)
             try:
-                n = await app[ENROLMENT].sweep_transport_keys()
+                n = await app[TRANSPORT_KEYS].sweep()
                 if n:
                     log.info("destroyed %d expired transport keys", n)
             except (HsmError, OSError) as e:
@@ -94,9 +205,42 @@ async def _sweeper(app: web.Application) -> AsyncIterator[None]:
 
     task = asyncio.create_task(run(), name="transport-key-sweeper")
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await _stop([task])
+
+
+async def _audit(app: web.Application) -> AsyncIterator[None]:
+    """The audit log (HSM keys, tree from the table) and the anchorer."""
+    settings, db, hsm, clock = app[SETTINGS].audit, app[DATABASE], app[HSM], _clock(app)
+    audit_log = AuditLog(db, hsm, hsm, settings, now=clock)
+    await audit_log.start()
+    anchorer = Anchorer(db, hsm, settings.chain, audit_log, app[HTTP_CLIENT], now=clock)
+    await anchorer.start()
+    app[AUDIT_LOG] = audit_log
+    app[ANCHORER] = anchorer
+    try:
+        yield
+    finally:
+        await anchorer.close()
+
+
+async def _audit_tasks(app: web.Application) -> AsyncIterator[None]:
+    """Sequencer + day close, anchoring and retention, unless
+    `audit_background_tasks` is off."""
+    settings = app[SETTINGS].audit
+    if not settings.background_tasks:
+        yield
+        return
+    audit_log = app[AUDIT_LOG]
+    sequencer = asyncio.create_task(
+        run_sequencer(audit_log, settings.sequence_interval.total_seconds()),
+        name="audit-sequencer",
+    )
+    anchoring = asyncio.create_task(app[ANCHORER].run(), name="audit-anchoring")
+    retention = asyncio.create_task(run_retention(audit_log), name="audit-retention")
+    app[SEQUENCER_TASK] = sequencer
+    app[ANCHOR_TASK] = anchoring
+    yield
+    await _stop([retention, anchoring, sequencer])
 
 
 #: Resources in start-up order (torn down in reverse): each after the ones it uses.
@@ -104,22 +248,26 @@ CLEANUP_CONTEXTS: Final[list[CleanupContext]] = [
     _database,
     _hsm,
     _face_pool,
-    _services,
+    _http_client,
+    _status,
+    _features,
     _sweeper,
-    audit_resources,  # the audit log (cloudsign/audit)
-    audit_tasks,
-    status_context,  # CRL, OCSP, TSA, notices (cloudsign/status)
+    _audit,
+    _audit_tasks,
 ]
 
 #: Route tables of the HTTP surfaces.
 ROUTES: Final[list[web.RouteTableDef]] = [
-    api_enrolment.routes,
-    api_signing.routes,
+    health.routes,
+    accounts_api.routes,
+    credentials_api.routes,
+    faces_api.routes,
+    signing_api.routes,
     csc.routes,
-    api_pki.routes,
+    ca_api.routes,
     audit_api.routes,
     status_api.routes,
-    portal_routes.routes,  # the citizen's web portal (cloudsign/portal)
+    portal_api.routes,
 ]
 
 

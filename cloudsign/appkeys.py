@@ -1,23 +1,61 @@
-"""Typed application keys: the one place the app's shared resources are named."""
+"""Typed application keys: the one place the app's shared resources are named.
+
+The types are imported for the type checker only, so that every feature's
+HTTP module can read its service from the app without this module importing
+a single feature at run time (features import this; it imports none).
+"""
 
 from __future__ import annotations
 
+import asyncio
+from typing import TYPE_CHECKING
+
+import aiohttp
 from aiohttp import web
 
-from biometrics import FaceWorkerPool
-from cloudsign.ca.authority import CertificateAuthority
-from cloudsign.enrolment import EnrolmentService
-from cloudsign.faces import FaceService
+from cloudsign.clock import Clock
 from cloudsign.settings import Settings
-from cloudsign.signing.service import SigningService
-from cloudsign.storage import Database
-from hsm_bridge import HsmBridge
 
+if TYPE_CHECKING:
+    from biometrics import FaceWorkerPool
+    from cloudsign.accounts import AccountService
+    from cloudsign.audit import Anchorer, AuditLog
+    from cloudsign.ca import CertificateAuthority
+    from cloudsign.credentials import CredentialService, TransportKeys
+    from cloudsign.faces import FaceService
+    from cloudsign.signing import Cabinet, Lockout, SigningService
+    from cloudsign.status import RevocationService, StatusServices
+    from cloudsign.storage import Database
+    from hsm_bridge import HsmBridge
+
+# -- shared resources --------------------------------------------------------------
 SETTINGS = web.AppKey("settings", Settings)
-DATABASE = web.AppKey("database", Database)
-HSM = web.AppKey("hsm", HsmBridge)
-CA = web.AppKey("ca", CertificateAuthority)
-ENROLMENT = web.AppKey("enrolment", EnrolmentService)
-FACE_POOL = web.AppKey("face_pool", FaceWorkerPool)
-FACES = web.AppKey("faces", FaceService)
-SIGNING = web.AppKey("signing", SigningService)
+#: The clock every service runs on; tests set it before start-up.
+CLOCK: web.AppKey[Clock] = web.AppKey("clock")
+#: The clock TOTP codes are checked against (default: CLOCK). Tests give
+#: TOTP a clock of its own that jumps to the next step instead of waiting.
+TOTP_CLOCK: web.AppKey[Clock] = web.AppKey("totp_clock")
+DATABASE: web.AppKey[Database] = web.AppKey("database")
+HSM: web.AppKey[HsmBridge] = web.AppKey("hsm")
+FACE_POOL: web.AppKey[FaceWorkerPool] = web.AppKey("face_pool")
+#: The one outgoing HTTP session (pyHanko's TSA and OCSP/CRL fetches).
+HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
+
+# -- features -----------------------------------------------------------------------
+CA: web.AppKey[CertificateAuthority] = web.AppKey("ca")
+ACCOUNTS: web.AppKey[AccountService] = web.AppKey("accounts")
+TRANSPORT_KEYS: web.AppKey[TransportKeys] = web.AppKey("transport_keys")
+CREDENTIALS: web.AppKey[CredentialService] = web.AppKey("credentials")
+FACES: web.AppKey[FaceService] = web.AppKey("faces")
+SIGNING: web.AppKey[SigningService] = web.AppKey("signing")
+LOCKOUT: web.AppKey[Lockout] = web.AppKey("lockout")
+CABINET: web.AppKey[Cabinet] = web.AppKey("cabinet")
+STATUS: web.AppKey[StatusServices] = web.AppKey("status")
+#: The revocation service alone: `await app[REVOCATION].revoke(serial, reason, actor)`.
+REVOCATION: web.AppKey[RevocationService] = web.AppKey("revocation")
+AUDIT_LOG: web.AppKey[AuditLog] = web.AppKey("audit_log")
+ANCHORER: web.AppKey[Anchorer] = web.AppKey("audit_anchorer")
+
+# -- background tasks (tests stop and restart them) -----------------------------------
+SEQUENCER_TASK: web.AppKey[asyncio.Task[None]] = web.AppKey("audit_sequencer_task")
+ANCHOR_TASK: web.AppKey[asyncio.Task[None]] = web.AppKey("audit_anchor_task")

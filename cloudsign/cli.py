@@ -12,11 +12,12 @@ from typing import Any
 
 from sqlalchemy import select
 
+from cloudsign.ca import certificates
 from cloudsign.errors import CloudsignError
 from cloudsign.settings import Settings, load_settings
 from cloudsign.status import cli as status_cli
 from cloudsign.storage import Database
-from cloudsign.storage.schema import certificates, events
+from cloudsign.storage.schema import events
 
 
 def _settings(args: argparse.Namespace) -> Settings:

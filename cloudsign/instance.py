@@ -14,11 +14,11 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from cloudsign.ca.authority import CaProfile, CertificateAuthority, PkiUrls
+from cloudsign.ca import CaProfile, CertificateAuthority, PkiUrls
 from cloudsign.errors import ConfigurationError
-from cloudsign.settings import Settings
+from cloudsign.settings import CaSettings, Settings
 from cloudsign.storage import Database
-from hsm_bridge import HsmBridge, KeyAlgorithm, Secret, softhsm
+from hsm_bridge import HsmBridge, Secret, softhsm
 from hsm_bridge.provision import provision_keys
 
 log = logging.getLogger(__name__)
@@ -76,14 +76,14 @@ def prepare_hsm(settings: Settings) -> HsmAccess:
     return HsmAccess(module, settings.hsm_token_label, pin)
 
 
-def ca_profile(settings: Settings) -> CaProfile:
+def ca_profile(settings: CaSettings) -> CaProfile:
     return CaProfile(
-        name=settings.ca_name,
-        organisation=settings.ca_organisation,
-        algorithm=KeyAlgorithm(settings.ca_key_algorithm),
-        policy_oid=settings.ca_policy_oid,
-        validity_days=settings.certificate_validity_days,
-        urls=PkiUrls(settings.effective_public_url),
+        name=settings.name,
+        organisation=settings.organisation,
+        algorithm=settings.key_algorithm,
+        policy_oid=settings.policy_oid,
+        validity_days=settings.validity_days,
+        urls=PkiUrls(settings.public_url),
     )
 
 
@@ -95,7 +95,7 @@ async def initialise(settings: Settings) -> list[str]:
     bridge = HsmBridge(access.module, access.token_label, access.pin)
     await bridge.start()
     try:
-        if await CertificateAuthority.initialise(bridge, settings.pki_dir, ca_profile(settings)):
+        if await CertificateAuthority.initialise(bridge, settings.pki_dir, ca_profile(settings.ca)):
             done.append(f"created root and issuing CA in {settings.pki_dir}")
     finally:
         await bridge.close()

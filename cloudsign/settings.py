@@ -4,6 +4,12 @@ Sources, later ones winning: built-in defaults, a TOML file (`--config`, or
 `CLOUDSIGN_CONFIG`), then environment variables `CLOUDSIGN_<KEY>` (upper-case
 key names). Secrets (the HSM PIN) are `Secret` values whose repr is masked;
 `describe()` prints the effective settings for operators without them.
+
+The file and the environment stay flat (one key each, as the README lists
+them); the code reads them by section: `settings.accounts`,
+`settings.signing`, `settings.audit`... are frozen dataclasses holding only
+what that feature needs, already converted (durations as `timedelta`), so no
+service is handed the whole configuration.
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -32,6 +40,98 @@ CA_KEY_ALGORITHMS: Final = tuple(
 )
 #: Environment variables with the prefix that are not settings keys.
 ENV_NON_KEYS: Final = frozenset({"CLOUDSIGN_CONFIG"})
+
+
+# -- sections: what each feature reads --------------------------------------------
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    public_url: str
+    max_body_bytes: int
+    max_upload_bytes: int
+
+
+@dataclass(frozen=True)
+class AccountSettings:
+    access_token_ttl: timedelta
+    totp_issuer: str
+    totp_period_seconds: int
+    totp_valid_window: int
+    argon2_time_cost: int
+    argon2_memory_kib: int
+    argon2_parallelism: int
+
+
+@dataclass(frozen=True)
+class CredentialSettings:
+    transport_key_ttl: timedelta
+    require_face: bool
+
+
+@dataclass(frozen=True)
+class FaceSettings:
+    workers: int
+    match_threshold: float
+    liveness_vocabulary: tuple[str, ...]
+    liveness_action_count: int
+    challenge_ttl: timedelta
+    pass_ttl: timedelta
+
+
+@dataclass(frozen=True)
+class SigningSettings:
+    sad_ttl: timedelta
+    max_signatures_per_sad: int
+    max_failed_attempts: int
+    lockout: timedelta
+
+
+@dataclass(frozen=True)
+class CaSettings:
+    name: str
+    organisation: str
+    key_algorithm: KeyAlgorithm
+    policy_oid: str
+    validity_days: int
+    public_url: str
+    pki_dir: Path
+
+
+@dataclass(frozen=True)
+class ChainSettings:
+    rpc_url: str  # empty: the embedded anvil
+    contract_address: str
+    anvil_port: int
+    confirmations: int
+    poll_interval: timedelta
+    chain_dir: Path
+
+
+@dataclass(frozen=True)
+class AuditSettings:
+    origin: str
+    utc_offset: str
+    sequence_interval: timedelta
+    sequence_batch: int
+    background_tasks: bool
+    chain: ChainSettings
+
+
+@dataclass(frozen=True)
+class StatusSettings:
+    public_url: str
+    pki_dir: Path
+    crl_interval: timedelta
+    crl_validity: timedelta
+    delta_crl_interval: timedelta
+    ocsp_validity: timedelta
+    tsa_policy_oid: str
+    tsa_accuracy_ms: int
+    poll_interval: timedelta
+    background_tasks: bool
+    ca_policy_oid: str
+    ca_organisation: str
 
 
 @dataclass(frozen=True)
@@ -150,6 +250,98 @@ class Settings:
             )
         _check_audit(self)
         _check_status(self)
+
+    # sections ---------------------------------------------------------------
+
+    @cached_property
+    def http(self) -> HttpSettings:
+        return HttpSettings(self.effective_public_url, self.max_body_bytes, self.max_upload_bytes)
+
+    @cached_property
+    def accounts(self) -> AccountSettings:
+        return AccountSettings(
+            access_token_ttl=timedelta(seconds=self.access_token_ttl_seconds),
+            totp_issuer=self.totp_issuer,
+            totp_period_seconds=self.totp_period_seconds,
+            totp_valid_window=self.totp_valid_window,
+            argon2_time_cost=self.argon2_time_cost,
+            argon2_memory_kib=self.argon2_memory_kib,
+            argon2_parallelism=self.argon2_parallelism,
+        )
+
+    @cached_property
+    def credentials(self) -> CredentialSettings:
+        return CredentialSettings(
+            transport_key_ttl=timedelta(seconds=self.transport_key_ttl_seconds),
+            require_face=self.require_face,
+        )
+
+    @cached_property
+    def faces(self) -> FaceSettings:
+        return FaceSettings(
+            workers=self.face_workers,
+            match_threshold=self.face_match_threshold,
+            liveness_vocabulary=self.liveness_vocabulary,
+            liveness_action_count=self.liveness_action_count,
+            challenge_ttl=timedelta(seconds=self.face_challenge_ttl_seconds),
+            pass_ttl=timedelta(seconds=self.face_pass_ttl_seconds),
+        )
+
+    @cached_property
+    def signing(self) -> SigningSettings:
+        return SigningSettings(
+            sad_ttl=timedelta(seconds=self.sad_ttl_seconds),
+            max_signatures_per_sad=self.max_signatures_per_sad,
+            max_failed_attempts=self.max_failed_attempts,
+            lockout=timedelta(seconds=self.lockout_seconds),
+        )
+
+    @cached_property
+    def ca(self) -> CaSettings:
+        return CaSettings(
+            name=self.ca_name,
+            organisation=self.ca_organisation,
+            key_algorithm=KeyAlgorithm(self.ca_key_algorithm),
+            policy_oid=self.ca_policy_oid,
+            validity_days=self.certificate_validity_days,
+            public_url=self.effective_public_url,
+            pki_dir=self.pki_dir,
+        )
+
+    @cached_property
+    def audit(self) -> AuditSettings:
+        return AuditSettings(
+            origin=self.effective_audit_origin,
+            utc_offset=self.audit_utc_offset,
+            sequence_interval=timedelta(milliseconds=self.audit_sequence_interval_ms),
+            sequence_batch=self.audit_sequence_batch,
+            background_tasks=self.audit_background_tasks,
+            chain=ChainSettings(
+                rpc_url=self.chain_rpc_url,
+                contract_address=self.chain_contract_address,
+                anvil_port=self.chain_anvil_port,
+                confirmations=self.chain_confirmations,
+                poll_interval=timedelta(milliseconds=self.chain_poll_interval_ms),
+                chain_dir=self.chain_dir,
+            ),
+        )
+
+    @cached_property
+    def status(self) -> StatusSettings:
+        return StatusSettings(
+            public_url=self.effective_public_url,
+            pki_dir=self.pki_dir,
+            crl_interval=timedelta(hours=self.crl_interval_hours),
+            crl_validity=timedelta(hours=self.crl_validity_hours),
+            delta_crl_interval=timedelta(minutes=self.delta_crl_interval_minutes),
+            ocsp_validity=timedelta(seconds=self.ocsp_validity_seconds),
+            tsa_policy_oid=self.tsa_policy_oid,
+            tsa_accuracy_ms=self.tsa_accuracy_ms,
+            poll_interval=timedelta(milliseconds=self.status_poll_ms),
+            background_tasks=self.status_background_tasks,
+            ca_policy_oid=self.ca_policy_oid,
+            ca_organisation=self.ca_organisation,
+        )
 
     # derived values -------------------------------------------------------
 

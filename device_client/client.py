@@ -11,12 +11,12 @@ import asyncio
 import base64
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import pyotp
 
-from mobile_api.device import (
+from device_client.device import (
     Argon2Params,
     WrappedPasswordKey,
     derive_password_key,
@@ -36,25 +36,44 @@ class ApiError(Exception):
         )
 
 
+class StepClock(Protocol):
+    """The authenticator's time: `time()` in seconds since the epoch, and
+    waiting for a later moment (a phone waits; a test moves its clock)."""
+
+    def time(self) -> float: ...
+
+    async def wait_until(self, moment: float) -> None: ...
+
+
+class RealClock:
+    def time(self) -> float:
+        return time.time()
+
+    async def wait_until(self, moment: float) -> None:
+        await asyncio.sleep(max(0.0, moment - time.time()))
+
+
 class TotpDevice:
     """An authenticator app: codes of strictly increasing time steps, since
     the service accepts each step once."""
 
-    def __init__(self, totp: pyotp.TOTP) -> None:
+    def __init__(self, totp: pyotp.TOTP, clock: StepClock | None = None) -> None:
         self.totp = totp
+        self.clock = clock or RealClock()
         self._last_step = -1
 
     def __repr__(self) -> str:
         return "TotpDevice(***)"
 
     async def fresh_code(self) -> str:
+        interval = self.totp.interval
         while True:
-            now = time.time()
-            step = int(now // self.totp.interval)
+            now = self.clock.time()
+            step = int(now // interval)
             if step > self._last_step:
                 self._last_step = step
                 return self.totp.at(now)
-            await asyncio.sleep(self.totp.interval - (now % self.totp.interval) + 0.01)
+            await self.clock.wait_until((step + 1) * interval + 0.01)
 
 
 @dataclass
@@ -63,6 +82,8 @@ class CloudsignClient:
     session: aiohttp.ClientSession
     access_token: str | None = field(default=None, repr=False)
     owner_id: str | None = None
+    #: The authenticator's clock for the TOTP devices this client sets up.
+    clock: StepClock = field(default_factory=RealClock, repr=False)
 
     async def request(self, method: str, path: str, json: Any = None) -> Any:
         headers = {"Authorization": f"Bearer {self.access_token}"} if self.access_token else {}
@@ -106,7 +127,7 @@ class CloudsignClient:
         totp = pyotp.parse_uri(body["provisioning_uri"])
         if not isinstance(totp, pyotp.TOTP):
             raise ValueError("the service did not send a TOTP provisioning URI")
-        device = TotpDevice(totp)
+        device = TotpDevice(totp, self.clock)
         await self.request("POST", "/api/v1/me/totp/confirm", {"otp": await device.fresh_code()})
         return device
 

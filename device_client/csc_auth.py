@@ -19,7 +19,7 @@ from pyhanko.sign.signers.csc_signer import (
     CSCServiceSessionInfo,
 )
 
-from mobile_api.client import ApiError, CloudsignClient, TotpDevice
+from device_client.client import ApiError, CloudsignClient, TotpDevice
 
 
 class CloudsignAuthorizationManager(CSCAuthorizationManager):

@@ -4,7 +4,7 @@ Turns the `events` table into the `audit_chain` log: sequencing into
 contiguous leaves (`log.py`), the event-to-leaf mapping with HSM owner tags
 (`leaves.py`), signed day checkpoints and exports, retention, on-chain
 anchoring through the HSM's Ethereum key (`anchoring.py`), the public
-read-only endpoints (`api.py`) and the app wiring (`service.py`).
+read-only endpoints (`api.py`) and the background loops (`tasks.py`).
 """
 
 from cloudsign.audit.anchoring import Anchorer, AnchorState
@@ -12,12 +12,11 @@ from cloudsign.audit.log import (
     AuditLog,
     AuditLogError,
     CheckpointRecord,
-    Clock,
     NotYetCheckpointedError,
     TamperedLogError,
-    utc_now,
 )
 from cloudsign.audit.signers import HsmNoteSigner, HsmTransactionSigner
+from cloudsign.audit.tasks import run_retention, run_sequencer, sequencer_round
 
 __all__ = [
     "AnchorState",
@@ -25,10 +24,11 @@ __all__ = [
     "AuditLog",
     "AuditLogError",
     "CheckpointRecord",
-    "Clock",
     "HsmNoteSigner",
     "HsmTransactionSigner",
     "NotYetCheckpointedError",
     "TamperedLogError",
-    "utc_now",
+    "run_retention",
+    "run_sequencer",
+    "sequencer_round",
 ]

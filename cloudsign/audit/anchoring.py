@@ -33,12 +33,13 @@ from sqlalchemy.exc import IntegrityError
 from audit_chain import AnchorClient, AnvilProcess, ChainError
 from audit_chain.errors import AnvilError, AuditChainError
 from audit_chain.ethereum import address_from_public_key
-from cloudsign.audit.log import AuditLog, CheckpointRecord, Clock, utc_now
+from cloudsign.audit.log import AuditLog, CheckpointRecord
 from cloudsign.audit.signers import HsmTransactionSigner
 from cloudsign.audit.tables import HEAD_ID, log_anchors, log_head
-from cloudsign.settings import Settings
+from cloudsign.clock import Clock, utc_now
+from cloudsign.settings import ChainSettings
 from cloudsign.storage import Database
-from hsm_bridge import HsmBridge, HsmError
+from hsm_bridge import HsmError, ServiceKeys
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,7 @@ def _port_free(host: str, port: int) -> bool:
 #: A previous anvil of this data dir may still be dumping its state after its
 #: parent died (it gets SIGTERM then); give it this long to let go of the port.
 PORT_RELEASE_SECONDS: Final = 10.0
+RPC_TIMEOUT: Final = aiohttp.ClientTimeout(total=10)
 
 
 async def _port_freed(host: str, port: int) -> bool:
@@ -120,25 +122,26 @@ class Anchorer:
     def __init__(
         self,
         db: Database,
-        bridge: HsmBridge,
-        settings: Settings,
+        bridge: ServiceKeys,
+        settings: ChainSettings,
         audit_log: AuditLog,
+        http: aiohttp.ClientSession,
         *,
         now: Clock = utc_now,
     ) -> None:
         self.db = db
         self.log = audit_log
         self.settings = settings
-        self.depth = settings.chain_confirmations
-        self.poll_seconds = settings.chain_poll_interval_ms / 1000
+        self.depth = settings.confirmations
+        self.poll_seconds = settings.poll_interval.total_seconds()
         self._bridge = bridge
         self._now = now
         self._signer: HsmTransactionSigner | None = None
         self._anvil: AnvilProcess | None = None
-        self._rpc_url = settings.chain_rpc_url
+        self._rpc_url = settings.rpc_url
         self._client: AnchorClient | None = None
         self._chain_id: int | None = None
-        self._http: aiohttp.ClientSession | None = None
+        self._http = http
 
     def __repr__(self) -> str:
         return f"Anchorer(rpc={self._rpc_url or 'embedded'}, contract={self.contract_address})"
@@ -172,11 +175,9 @@ class Anchorer:
     # -- chain connection --------------------------------------------------
 
     async def _rpc(self, method: str, params: list[Any]) -> Any:
-        if self._http is None:
-            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
         try:
-            async with self._http.post(self._rpc_url, json=body) as response:
+            async with self._http.post(self._rpc_url, json=body, timeout=RPC_TIMEOUT) as response:
                 answer = await response.json(content_type=None)
         except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as e:
             raise ChainError(f"{method}: chain unreachable ({e})", code="chain.unreachable") from e
@@ -187,7 +188,7 @@ class Anchorer:
     async def _start_embedded(self) -> None:
         if self._anvil is not None and self._anvil.running():
             return
-        port = self.settings.chain_anvil_port
+        port = self.settings.anvil_port
         if port and not await _port_freed("127.0.0.1", port):
             raise AnvilError(
                 f"port {port} for the embedded anvil is taken; set chain_anvil_port",
@@ -213,7 +214,7 @@ class Anchorer:
     async def _connect(self) -> AnchorClient:
         """The contract client: embedded chain up, HSM address funded on a dev
         chain, contract deployed once and remembered."""
-        if not self.settings.chain_rpc_url:
+        if not self.settings.rpc_url:
             await self._start_embedded()
         if self._client is not None:
             return self._client
@@ -223,7 +224,7 @@ class Anchorer:
             balance = int(await self._rpc("eth_getBalance", [self.address, "latest"]), 16)
             if balance < DEV_BALANCE_WEI // 10:
                 await self._rpc("anvil_setBalance", [self.address, hex(DEV_BALANCE_WEI)])
-        address = self.settings.chain_contract_address or await self._remembered_contract()
+        address = self.settings.contract_address or await self._remembered_contract()
         if address and not await self._has_code(address):
             if not self.is_dev_chain:
                 raise ChainError(f"no contract at {address}", code="chain.no_contract")
@@ -487,9 +488,6 @@ class Anchorer:
 
     async def close(self) -> None:
         await self._disconnect()
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
         if self._anvil is not None:
             node, self._anvil = self._anvil, None
             await asyncio.get_running_loop().run_in_executor(None, node.stop)

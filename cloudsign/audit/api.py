@@ -22,7 +22,7 @@ from typing import Final
 from aiohttp import web
 
 from audit_chain.days import format_offset
-from cloudsign.audit.service import ANCHORER, AUDIT_LOG
+from cloudsign.appkeys import ANCHORER, AUDIT_LOG
 from cloudsign.errors import NotFoundError, ValidationError
 from cloudsign.web.params import query_int
 

@@ -20,7 +20,7 @@ from typing import Any, Final
 
 from audit_chain import EventLeaf
 from audit_chain.leaf import ExtraValue
-from hsm_bridge import HsmBridge
+from hsm_bridge import KeyedHasher
 
 OWNER_TAG_PURPOSE: Final = "audit-owner"
 #: Tag of events without an owner (e.g. an authentication failure for an unknown login).
@@ -73,7 +73,7 @@ class TagMaker:
     round trips. It maps ids to tags, so it is never logged or exported.
     """
 
-    def __init__(self, bridge: HsmBridge) -> None:
+    def __init__(self, bridge: KeyedHasher) -> None:
         self._bridge = bridge
         self._cache: dict[bytes, bytes] = {}
 

@@ -28,7 +28,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -58,15 +58,15 @@ from audit_chain.errors import AuditChainError
 from cloudsign.audit.leaves import EventRow, TagMaker, build_leaf
 from cloudsign.audit.signers import HsmNoteSigner
 from cloudsign.audit.tables import HEAD_ID, log_checkpoints, log_head, log_leaves
+from cloudsign.ca import certificates
+from cloudsign.clock import Clock, utc_now
 from cloudsign.errors import CloudsignError, NotFoundError, ValidationError
-from cloudsign.settings import Settings
+from cloudsign.settings import AuditSettings
 from cloudsign.storage import Database
-from cloudsign.storage.schema import certificates, events
-from hsm_bridge import HsmBridge
+from cloudsign.storage.schema import events
+from hsm_bridge import KeyedHasher, ServiceKeys
 
 log = logging.getLogger(__name__)
-
-Clock = Callable[[], datetime]
 
 #: Unsequenced events are looked for above (highest sequenced seq − this)...
 SCAN_WINDOW: Final = 10_000
@@ -76,10 +76,6 @@ FULL_SCAN_SECONDS: Final = 60.0
 MAX_DAYS_PER_CLOSE: Final = 366
 EXPORT_CHUNK: Final = 5_000
 RETENTION: Final = timedelta(days=365)
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class AuditLogError(CloudsignError):
@@ -144,18 +140,19 @@ class AuditLog:
     def __init__(
         self,
         db: Database,
-        bridge: HsmBridge,
-        settings: Settings,
+        keys: ServiceKeys,
+        hasher: KeyedHasher,
+        settings: AuditSettings,
         *,
         now: Clock = utc_now,
     ) -> None:
         self.db = db
-        self.origin = settings.effective_audit_origin
-        self.clock = DayClock(parse_offset(settings.audit_utc_offset))
-        self.batch_size = settings.audit_sequence_batch
+        self.origin = settings.origin
+        self.clock = DayClock(parse_offset(settings.utc_offset))
+        self.batch_size = settings.sequence_batch
         self._now = now
-        self._bridge = bridge
-        self._tags = TagMaker(bridge)
+        self._keys = keys
+        self._tags = TagMaker(hasher)
         self._tree = MerkleTree()
         self._lock = asyncio.Lock()
         self._signer: HsmNoteSigner | None = None
@@ -169,7 +166,7 @@ class AuditLog:
 
     async def start(self) -> None:
         """Log key in the HSM, the head row, and the tree from stored hashes."""
-        self._signer = await HsmNoteSigner.create(self._bridge, self.origin)
+        self._signer = await HsmNoteSigner.create(self._keys, self.origin)
         await self._ensure_head()
         async with self._lock, self.db.read() as conn:
             rows = await conn.execute(

@@ -23,9 +23,9 @@ from cryptography.hazmat.primitives.serialization import (
 
 from audit_chain import NoteVerifier, ed25519_key_id
 from hsm_bridge import (
-    HsmBridge,
     HsmConfigurationError,
     KeyAlgorithm,
+    ServiceKeys,
     SignatureScheme,
     hash_algorithm,
 )
@@ -36,7 +36,7 @@ NOTE_KEY_LABEL: Final = "cloudsign-audit-log"
 ETH_KEY_LABEL: Final = "cloudsign-audit-eth"
 
 
-async def ensure_key(bridge: HsmBridge, label: str, algorithm: KeyAlgorithm) -> bytes:
+async def ensure_key(bridge: ServiceKeys, label: str, algorithm: KeyAlgorithm) -> bytes:
     """The key's SPKI, generating the key pair on first use."""
     if not await bridge.has_key(label):
         try:
@@ -50,14 +50,14 @@ async def ensure_key(bridge: HsmBridge, label: str, algorithm: KeyAlgorithm) -> 
 class HsmNoteSigner:
     """Ed25519 checkpoint signer in the HSM; `name` is the log origin."""
 
-    def __init__(self, bridge: HsmBridge, name: str, public_key: bytes) -> None:
+    def __init__(self, bridge: ServiceKeys, name: str, public_key: bytes) -> None:
         self._bridge = bridge
         self._name = name
         self._public = public_key
         self._key_id = ed25519_key_id(name, public_key)
 
     @classmethod
-    async def create(cls, bridge: HsmBridge, name: str) -> HsmNoteSigner:
+    async def create(cls, bridge: ServiceKeys, name: str) -> HsmNoteSigner:
         spki = await ensure_key(bridge, NOTE_KEY_LABEL, KeyAlgorithm.ED25519)
         key = load_der_public_key(spki)
         if not isinstance(key, ed25519.Ed25519PublicKey):
@@ -88,12 +88,12 @@ class HsmTransactionSigner:
 
     _SHA256: Final = hash_algorithm("sha256")  # only names the 32-byte digest length
 
-    def __init__(self, bridge: HsmBridge, public_key: bytes) -> None:
+    def __init__(self, bridge: ServiceKeys, public_key: bytes) -> None:
         self._bridge = bridge
         self._public = public_key
 
     @classmethod
-    async def create(cls, bridge: HsmBridge) -> HsmTransactionSigner:
+    async def create(cls, bridge: ServiceKeys) -> HsmTransactionSigner:
         spki = await ensure_key(bridge, ETH_KEY_LABEL, KeyAlgorithm.EC_SECP256K1)
         key = load_der_public_key(spki)
         if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(

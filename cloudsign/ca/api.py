@@ -22,8 +22,3 @@ async def ca_pem(request: web.Request) -> web.Response:
     ca = request.app[CA]
     cert = ca.root if request.match_info["which"] == "root" else ca.issuing
     return web.Response(text=to_pem(cert), content_type="application/x-pem-file")
-
-
-@routes.get("/healthz")
-async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})

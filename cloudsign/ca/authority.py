@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
@@ -14,8 +14,9 @@ from asn1crypto import keys, pem, x509
 
 from cloudsign.ca.identity import Identity
 from cloudsign.ca.x509 import HsmKeySigner, build_certificate, new_serial, to_pem
+from cloudsign.clock import utc_now
 from cloudsign.errors import ConfigurationError
-from hsm_bridge import HsmBridge, KeyAlgorithm
+from hsm_bridge import KeyAlgorithm, ServiceKeys
 
 ROOT_LABEL: Final = "ca-root"
 ISSUING_LABEL: Final = "ca-issuing"
@@ -74,7 +75,7 @@ class CaProfile:
 class CertificateAuthority:
     def __init__(
         self,
-        bridge: HsmBridge,
+        bridge: ServiceKeys,
         profile: CaProfile,
         root: x509.Certificate,
         issuing: x509.Certificate,
@@ -94,11 +95,11 @@ class CertificateAuthority:
         return pki_dir / "root.pem", pki_dir / "issuing.pem"
 
     @classmethod
-    async def initialise(cls, bridge: HsmBridge, pki_dir: Path, profile: CaProfile) -> bool:
+    async def initialise(cls, bridge: ServiceKeys, pki_dir: Path, profile: CaProfile) -> bool:
         """Create the CA keys and certificates if absent. True if created."""
         if cls.exists(pki_dir):
             return False
-        now = datetime.now(UTC).replace(microsecond=0) - BACKDATE
+        now = utc_now().replace(microsecond=0) - BACKDATE
         root_spki = keys.PublicKeyInfo.load(
             await bridge.generate_signing_key(ROOT_LABEL, profile.algorithm)
         )
@@ -176,7 +177,7 @@ class CertificateAuthority:
         issuing_file.write_text(to_pem(issuing))
 
     @classmethod
-    def load(cls, bridge: HsmBridge, pki_dir: Path, profile: CaProfile) -> CertificateAuthority:
+    def load(cls, bridge: ServiceKeys, pki_dir: Path, profile: CaProfile) -> CertificateAuthority:
         root_file, issuing_file = cls.files(pki_dir)
         try:
             root = _read_pem(root_file)
@@ -191,7 +192,7 @@ class CertificateAuthority:
         self, identity: Identity, spki_der: bytes, *, now: datetime | None = None
     ) -> x509.Certificate:
         """A citizen's (or organisation's) signing certificate, 1-year validity."""
-        now = (now or datetime.now(UTC)).replace(microsecond=0)
+        now = (now or utc_now()).replace(microsecond=0)
         spki = keys.PublicKeyInfo.load(spki_der)
         not_after = min(
             now + timedelta(days=self.profile.validity_days),

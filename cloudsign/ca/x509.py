@@ -15,7 +15,7 @@ from typing import Any, Final
 
 from asn1crypto import algos, keys, x509
 
-from hsm_bridge import HsmBridge, KeyAlgorithm, SignatureScheme, hash_algorithm
+from hsm_bridge import KeyAlgorithm, ServiceKeys, SignatureScheme, hash_algorithm
 
 #: Serial numbers: 159 random bits, positive, at most 20 octets (RFC 5280 §4.1.2.2).
 SERIAL_BITS: Final = 159
@@ -33,7 +33,7 @@ def serial_hex(serial: int) -> str:
 class HsmKeySigner:
     """A long-lived signing key in the HSM (CA, OCSP, TSA)."""
 
-    bridge: HsmBridge
+    bridge: ServiceKeys
     label: str
     algorithm: KeyAlgorithm
 

@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from biometrics import (
     BiometricsError,
@@ -27,8 +30,8 @@ from biometrics import (
     EnrolmentRefusedError,
     FaceTemplate,
     FaceWorkerPool,
-    Reason,
 )
+from cloudsign.clock import Clock
 from cloudsign.errors import (
     CloudsignError,
     ConflictError,
@@ -39,11 +42,10 @@ from cloudsign.errors import (
     ValidationError,
 )
 from cloudsign.events import EventType, append_event
-from cloudsign.settings import Settings
-from cloudsign.signing.tables import face_challenges, face_frames_seen
+from cloudsign.faces.tables import face_challenges, face_frames_seen, face_templates
+from cloudsign.settings import FaceSettings
 from cloudsign.storage import Database
-from cloudsign.storage.schema import owners
-from hsm_bridge import HsmBridge
+from hsm_bridge import Sealer
 
 TEMPLATE_AAD_LABEL: Final = b"cloudsign/face-template/v1\x00"
 
@@ -87,67 +89,103 @@ def translate(e: BiometricsError) -> CloudsignError:
     return ValidationError(str(e))
 
 
-def policy_from(settings: Settings) -> BiometricsPolicy:
-    return BiometricsPolicy(match_threshold=settings.face_match_threshold)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
+def policy_from(settings: FaceSettings) -> BiometricsPolicy:
+    return BiometricsPolicy(match_threshold=settings.match_threshold)
 
 
 def _template_aad(owner_id: str) -> bytes:
     return TEMPLATE_AAD_LABEL + owner_id.encode()
 
 
+@dataclass(frozen=True)
+class FaceEnrolment:
+    images: int
+    enrolled_at: datetime
+
+
+@dataclass(frozen=True)
+class IssuedChallenge:
+    id: str
+    nonce: str
+    actions: tuple[str, ...]
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class BurstVerdict:
+    challenge_id: str
+    passed: bool
+    reason: str
+    score: float | None
+    threshold: float
+
+
 class FaceService:
     def __init__(
-        self, db: Database, bridge: HsmBridge, pool: FaceWorkerPool, settings: Settings
+        self,
+        db: Database,
+        sealer: Sealer,
+        pool: FaceWorkerPool,
+        settings: FaceSettings,
+        *,
+        clock: Clock,
     ) -> None:
         self.db = db
-        self.bridge = bridge
+        self.sealer = sealer
         self.pool = pool
         self.settings = settings
+        self.clock = clock
 
-    async def enrol(self, owner_id: str, images: list[bytes]) -> dict[str, Any]:
+    async def enrol(self, owner_id: str, images: list[bytes]) -> FaceEnrolment:
         """Build the reference template from 1..3 images; replaces any earlier one."""
         try:
             template = await self.pool.enrol(images)
         except BiometricsError as e:
             raise translate(e) from e
-        sealed = await self.bridge.seal("biometric", template.to_bytes(), _template_aad(owner_id))
-        now = _now()
+        sealed = await self.sealer.seal("biometric", template.to_bytes(), _template_aad(owner_id))
+        now = self.clock()
         async with self.db.transaction() as conn:
-            await conn.execute(
-                update(owners)
-                .where(owners.c.id == owner_id)
-                .values(face_template_sealed=sealed, face_enrolled_at=now)
-            )
+            await _upsert_template(conn, owner_id, sealed, now)
             await append_event(
                 conn, EventType.FACE_ENROL, owner_id=owner_id, data={"images": len(images)}, at=now
             )
-        return {"enrolled": True, "images": len(images), "enrolled_at": now.isoformat()}
+        return FaceEnrolment(len(images), now)
+
+    async def enrolled(self, owner_id: str) -> bool:
+        async with self.db.read() as conn:
+            found = await conn.execute(
+                select(face_templates.c.owner_id).where(face_templates.c.owner_id == owner_id)
+            )
+            return found.first() is not None
+
+    async def erase_owner(self, conn: AsyncConnection, owner_id: str, at: datetime) -> None:
+        """Account deletion: the template goes (accounts.AccountEraser)."""
+        await conn.execute(delete(face_templates).where(face_templates.c.owner_id == owner_id))
 
     async def _template(self, owner_id: str) -> FaceTemplate:
         async with self.db.read() as conn:
             sealed = (
                 await conn.execute(
-                    select(owners.c.face_template_sealed).where(owners.c.id == owner_id)
+                    select(face_templates.c.template_sealed).where(
+                        face_templates.c.owner_id == owner_id
+                    )
                 )
             ).scalar_one_or_none()
         if sealed is None:
             raise PreconditionError("no face enrolled for this account")
-        raw = await self.bridge.unseal("biometric", sealed, _template_aad(owner_id))
+        raw = await self.sealer.unseal("biometric", sealed, _template_aad(owner_id))
         try:
             return FaceTemplate.from_bytes(raw)
         except BiometricsError as e:
             raise PreconditionError("the stored face template is unusable; enrol again") from e
 
-    async def new_challenge(self, owner_id: str) -> dict[str, Any]:
+    async def new_challenge(self, owner_id: str) -> IssuedChallenge:
         await self._template(owner_id)  # refuse early if there is nothing to match
         challenge = Challenge.new(
             vocabulary=self.settings.liveness_vocabulary,
             length=self.settings.liveness_action_count,
-            lifetime=timedelta(seconds=self.settings.face_challenge_ttl_seconds),
+            lifetime=self.settings.challenge_ttl,
+            now=self.clock(),
         )
         challenge_id = str(uuid.uuid4())
         async with self.db.transaction() as conn:
@@ -161,18 +199,18 @@ class FaceService:
                     expires_at=challenge.expires_at,
                 )
             )
-        return {
-            "challenge_id": challenge_id,
-            "nonce": challenge.nonce,
-            "actions": [a.value for a in challenge.actions],
-            "expires_at": challenge.expires_at.isoformat(),
-        }
+        return IssuedChallenge(
+            challenge_id,
+            challenge.nonce,
+            tuple(a.value for a in challenge.actions),
+            challenge.expires_at,
+        )
 
     async def submit_burst(
         self, owner_id: str, challenge_id: str, frames: list[bytes]
-    ) -> dict[str, Any]:
+    ) -> BurstVerdict:
         """Verify a burst captured for the challenge; one verdict per challenge."""
-        now = _now()
+        now = self.clock()
         async with self.db.transaction() as conn:
             row = (
                 await conn.execute(
@@ -234,8 +272,8 @@ class FaceService:
 
     async def _decide(
         self, owner_id: str, challenge_id: str, accepted: bool, reason: str, score: float | None
-    ) -> dict[str, Any]:
-        now = _now()
+    ) -> BurstVerdict:
+        now = self.clock()
         async with self.db.transaction() as conn:
             await conn.execute(
                 update(face_challenges)
@@ -255,19 +293,19 @@ class FaceService:
                     data={"factor": "face", "reason": reason},
                     at=now,
                 )
-        return {
-            "challenge_id": challenge_id,
-            "passed": accepted,
-            "reason": reason,
-            "score": round(score, 4) if score is not None else None,
-            "threshold": self.settings.face_match_threshold,
-        }
+        return BurstVerdict(
+            challenge_id,
+            accepted,
+            reason,
+            round(score, 4) if score is not None else None,
+            self.settings.match_threshold,
+        )
 
     async def consume(self, owner_id: str, challenge_id: object) -> None:
         """Spend a passed face check on one authorisation."""
         if not isinstance(challenge_id, str) or not challenge_id:
             raise FactorError("a passed face check is required (face_challenge_id)")
-        now = _now()
+        now = self.clock()
         async with self.db.transaction() as conn:
             result = await conn.execute(
                 update(face_challenges)
@@ -276,8 +314,7 @@ class FaceService:
                     face_challenges.c.owner_id == owner_id,
                     face_challenges.c.status == "passed",
                     face_challenges.c.consumed_at.is_(None),
-                    face_challenges.c.decided_at
-                    > now - timedelta(seconds=self.settings.face_pass_ttl_seconds),
+                    face_challenges.c.decided_at > now - self.settings.pass_ttl,
                 )
                 .values(consumed_at=now)
             )
@@ -285,4 +322,15 @@ class FaceService:
             raise FactorError("no unused, recent, passed face check with this id")
 
 
-__all__ = ["FaceService", "Reason", "policy_from", "translate"]
+async def _upsert_template(
+    conn: AsyncConnection, owner_id: str, sealed: bytes, now: datetime
+) -> None:
+    values = {"owner_id": owner_id, "template_sealed": sealed, "enrolled_at": now}
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(face_templates).values(**values)
+    await conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[face_templates.c.owner_id],
+            set_={"template_sealed": sealed, "enrolled_at": now},
+        )
+    )

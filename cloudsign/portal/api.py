@@ -14,14 +14,12 @@ from pathlib import Path
 from typing import Final
 
 from aiohttp import web
-from sqlalchemy import update
 
-from cloudsign.appkeys import DATABASE, ENROLMENT, SETTINGS
-from cloudsign.ca.identity import Identity
-from cloudsign.enrolment import hash_token
+from cloudsign.accounts import Session, login_fields
+from cloudsign.appkeys import ACCOUNTS, SETTINGS
+from cloudsign.ca import Identity
 from cloudsign.errors import NotFoundError, UnauthorizedError
-from cloudsign.portal.session import SESSION_COOKIE, check_origin, csrf_token, session_token
-from cloudsign.storage.schema import access_tokens
+from cloudsign.web.auth import SESSION_COOKIE, check_origin, csrf_token, session_token
 from cloudsign.web.body import read_json
 
 routes = web.RouteTableDef()
@@ -120,10 +118,11 @@ async def vendor_file(request: web.Request) -> web.FileResponse:
 # -- cookie session -----------------------------------------------------------
 
 
-def _session_response(request: web.Request, owner_id: str, token: str, status: int) -> web.Response:
+def _session_response(request: web.Request, session: Session, status: int) -> web.Response:
     settings = request.app[SETTINGS]
+    token = session.access_token
     response = web.json_response(
-        {"owner_id": owner_id, "csrf_token": csrf_token(token)},
+        {"owner_id": session.owner_id, "csrf_token": csrf_token(token)},
         status=status,
         headers={"Cache-Control": "no-store"},
     )
@@ -144,20 +143,17 @@ async def register(request: web.Request) -> web.Response:
     """Open an account (as POST /api/v1/owners) and start a cookie session."""
     check_origin(request)
     identity = Identity.from_json(await read_json(request))
-    owner_id, token = await request.app[ENROLMENT].create_owner(identity)
-    return _session_response(request, owner_id, token, 201)
+    session = await request.app[ACCOUNTS].create_owner(identity)
+    return _session_response(request, session, 201)
 
 
 @routes.post("/portal/session/login")
 async def login(request: web.Request) -> web.Response:
     """Log in again with IIN + a TOTP code (as POST /api/v1/sessions)."""
     check_origin(request)
-    body = await read_json(request)
-    body.only({"iin", "otp"})
-    owner_id, token = await request.app[ENROLMENT].login(
-        body.digits("iin", min_len=12), body.digits("otp", min_len=6, max_len=8)
-    )
-    return _session_response(request, owner_id, token, 200)
+    iin, otp = login_fields(await read_json(request))
+    session = await request.app[ACCOUNTS].login(iin, otp)
+    return _session_response(request, session, 200)
 
 
 @routes.get("/portal/session")
@@ -167,7 +163,7 @@ async def current_session(request: web.Request) -> web.Response:
     body: dict[str, str | None] = {"owner_id": None, "csrf_token": None}
     if token is not None:
         try:
-            owner = await request.app[ENROLMENT].authenticate(token)
+            owner = await request.app[ACCOUNTS].authenticate(token)
         except UnauthorizedError:
             pass  # expired or logged out: the page starts anonymous
         else:
@@ -179,12 +175,7 @@ async def current_session(request: web.Request) -> web.Response:
 async def logout(request: web.Request) -> web.Response:
     token = session_token(request)  # checks the CSRF header
     if token is not None:
-        async with request.app[DATABASE].transaction() as conn:
-            await conn.execute(
-                update(access_tokens)
-                .where(access_tokens.c.token_hash == hash_token(token))
-                .values(revoked=True)
-            )
+        await request.app[ACCOUNTS].revoke_token(token)
     response = web.json_response({"logged_out": True}, headers={"Cache-Control": "no-store"})
     response.del_cookie(SESSION_COOKIE, path="/")
     return response

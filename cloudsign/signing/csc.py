@@ -17,19 +17,18 @@ Service authentication is the service's Bearer access token. The factors of
 from __future__ import annotations
 
 import base64
-from datetime import UTC, datetime
 from typing import Any, Final
 
 from aiohttp import web
 from asn1crypto import x509
 
-from cloudsign.api_enrolment import current_owner
-from cloudsign.api_signing import MAX_DESCRIPTION_CHARS, MAX_HASH_BYTES, MAX_SAD_CHARS
-from cloudsign.appkeys import CA, SETTINGS, SIGNING
-from cloudsign.enrolment import parse_transport_pin
+from cloudsign.accounts import current_owner
+from cloudsign.appkeys import CA, CREDENTIALS, LOCKOUT, SETTINGS, SIGNING
+from cloudsign.credentials import parse_transport_pin
 from cloudsign.errors import ValidationError
-from cloudsign.signing.cms import signature_mechanisms
-from cloudsign.signing.service import AUTH_EXPRESSION
+from cloudsign.signing.algorithms import implied_hash, signature_mechanisms
+from cloudsign.signing.api import MAX_DESCRIPTION_CHARS, MAX_HASH_BYTES, MAX_SAD_CHARS
+from cloudsign.signing.service import AUTH_EXPRESSION, AuthorizeRequest, DocumentRequest
 from cloudsign.web.body import read_json
 from cloudsign.web.inputs import Fields, check_digits, check_text
 from hsm_bridge import HashAlgorithm, UnsupportedAlgorithmError, hash_algorithm
@@ -103,7 +102,7 @@ async def credentials_list(request: web.Request) -> web.Response:
     _version(request)
     owner = await current_owner(request)
     await read_json(request)
-    ids = await request.app[SIGNING].credential_ids(owner.id)
+    ids = await request.app[CREDENTIALS].active_ids(owner.id)
     return web.json_response({"credentialIDs": ids})
 
 
@@ -112,14 +111,14 @@ async def credentials_info(request: web.Request) -> web.Response:
     version = _version(request)
     owner = await current_owner(request)
     query = await read_json(request)
-    cred = await request.app[SIGNING].credential(owner.id, _credential_id(query))
+    cred = await request.app[CREDENTIALS].active(owner.id, _credential_id(query))
     cert: x509.Certificate = cred.certificate
     which = query.choice(
         "certificates", {"none": "none", "single": "single", "chain": "chain"}, default="single"
     )
     chain = [cert] + (request.app[CA].chain if which == "chain" else [])
     settings = request.app[SETTINGS]
-    locked = cred.locked_until is not None
+    locked = await request.app[LOCKOUT].locked_until(cred.id) is not None
     body: dict[str, Any] = {
         "description": f"{cred.algorithm.value} key of {cert.subject.native.get('common_name')}",
         "key": {
@@ -207,9 +206,8 @@ async def credentials_authorize(request: web.Request) -> web.Response:
         pin, otp, face = values.get("PIN"), values.get("OTP"), values.get("FACE")
     if pin is not None:
         pin = check_text(pin, "PIN", max_len=MAX_PIN_CHARS)
-    sad, auth = await request.app[SIGNING].authorize(
-        owner.id,
-        _credential_id(body),
+    req = AuthorizeRequest(
+        credential_id=_credential_id(body) or "",
         hashes=hashes,
         hash_alg=hash_alg,
         num_signatures=body.integer("numSignatures", low=1, high=limit),
@@ -218,6 +216,7 @@ async def credentials_authorize(request: web.Request) -> web.Response:
         face_challenge_id=_face(face, body),
         description=body.optional_text("description", max_len=MAX_DESCRIPTION_CHARS),
     )
+    sad, auth = await request.app[SIGNING].authorize(owner.id, req)
     return web.json_response(
         {"SAD": sad, "expiresIn": int((auth.expires_at - auth.created_at).total_seconds())}
     )
@@ -234,7 +233,9 @@ async def extend_transaction(request: web.Request) -> web.Response:
     return web.json_response(
         {
             "SAD": sad,
-            "expiresIn": max(0, int((auth.expires_at - datetime.now(UTC)).total_seconds())),
+            "expiresIn": max(
+                0, int((auth.expires_at - request.app[SIGNING].clock()).total_seconds())
+            ),
         }
     )
 
@@ -255,17 +256,9 @@ async def sign_hash(request: web.Request) -> web.Response:
     sign_algo = body.text("signAlgo", max_len=64)
     if hash_alg is None:
         # CSC lets the hash follow from signAlgo (e.g. ecdsa-with-SHA256).
-        implied = {
-            "1.2.840.10045.4.3.2": "sha256",
-            "1.2.840.10045.4.3.3": "sha384",
-            "1.2.840.10045.4.3.4": "sha512",
-            "1.2.840.113549.1.1.11": "sha256",
-            "1.2.840.113549.1.1.12": "sha384",
-            "1.2.840.113549.1.1.13": "sha512",
-        }
-        if sign_algo not in implied:
+        hash_alg = implied_hash(sign_algo)
+        if hash_alg is None:
             raise ValidationError("hashAlgo is required for this signAlgo", field="hashAlgo")
-        hash_alg = hash_algorithm(implied[sign_algo])
     params_der = body.optional_b64("signAlgoParams", max_bytes=256)
     sigs = await request.app[SIGNING].sign_hashes(
         owner.id,
@@ -299,13 +292,15 @@ async def sign_doc(request: web.Request) -> web.Response:
         document = d.b64("document", max_bytes=settings.max_upload_bytes)
         _id, signed = await request.app[SIGNING].sign_document(
             owner.id,
-            credential_id,
-            sad,
-            document=document,
-            document_hash=None,
-            signature_format=fmt,
-            name=None,
-            level=level,
+            DocumentRequest(
+                credential_id=credential_id or "",
+                sad=sad,
+                signature_format=fmt,
+                level=level,
+                document=document,
+                document_hash=None,
+                name=None,
+            ),
         )
         out.append(base64.b64encode(signed).decode())
     return web.json_response({"DocumentWithSignature": out})

@@ -16,9 +16,10 @@ import hashlib
 import secrets
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Final
 
+from cloudsign.clock import Clock, utc_now
 from cloudsign.errors import CloudsignError
 from hsm_bridge import HashAlgorithm, UnlockedKey
 
@@ -64,14 +65,15 @@ class SadStore:
     """In-process registry. All methods are synchronous, so on the event loop
     each check-and-reserve is atomic."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, clock: Clock = utc_now) -> None:
+        self.clock = clock
         self._by_digest: dict[bytes, Authorization] = {}
 
     def __repr__(self) -> str:
         return f"SadStore({len(self._by_digest)} live)"
 
     def issue(self, auth: Authorization) -> str:
-        self.sweep(datetime.now(UTC))
+        self.sweep(self.clock())
         token = secrets.token_urlsafe(SAD_BYTES)
         self._by_digest[_digest(token)] = auth
         return token
@@ -107,7 +109,7 @@ class SadStore:
         now: datetime | None = None,
     ) -> Authorization:
         """Check the request against the SAD and mark its hashes used."""
-        now = now or datetime.now(UTC)
+        now = now or self.clock()
         auth = self._find(token, owner_id, credential_id, now)
         if auth.hash_alg is not None and auth.hash_alg.oid != hash_alg.oid:
             raise SadError("hash algorithm differs from the authorised one")
@@ -134,7 +136,7 @@ class SadStore:
         self, token: object, *, owner_id: str, credential_id: str, ttl: timedelta
     ) -> tuple[str, Authorization]:
         """A fresh SAD for the rest of the same transaction; the old one dies."""
-        now = datetime.now(UTC)
+        now = self.clock()
         auth = self._find(token, owner_id, credential_id, now)
         assert isinstance(token, str)
         del self._by_digest[_digest(token)]

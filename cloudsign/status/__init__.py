@@ -2,26 +2,24 @@
 responder, the RFC 3161 time-stamping service and compromise notices.
 
 Public surface for the rest of the service:
-- `RevocationService.revoke(serial, reason, actor)` (app key `REVOCATION`),
-  `RevocationReason`, `parse_reason`, `GROUNDS`;
-- `status_context` (cleanup context) and `routes` (see `api`), wired in
-  `cloudsign.app`;
+- `RevocationService.revoke(serial, reason, actor)` and `revoke_in(conn, …)`
+  (app key `REVOCATION`), `RevocationReason`, `parse_reason`, `GROUNDS`;
+- `StatusServices.build(...)`, started by the app's cleanup context, and
+  `routes` (see `api`);
 - `StatusUrls` for the TSA/OCSP/CRL URLs pyHanko needs.
 """
 
 from cloudsign.status.reasons import GROUNDS, RevocationReason, parse_reason
 from cloudsign.status.revocation import Revocation, RevocationService
-from cloudsign.status.runtime import REVOCATION, STATUS, StatusServices, StatusUrls, status_context
+from cloudsign.status.services import StatusServices, StatusUrls, crl_policy
 
 __all__ = [
     "GROUNDS",
-    "REVOCATION",
-    "STATUS",
     "Revocation",
     "RevocationReason",
     "RevocationService",
     "StatusServices",
     "StatusUrls",
+    "crl_policy",
     "parse_reason",
-    "status_context",
 ]

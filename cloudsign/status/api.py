@@ -25,19 +25,18 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from cloudsign.appkeys import CA, SETTINGS
-from cloudsign.ca.x509 import to_pem
-from cloudsign.errors import ForbiddenError, NotFoundError, ServiceUnavailableError
+from cloudsign.appkeys import CA, STATUS
+from cloudsign.ca import to_pem
+from cloudsign.errors import NotFoundError, ServiceUnavailableError
 from cloudsign.status.crl import ISSUING, ROOT
 from cloudsign.status.notices import MAX_SERIALS as MAX_NOTICE_SERIALS
 from cloudsign.status.notices import MAX_TEXT as MAX_NOTICE_TEXT
 from cloudsign.status.notices import MAX_TITLE as MAX_NOTICE_TITLE
 from cloudsign.status.notices import Notice
 from cloudsign.status.ocsp import MALFORMED, MAX_REQUEST_BYTES
-from cloudsign.status.runtime import STATUS
 from cloudsign.status.tsa import MAX_REQUEST_BYTES as MAX_TSA_BYTES
 from cloudsign.status.tsa import rejection
-from cloudsign.web.auth import bearer_token, same_token
+from cloudsign.web.auth import require_operator
 from cloudsign.web.body import read_json
 from cloudsign.web.inputs import Fields
 
@@ -179,12 +178,12 @@ async def service_cert_pem(request: web.Request) -> web.Response:
 
 def _listing(request: web.Request) -> dict[str, object]:
     status = request.app[STATUS]
-    settings = request.app[SETTINGS]
+    settings = status.settings
     ca = request.app[CA]
     out: dict[str, object] = dict(status.urls.listing())
     out["tsa_policy_oid"] = settings.tsa_policy_oid
     out["certificate_policy_oid"] = settings.ca_policy_oid
-    out["crl_validity_hours"] = settings.crl_validity_hours
+    out["crl_validity_hours"] = int(settings.crl_validity.total_seconds() // 3600)
     out["root_subject"] = ca.root.subject.human_friendly
     out["issuing_subject"] = ca.issuing.subject.human_friendly
     full = status.crl.latest(ISSUING)
@@ -291,7 +290,7 @@ async def notices_atom(request: web.Request) -> web.Response:
     updated = notices[0].published_at.isoformat() if notices else "1970-01-01T00:00:00+00:00"
     ET.SubElement(feed, "updated").text = updated
     author = ET.SubElement(feed, "author")
-    ET.SubElement(author, "name").text = request.app[SETTINGS].ca_organisation
+    ET.SubElement(author, "name").text = status.settings.ca_organisation
     for n in notices:
         entry = ET.SubElement(feed, "entry")
         ET.SubElement(entry, "id").text = f"urn:uuid:{n.id}"
@@ -311,16 +310,6 @@ async def notices_atom(request: web.Request) -> web.Response:
 # -- operator API --------------------------------------------------------------
 
 
-def _operator(request: web.Request) -> str:
-    """Check the operator bearer token; returns the actor to record."""
-    token = request.app[SETTINGS].operator_token
-    if token is None:
-        raise ForbiddenError("the operator API is disabled (set CLOUDSIGN_OPERATOR_TOKEN)")
-    if not same_token(bearer_token(request), token.reveal()):
-        raise ForbiddenError("not an operator token")
-    return "operator:api"
-
-
 def _actor(base: str, body: Fields) -> str:
     name = body.optional_text("operator", max_len=100)
     if name and name.strip():
@@ -330,7 +319,7 @@ def _actor(base: str, body: Fields) -> str:
 
 @routes.post("/api/v1/operator/revocations")
 async def operator_revoke(request: web.Request) -> web.Response:
-    actor = _operator(request)
+    actor = require_operator(request)
     body = await read_json(request)
     body.only({"serial", "reason", "operator", "reference"})
     revocation = await request.app[STATUS].revocation.revoke(
@@ -344,7 +333,7 @@ async def operator_revoke(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/operator/notices")
 async def operator_notice(request: web.Request) -> web.Response:
-    actor = _operator(request)
+    actor = require_operator(request)
     body = await read_json(request)
     body.only({"title", "summary", "measures", "serials", "operator"})
     notice = await request.app[STATUS].notices.publish(

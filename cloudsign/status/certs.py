@@ -13,19 +13,25 @@ import asyncio
 import enum
 import os
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
 from asn1crypto import keys, pem, x509
-from sqlalchemy import select
 
-from cloudsign.ca.authority import BACKDATE, CertificateAuthority
-from cloudsign.ca.x509 import HsmKeySigner, build_certificate, new_serial, serial_hex, to_pem
-from cloudsign.events import EventType, append_event
+from cloudsign.ca import (
+    BACKDATE,
+    CertificateAuthority,
+    HsmKeySigner,
+    build_certificate,
+    is_registered,
+    new_serial,
+    register,
+    serial_hex,
+    to_pem,
+)
 from cloudsign.storage import Database
-from cloudsign.storage.schema import certificates
-from hsm_bridge import HsmBridge
+from hsm_bridge import ServiceKeys
 
 SERVICE_CERT_VALIDITY: Final = timedelta(days=365)
 RENEW_BEFORE: Final = timedelta(days=30)
@@ -130,15 +136,15 @@ def _write(path: Path, cert: x509.Certificate) -> None:
 
 async def ensure_service_identity(
     role: ServiceRole,
-    bridge: HsmBridge,
+    bridge: ServiceKeys,
     ca: CertificateAuthority,
     pki_dir: Path,
     db: Database,
     *,
-    now: datetime | None = None,
+    now: datetime,
 ) -> ServiceIdentity:
     """The role's key and certificate, creating or renewing what is missing."""
-    now = (now or datetime.now(UTC)).replace(microsecond=0)
+    now = now.replace(microsecond=0)
     algorithm = ca.profile.algorithm
     signer = HsmKeySigner(bridge, role.label, algorithm)
     cert = await asyncio.to_thread(_read, role.file(pki_dir))
@@ -183,35 +189,9 @@ async def _register(db: Database, role: ServiceRole, cert: x509.Certificate, now
     and the CRL cover it like any certificate the CA issued."""
     serial = serial_hex(cert.serial_number)
     async with db.read() as conn:
-        known = (
-            await conn.execute(select(certificates.c.serial).where(certificates.c.serial == serial))
-        ).first()
-    if known is not None:
-        return
-    async with db.transaction() as conn:
-        again = (
-            await conn.execute(select(certificates.c.serial).where(certificates.c.serial == serial))
-        ).first()
-        if again is not None:
+        if await is_registered(conn, serial):
             return
-        await conn.execute(
-            certificates.insert().values(
-                serial=serial,
-                owner_id=None,
-                credential_id=None,
-                subject=cert.subject.human_friendly,
-                issuer=cert.issuer.human_friendly,
-                not_before=cert.not_valid_before,
-                not_after=cert.not_valid_after,
-                der=cert.dump(),
-                status="good",
-                issued_at=now,
-            )
-        )
-        await append_event(
-            conn,
-            EventType.CERT_ISSUE,
-            owner_id=None,
-            data={"serial": serial, "service": role.value},
-            at=now,
-        )
+    async with db.transaction() as conn:
+        if await is_registered(conn, serial):
+            return
+        await register(conn, cert, at=now, service=role.value)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -26,17 +25,21 @@ from asn1crypto import algos, crl, x509
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from cloudsign.ca.authority import ROOT_LABEL, CertificateAuthority
-from cloudsign.ca.x509 import HsmKeySigner, key_identifier
+from cloudsign.ca import (
+    ROOT_LABEL,
+    CertificateAuthority,
+    HsmKeySigner,
+    certificates,
+    key_identifier,
+)
+from cloudsign.clock import Clock
 from cloudsign.status.reasons import RevocationReason
 from cloudsign.status.tables import crls
 from cloudsign.storage import Database
-from cloudsign.storage.schema import certificates
 from hsm_bridge import HsmError
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
 ISSUING: Final = "issuing"
 ROOT: Final = "root"
 #: How often the publisher looks whether something is due.

@@ -17,9 +17,10 @@ from typing import Any, Final
 
 from sqlalchemy import select
 
+from cloudsign.clock import Clock, utc_now
 from cloudsign.errors import ValidationError
 from cloudsign.events import EventType, append_event
-from cloudsign.status.revocation import Clock, normalise_serial, utc_now
+from cloudsign.status.revocation import normalise_serial
 from cloudsign.status.tables import notices
 from cloudsign.storage import Database
 

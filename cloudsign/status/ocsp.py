@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -28,15 +28,14 @@ from asn1crypto import algos, core, ocsp, x509
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from cloudsign.ca.x509 import key_identifier, serial_hex
+from cloudsign.ca import certificates, key_identifier, serial_hex
+from cloudsign.clock import Clock
 from cloudsign.status.certs import ServiceIdentity
 from cloudsign.storage import Database
-from cloudsign.storage.schema import certificates
 from hsm_bridge import HsmError
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
 MAX_REQUEST_BYTES: Final = 8192
 MAX_CERTS_PER_REQUEST: Final = 32
 MAX_NONCE_BYTES: Final = 32  # RFC 8954 §2.1

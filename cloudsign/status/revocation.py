@@ -4,10 +4,11 @@ watcher that notices revocations written by anyone else.
 `RevocationService.revoke` marks the registry row revoked and appends a
 `cert.revoke` event in the same transaction; nothing is deleted. After the
 commit it tells its listeners (the OCSP cache, the delta-CRL publisher), so
-the change is visible at once in this process. Revocations committed by
-other writers (enrolment's key deletion, the `cloudsign revoke` CLI, another
-server process) reach the same listeners through `RevocationWatcher`, which
-polls the indexed `certificates.revoked_at` every `status_poll_ms`.
+the change is visible at once in this process. `revoke_in` does the same
+inside a caller's transaction (key deletion). Revocations committed by
+other writers (the `cloudsign revoke` CLI, another server process) reach the
+same listeners through `RevocationWatcher`, which polls the indexed
+`certificates.revoked_at` every `status_poll_ms`.
 """
 
 from __future__ import annotations
@@ -15,32 +16,28 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final, Protocol
 
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from cloudsign.ca import certificates
+from cloudsign.clock import Clock, utc_now
 from cloudsign.errors import ConflictError, NotFoundError, ValidationError
 from cloudsign.events import EventType, append_event
 from cloudsign.status.reasons import RevocationReason, parse_reason
 from cloudsign.storage import Database
-from cloudsign.storage.schema import certificates
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
 #: How far back each poll looks again: covers transactions that set
 #: `revoked_at` and committed later than a newer one.
 WATCH_OVERLAP: Final = timedelta(seconds=120)
 MAX_ACTOR: Final = 200
 MAX_REFERENCE: Final = 500
 _HEX: Final = re.compile(r"^[0-9a-f]{1,40}$")
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def normalise_serial(value: object) -> str:
@@ -102,6 +99,27 @@ class RevocationService:
         "owner:<id>"); `reference` is an optional public pointer such as a
         court decision number. Raises NotFoundError, ConflictError (already
         revoked), ValidationError."""
+        async with self.db.transaction() as conn:
+            revocation = await self.revoke_in(
+                conn, serial, reason, actor, reference=reference, at=self.clock()
+            )
+        self.notify(revocation.serial)
+        return revocation
+
+    async def revoke_in(
+        self,
+        conn: AsyncConnection,
+        serial: object,
+        reason: object,
+        actor: str,
+        *,
+        at: datetime,
+        reference: str | None = None,
+    ) -> Revocation:
+        """`revoke` inside the caller's transaction (key deletion revokes in
+        the transaction that destroys the key). The caller calls `notify`
+        once it has committed; the watcher would find it within
+        `status_poll_ms` anyway."""
         hex_serial = normalise_serial(serial)
         code = parse_reason(reason)
         actor = actor.strip()
@@ -111,42 +129,39 @@ class RevocationService:
             len(reference) > MAX_REFERENCE or not reference.isprintable()
         ):
             raise ValidationError("reference must be at most 500 printable characters")
-        now = self.clock()
-        async with self.db.transaction() as conn:
-            row = (
-                await conn.execute(
-                    select(
-                        certificates.c.status,
-                        certificates.c.owner_id,
-                        certificates.c.credential_id,
-                    )
-                    .where(certificates.c.serial == hex_serial)
-                    .with_for_update()
-                )
-            ).first()
-            if row is None:
-                raise NotFoundError(f"no certificate with serial {hex_serial}")
-            if row.status != "good":
-                raise ConflictError(f"certificate {hex_serial} is already revoked")
+        row = (
             await conn.execute(
-                update(certificates)
-                .where(certificates.c.serial == hex_serial, certificates.c.status == "good")
-                .values(status="revoked", revoked_at=now, revocation_reason=code.value)
+                select(
+                    certificates.c.status,
+                    certificates.c.owner_id,
+                    certificates.c.credential_id,
+                )
+                .where(certificates.c.serial == hex_serial)
+                .with_for_update()
             )
-            data: dict[str, Any] = {"serial": hex_serial, "reason": code.value, "actor": actor}
-            if reference:
-                data["reference"] = reference
-            await append_event(
-                conn,
-                EventType.CERT_REVOKE,
-                owner_id=row.owner_id,
-                credential_id=row.credential_id,
-                data=data,
-                at=now,
-            )
+        ).first()
+        if row is None:
+            raise NotFoundError(f"no certificate with serial {hex_serial}")
+        if row.status != "good":
+            raise ConflictError(f"certificate {hex_serial} is already revoked")
+        await conn.execute(
+            update(certificates)
+            .where(certificates.c.serial == hex_serial, certificates.c.status == "good")
+            .values(status="revoked", revoked_at=at, revocation_reason=code.value)
+        )
+        data: dict[str, Any] = {"serial": hex_serial, "reason": code.value, "actor": actor}
+        if reference:
+            data["reference"] = reference
+        await append_event(
+            conn,
+            EventType.CERT_REVOKE,
+            owner_id=row.owner_id,
+            credential_id=row.credential_id,
+            data=data,
+            at=at,
+        )
         log.info("certificate %s revoked (%s) by %s", hex_serial, code.value, actor)
-        self.notify(hex_serial)
-        return Revocation(hex_serial, code, now, row.owner_id, row.credential_id)
+        return Revocation(hex_serial, code, at, row.owner_id, row.credential_id)
 
 
 class RevocationWatcher:

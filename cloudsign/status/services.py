@@ -1,26 +1,24 @@
-"""Wiring of the status services into the app: their `web.AppKey`s, the
-public URLs, and the cleanup context that creates the OCSP and TSA
-identities and runs the CRL publisher and the revocation watcher."""
+"""The status services as one value: built from their settings section,
+their published URLs, and the background work they run (CRL publication,
+the revocation watcher). The app's cleanup context (cloudsign/app.py)
+starts and stops them."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import timedelta
 
-from aiohttp import web
-
-from cloudsign.appkeys import CA, DATABASE, HSM, SETTINGS
-from cloudsign.ca.authority import PkiUrls
-from cloudsign.settings import Settings
+from cloudsign.ca import CertificateAuthority, PkiUrls
+from cloudsign.clock import Clock
+from cloudsign.settings import StatusSettings
 from cloudsign.status.certs import ServiceIdentity, ServiceRole, ensure_service_identity
 from cloudsign.status.crl import CrlPolicy, CrlPublisher
 from cloudsign.status.notices import NoticeService
 from cloudsign.status.ocsp import OcspResponder
-from cloudsign.status.revocation import RevocationService, RevocationWatcher, utc_now
+from cloudsign.status.revocation import RevocationService, RevocationWatcher
 from cloudsign.status.tsa import TimeStampAuthority, TsaConfig
+from cloudsign.storage import Database
+from hsm_bridge import ServiceKeys
 
 
 @dataclass(frozen=True)
@@ -51,8 +49,18 @@ class StatusUrls(PkiUrls):
         }
 
 
+def crl_policy(settings: StatusSettings, urls: StatusUrls) -> CrlPolicy:
+    return CrlPolicy(
+        interval=settings.crl_interval,
+        validity=settings.crl_validity,
+        delta_interval=settings.delta_crl_interval,
+        delta_url=urls.delta_crl,
+    )
+
+
 @dataclass(frozen=True)
 class StatusServices:
+    settings: StatusSettings
     urls: StatusUrls
     revocation: RevocationService
     watcher: RevocationWatcher
@@ -63,71 +71,63 @@ class StatusServices:
     ocsp_identity: ServiceIdentity
     tsa_identity: ServiceIdentity
 
+    @classmethod
+    async def build(
+        cls,
+        settings: StatusSettings,
+        db: Database,
+        keys: ServiceKeys,
+        ca: CertificateAuthority,
+        *,
+        clock: Clock,
+    ) -> StatusServices:
+        """The OCSP and TSA identities (created or renewed), the published
+        CRLs loaded, the OCSP cache and CRL publisher listening to revocations."""
+        urls = StatusUrls(settings.public_url)
+        now = clock()
+        ocsp_identity = await ensure_service_identity(
+            ServiceRole.OCSP, keys, ca, settings.pki_dir, db, now=now
+        )
+        tsa_identity = await ensure_service_identity(
+            ServiceRole.TSA, keys, ca, settings.pki_dir, db, now=now
+        )
+        revocation = RevocationService(db, clock=clock)
+        publisher = CrlPublisher(db, ca, crl_policy(settings, urls), clock=clock)
+        await publisher.load()
+        responder = OcspResponder(
+            db,
+            ca.issuing,
+            ocsp_identity,
+            validity=settings.ocsp_validity,
+            clock=clock,
+            extra_certs=[ca.issuing],
+        )
+        revocation.subscribe(responder)
+        revocation.subscribe(publisher)
+        watcher = RevocationWatcher(revocation, interval=settings.poll_interval.total_seconds())
+        return cls(
+            settings=settings,
+            urls=urls,
+            revocation=revocation,
+            watcher=watcher,
+            crl=publisher,
+            ocsp=responder,
+            tsa=TimeStampAuthority(
+                tsa_identity,
+                TsaConfig(settings.tsa_policy_oid, settings.tsa_accuracy_ms),
+                chain=[ca.issuing],
+            ),
+            notices=NoticeService(db, clock=clock),
+            ocsp_identity=ocsp_identity,
+            tsa_identity=tsa_identity,
+        )
 
-STATUS = web.AppKey("status", StatusServices)
-#: The revocation service alone: `await app[REVOCATION].revoke(serial, reason, actor)`.
-REVOCATION = web.AppKey("revocation", RevocationService)
-
-
-def crl_policy(settings: Settings, urls: StatusUrls) -> CrlPolicy:
-    return CrlPolicy(
-        interval=timedelta(hours=settings.crl_interval_hours),
-        validity=timedelta(hours=settings.crl_validity_hours),
-        delta_interval=timedelta(minutes=settings.delta_crl_interval_minutes),
-        delta_url=urls.delta_crl,
-    )
-
-
-async def status_context(app: web.Application) -> AsyncIterator[None]:
-    settings, db, bridge, ca = app[SETTINGS], app[DATABASE], app[HSM], app[CA]
-    urls = StatusUrls(settings.effective_public_url)
-    ocsp_identity = await ensure_service_identity(
-        ServiceRole.OCSP, bridge, ca, settings.pki_dir, db
-    )
-    tsa_identity = await ensure_service_identity(ServiceRole.TSA, bridge, ca, settings.pki_dir, db)
-    revocation = RevocationService(db, clock=utc_now)
-    publisher = CrlPublisher(db, ca, crl_policy(settings, urls), clock=utc_now)
-    await publisher.load()
-    responder = OcspResponder(
-        db,
-        ca.issuing,
-        ocsp_identity,
-        validity=timedelta(seconds=settings.ocsp_validity_seconds),
-        clock=utc_now,
-        extra_certs=[ca.issuing],
-    )
-    revocation.subscribe(responder)
-    revocation.subscribe(publisher)
-    watcher = RevocationWatcher(revocation, interval=settings.status_poll_ms / 1000)
-    services = StatusServices(
-        urls=urls,
-        revocation=revocation,
-        watcher=watcher,
-        crl=publisher,
-        ocsp=responder,
-        tsa=TimeStampAuthority(
-            tsa_identity,
-            TsaConfig(settings.tsa_policy_oid, settings.tsa_accuracy_ms),
-            chain=[ca.issuing],
-        ),
-        notices=NoticeService(db, clock=utc_now),
-        ocsp_identity=ocsp_identity,
-        tsa_identity=tsa_identity,
-    )
-    app[STATUS] = services
-    app[REVOCATION] = revocation
-    tasks: list[asyncio.Task[None]] = []
-    if settings.status_background_tasks:
-        # The first start publishes at once, so the URLs in certificates resolve.
-        await publisher.tick()
-        await watcher.poll()
-        tasks = [
-            asyncio.create_task(publisher.run(), name="crl-publisher"),
-            asyncio.create_task(watcher.run(), name="revocation-watcher"),
+    async def start_background(self) -> list[asyncio.Task[None]]:
+        """Publish at once (the URLs in certificates must resolve), then keep
+        publishing and watching for revocations made elsewhere."""
+        await self.crl.tick()
+        await self.watcher.poll()
+        return [
+            asyncio.create_task(self.crl.run(), name="crl-publisher"),
+            asyncio.create_task(self.watcher.run(), name="revocation-watcher"),
         ]
-    yield
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

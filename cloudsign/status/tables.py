@@ -22,7 +22,8 @@ from sqlalchemy import (
     Text,
 )
 
-from cloudsign.storage.schema import certificates, metadata
+from cloudsign.ca import certificates
+from cloudsign.storage.schema import metadata
 from cloudsign.storage.types import UTCDateTime
 
 crls = Table(

@@ -17,19 +17,19 @@ import hashlib
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
 from asn1crypto import algos, cms, core, tsp, x509
 
+from cloudsign.clock import Clock
 from cloudsign.status.certs import ServiceIdentity
 from hsm_bridge import HsmError
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
 MAX_REQUEST_BYTES: Final = 8192
 #: Hashes a message imprint may use, with their digest sizes.
 ACCEPTED_HASHES: Final = {"sha256": 32, "sha384": 48, "sha512": 64}

@@ -1,8 +1,9 @@
 """Every table of the service, gathered on the one `metadata`.
 
 Feature packages keep their tables next to their code (on
-`cloudsign.storage.schema.metadata`); importing this module registers them
-all, which migrations and the schema test rely on.
+`cloudsign.storage.schema.metadata`); `all_tables()` imports them all, which
+migrations and the schema test rely on. Importing them by name keeps storage
+below the features: nothing here imports a feature at module load.
 """
 
 from __future__ import annotations
@@ -14,8 +15,12 @@ from sqlalchemy import MetaData
 
 from cloudsign.storage.schema import metadata
 
-#: Modules that define tables, besides storage.schema itself.
+#: Modules that define tables, besides storage.schema itself (in foreign-key order).
 TABLE_MODULES: Final[tuple[str, ...]] = (
+    "cloudsign.accounts.tables",
+    "cloudsign.credentials.tables",
+    "cloudsign.ca.tables",
+    "cloudsign.faces.tables",
     "cloudsign.signing.tables",
     "cloudsign.audit.tables",
     "cloudsign.status.tables",

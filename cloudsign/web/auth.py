@@ -1,5 +1,16 @@
-"""Credentials carried by requests: the Bearer token of the Authorization
-header, and the constant-time comparison of tokens.
+"""Credentials carried by requests, checked once for every feature.
+
+- **Owners**: a Bearer access token (API clients), or the portal's session
+  cookie, which on unsafe methods must come with its CSRF header and a
+  same-site Origin. The cookie holds an ordinary access token (the same
+  table as Bearer tokens) but is HttpOnly, so page scripts never see it. The
+  CSRF token is derived from it (a one-way hash, so it reveals nothing of the
+  session token) and sent by the page in `X-CSRF-Token`: a synchronizer
+  token that needs no server state. A cross-site page can neither read it
+  nor, with SameSite=Strict, send the cookie; the Origin check is a third
+  line. `owner_token` returns the token; the accounts feature resolves it.
+- **Operators and auditors**: the Bearer tokens of the settings
+  (`operator_token`, `auditor_token`).
 
 A header may hold anything a client sends, including bytes that aiohttp
 decodes to lone surrogates; a token is checked as printable ASCII of bounded
@@ -9,16 +20,28 @@ encoding error.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
 import re
 from typing import Final
 
 from aiohttp import web
 
-from cloudsign.errors import UnauthorizedError
+from cloudsign.appkeys import SETTINGS
+from cloudsign.errors import ForbiddenError, UnauthorizedError
 
 MAX_TOKEN_CHARS: Final = 512
 _TOKEN: Final = re.compile(rf"[\x21-\x7e]{{1,{MAX_TOKEN_CHARS}}}")
+SESSION_COOKIE: Final = "cloudsign_session"
+CSRF_HEADER: Final = "X-CSRF-Token"
+SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
+_CSRF_LABEL: Final = b"cloudsign/portal-csrf/v1\x00"
+
+
+class CsrfError(ForbiddenError):
+    code = "csrf_failed"
+    title = "Cross-site request refused"
 
 
 def well_formed_token(value: str | None) -> str | None:
@@ -40,3 +63,65 @@ def bearer_token(request: web.Request) -> str:
 def same_token(given: str, expected: str) -> bool:
     """Constant-time equality of two tokens (both printable ASCII)."""
     return hmac.compare_digest(given.encode(), expected.encode())
+
+
+# -- the portal's cookie session ---------------------------------------------------
+
+
+def csrf_token(session_token: str) -> str:
+    digest = hashlib.sha256(_CSRF_LABEL + session_token.encode()).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def check_origin(request: web.Request) -> None:
+    """Refuse a browser request whose Origin is another site (absent is fine:
+    non-browser clients and same-origin GETs send none)."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return
+    expected = f"{request.scheme}://{request.host}"
+    if origin != expected:
+        raise CsrfError("the request comes from another origin")
+
+
+def session_token(request: web.Request) -> str | None:
+    """The access token from the portal cookie, or None without one. Unsafe
+    methods must carry the matching CSRF header and a same-site Origin."""
+    token = well_formed_token(request.cookies.get(SESSION_COOKIE))
+    if token is None:
+        return None
+    if request.method not in SAFE_METHODS:
+        check_origin(request)
+        sent = well_formed_token(request.headers.get(CSRF_HEADER))
+        if sent is None or not same_token(sent, csrf_token(token)):
+            raise CsrfError(f"the {CSRF_HEADER} header is missing or wrong")
+    return token
+
+
+def owner_token(request: web.Request) -> str:
+    """An owner's access token: the Bearer header (API clients), else the
+    portal's session cookie (with its CSRF check on unsafe methods)."""
+    if "Authorization" not in request.headers:
+        token = session_token(request)
+        if token is not None:
+            return token
+    return bearer_token(request)
+
+
+# -- operators and auditors ------------------------------------------------------------
+
+
+def require_operator(request: web.Request) -> str:
+    """Check the operator bearer token; returns the actor to record."""
+    token = request.app[SETTINGS].operator_token
+    if token is None:
+        raise ForbiddenError("the operator API is disabled (set CLOUDSIGN_OPERATOR_TOKEN)")
+    if not same_token(bearer_token(request), token.reveal()):
+        raise ForbiddenError("not an operator token")
+    return "operator:api"
+
+
+def require_auditor(request: web.Request) -> None:
+    token = request.app[SETTINGS].auditor_token
+    if token is None or not same_token(bearer_token(request), token.reveal()):
+        raise UnauthorizedError("auditor token required")

@@ -32,6 +32,8 @@ T = TypeVar("T")
 #: How much of an offending value an error message may quote.
 PREVIEW_CHARS: Final = 32
 DEFAULT_MAX_TEXT: Final = 256
+OTP_MIN_DIGITS: Final = 6
+OTP_MAX_DIGITS: Final = 8
 #: Control characters (C0, DEL, C1) and lone surrogates.
 _FORBIDDEN: Final = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _FORBIDDEN_MULTILINE: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
@@ -213,6 +215,11 @@ class Fields:
         if key not in self:
             return None
         return self.digits(key, min_len=min_len, max_len=max_len)
+
+    def otp(self, key: str = "otp") -> str | None:
+        """A one-time code: 6 to 8 ASCII digits, or absent (a missing code is
+        then refused by the service as a failed factor)."""
+        return self.optional_digits(key, min_len=OTP_MIN_DIGITS, max_len=OTP_MAX_DIGITS)
 
     def integer(self, key: str, *, low: int, high: int, default: int | None = None) -> int:
         value = self._get(key, MISSING if default is None else default)

@@ -7,6 +7,8 @@ import { t } from "./i18n.js";
 const SAMPLE_W = 64;
 const SAMPLE_H = 48;
 const GUIDE_INTERVAL_MS = 400;
+// How long a burst waits for the camera's next picture before giving up.
+const FRAME_TIMEOUT_MS = 5000;
 
 export class Camera {
   constructor(video, guide) {
@@ -108,11 +110,32 @@ export class Camera {
     );
   }
 
-  /** `count` frames, `intervalMs` apart (a liveness burst). */
+  /**
+   * Resolves with an id of the next picture the camera presents. A busy
+   * machine (or phone) delivers camera frames late; a burst must never hold
+   * the same picture twice, or the server rightly sees a still image.
+   */
+  nextFrame(timeoutMs = FRAME_TIMEOUT_MS) {
+    return new Promise((ok, fail) => {
+      const timer = setTimeout(() => fail(new Error(t("cam.stalled"))), timeoutMs);
+      const done = (_now, meta) => {
+        clearTimeout(timer);
+        ok(meta?.presentedFrames ?? meta?.mediaTime ?? this.video.currentTime);
+      };
+      if (this.video.requestVideoFrameCallback) this.video.requestVideoFrameCallback(done);
+      else requestAnimationFrame(() => done(0, null));
+    });
+  }
+
+  /** `count` distinct frames, at least `intervalMs` apart (a liveness burst). */
   async burst(count = 10, intervalMs = 200) {
     const frames = [];
+    let last;
     for (let i = 0; i < count; i++) {
       const started = performance.now();
+      let frame = await this.nextFrame();
+      while (frame === last) frame = await this.nextFrame();
+      last = frame;
       frames.push(await this.still(0.9));
       const wait = intervalMs - (performance.now() - started);
       if (i < count - 1 && wait > 0) await new Promise((ok) => setTimeout(ok, wait));

@@ -81,6 +81,7 @@ const en = {
   "cam.closer": "Move closer to the camera",
   "cam.denied": "The camera is not available.",
   "cam.unsupported": "This browser cannot use a camera.",
+  "cam.stalled": "The camera stopped sending pictures; try again.",
 
   "sign.title": "Sign a document",
   "sign.file.h": "1. The document",
@@ -287,6 +288,7 @@ const ru = {
   "cam.closer": "Подвиньтесь ближе к камере",
   "cam.denied": "Камера недоступна.",
   "cam.unsupported": "Этот браузер не может использовать камеру.",
+  "cam.stalled": "Камера перестала передавать изображение; попробуйте ещё раз.",
 
   "sign.title": "Подписать документ",
   "sign.file.h": "1. Документ",
@@ -493,6 +495,7 @@ const kk = {
   "cam.closer": "Камераға жақынырақ келіңіз",
   "cam.denied": "Камера қолжетімсіз.",
   "cam.unsupported": "Бұл браузер камераны пайдалана алмайды.",
+  "cam.stalled": "Камера сурет жіберуді тоқтатты; қайталап көріңіз.",
 
   "sign.title": "Құжатқа қол қою",
   "sign.file.h": "1. Құжат",

@@ -1,0 +1,28 @@
+"""Accounts: owners, access tokens and login, consent to the texts of rule 6,
+the TOTP factor, and deleting an account (with what other features erase)."""
+
+from cloudsign.accounts.access import current_owner, login_fields
+from cloudsign.accounts.consents import ConsentText, current_texts
+from cloudsign.accounts.service import (
+    AcceptedConsent,
+    AccountEraser,
+    AccountService,
+    AfterCommit,
+    KeyParams,
+    Owner,
+    Session,
+)
+
+__all__ = [
+    "AcceptedConsent",
+    "AccountEraser",
+    "AccountService",
+    "AfterCommit",
+    "ConsentText",
+    "KeyParams",
+    "Owner",
+    "Session",
+    "current_owner",
+    "current_texts",
+    "login_fields",
+]

@@ -1,0 +1,27 @@
+"""Credentials: the owner's cloud key in the HSM and its certificate, the
+one-time transport keys the key password travels under, and the wire forms
+of that password (service.py, transport.py)."""
+
+from cloudsign.credentials.service import (
+    Credential,
+    CredentialService,
+    CredentialSummary,
+    IssuedCredential,
+)
+from cloudsign.credentials.transport import (
+    TransportKey,
+    TransportKeys,
+    parse_transport_message,
+    parse_transport_pin,
+)
+
+__all__ = [
+    "Credential",
+    "CredentialService",
+    "CredentialSummary",
+    "IssuedCredential",
+    "TransportKey",
+    "TransportKeys",
+    "parse_transport_message",
+    "parse_transport_pin",
+]

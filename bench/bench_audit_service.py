@@ -29,9 +29,8 @@ from aiohttp import web
 
 from audit_chain import MerkleTree
 from cloudsign import app as app_module
-from cloudsign.appkeys import DATABASE, SETTINGS
+from cloudsign.appkeys import AUDIT_LOG, CLOCK, DATABASE, SETTINGS
 from cloudsign.audit import AuditLog
-from cloudsign.audit.service import AUDIT_CLOCK, AUDIT_LOG, audit_resources
 from cloudsign.events import EventType, append_event
 from cloudsign.instance import initialise
 from cloudsign.settings import load_settings
@@ -76,8 +75,10 @@ async def run_backend(backend: str, data_dir: Path, n: int) -> None:
     clock = Clock()
     app = web.Application()
     app[SETTINGS] = settings
-    app[AUDIT_CLOCK] = clock
-    app.cleanup_ctx.extend([app_module._database, app_module._hsm, audit_resources])
+    app[CLOCK] = clock
+    app.cleanup_ctx.extend(
+        [app_module._database, app_module._hsm, app_module._http_client, app_module._audit]
+    )
     runner = web.AppRunner(app)
     await runner.setup()
     try:
@@ -95,6 +96,7 @@ async def run_backend(backend: str, data_dir: Path, n: int) -> None:
                         owner_id=rnd.choice(owner_ids),
                         credential_id="cred-1",
                         data={"document_sha256": secrets.token_hex(32), "scheme": "pades"},
+                        at=clock(),
                     )
 
         # 1. append only

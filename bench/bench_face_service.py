@@ -23,9 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cloudsign.app import create_app
 from cloudsign.settings import load_settings
-from mobile_api.client import CloudsignClient
-from tests.conftest import FAST_SETTINGS, enrolled, free_port
-from tests.faces import live_burst
+from device_client.client import CloudsignClient
+from tests.face_images import live_burst
+from tests.helpers import FAST_SETTINGS, enrolled, free_port
 
 
 def pct(samples: list[float], p: float) -> float:

@@ -32,8 +32,8 @@ from cloudsign.ca.authority import CertificateAuthority
 from cloudsign.ca.identity import Identity, check_digit
 from cloudsign.instance import ca_profile, initialise, prepare_hsm
 from cloudsign.settings import load_settings
+from device_client.device import Argon2Params, derive_password_key, wrap_for_transport
 from hsm_bridge import HsmBridge, KeyAlgorithm, SignatureScheme, TransportMessage, hash_algorithm
-from mobile_api.device import Argon2Params, derive_password_key, wrap_for_transport
 
 SHA256 = hash_algorithm("sha256")
 KPW = derive_password_key("bench", Argon2Params(b"s" * 16, 1, 8192, 1))
@@ -73,7 +73,7 @@ async def main(n: int) -> None:
         access = prepare_hsm(settings)
         bridge = HsmBridge(access.module, access.token_label, access.pin)
         await bridge.start()
-        ca = CertificateAuthority.load(bridge, settings.pki_dir, ca_profile(settings))
+        ca = CertificateAuthority.load(bridge, settings.pki_dir, ca_profile(settings.ca))
         print(f"SoftHSM2 token in {tmp}; {os.cpu_count()} CPUs")
 
         for alg, count in ((KeyAlgorithm.EC_P256, n), (KeyAlgorithm.RSA_2048, max(10, n // 20))):

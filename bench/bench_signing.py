@@ -38,9 +38,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cloudsign.app import create_app
 from cloudsign.appkeys import HSM
 from cloudsign.settings import load_settings
-from mobile_api.client import CloudsignClient, TotpDevice
-from tests.conftest import FAST_SETTINGS, enrolled, free_port, person
-from tests.faces import live_burst
+from device_client.client import CloudsignClient, TotpDevice
+from tests.face_images import live_burst
+from tests.helpers import FAST_SETTINGS, enrolled, free_port, person
 
 
 def pct(samples: list[float], p: float) -> float:

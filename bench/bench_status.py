@@ -35,13 +35,10 @@ from asn1crypto import keys, ocsp, tsp
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from cloudsign.ca.authority import CertificateAuthority
-from cloudsign.ca.identity import Identity, check_digit
-from cloudsign.ca.x509 import serial_hex
+from cloudsign.ca import CertificateAuthority, Identity, check_digit, register, serial_hex
 from cloudsign.instance import ca_profile, initialise, prepare_hsm
 from cloudsign.settings import load_settings
 from cloudsign.storage import Database
-from cloudsign.storage.schema import certificates
 from hsm_bridge import HsmBridge
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,7 +68,7 @@ async def seed_certificate(data_dir: Path) -> tuple[Any, Any]:
     bridge = HsmBridge(access.module, access.token_label, access.pin)
     await bridge.start()
     try:
-        ca = CertificateAuthority.load(bridge, settings.pki_dir, ca_profile(settings))
+        ca = CertificateAuthority.load(bridge, settings.pki_dir, ca_profile(settings.ca))
         spki = (
             ec.generate_private_key(ec.SECP256R1())
             .public_key()
@@ -86,18 +83,7 @@ async def seed_certificate(data_dir: Path) -> tuple[Any, Any]:
     db = Database(settings.effective_database_url)
     try:
         async with db.transaction() as conn:
-            await conn.execute(
-                certificates.insert().values(
-                    serial=serial_hex(cert.serial_number),
-                    subject=cert.subject.human_friendly,
-                    issuer=cert.issuer.human_friendly,
-                    not_before=cert.not_valid_before,
-                    not_after=cert.not_valid_after,
-                    der=cert.dump(),
-                    status="good",
-                    issued_at=datetime.now(UTC),
-                )
-            )
+            await register(conn, cert, at=datetime.now(UTC))
     finally:
         await db.close()
     return cert, ca.issuing

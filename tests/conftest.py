@@ -1,6 +1,6 @@
 """Shared fixtures: one SoftHSM2 token and CA per test session (SoftHSM2 reads
 its config once per process), a database per backend, and a real HTTP
-server per backend.
+server per backend. Helpers the tests import are in tests/helpers.py.
 
 Every service-level test runs on SQLite and on PostgreSQL. PostgreSQL is
 at 127.0.0.1:5432; with CI=true an unreachable server fails the run.
@@ -9,10 +9,8 @@ at 127.0.0.1:5432; with CI=true an unreachable server fails the run.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import os
 import secrets
-import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,39 +21,20 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from cloudsign.app import create_app
-from cloudsign.ca.identity import check_digit
+from cloudsign.appkeys import TOTP_CLOCK
 from cloudsign.instance import initialise
 from cloudsign.settings import Settings, load_settings
-from mobile_api.client import CloudsignClient, TotpDevice
-from tests.faces import live_burst, photo
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-PG_ADMIN_DSN = os.environ.get("CLOUDSIGN_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-BACKENDS = ("sqlite", "postgresql")
-
-#: Test-only settings: Argon2id at 8 MiB / 1 pass and 2-second TOTP steps
-#: keep the suite fast; the defaults (64 MiB / 3 passes, 30 s) are tested in
-#: test_settings.
-FAST_SETTINGS: dict[str, Any] = {
-    "argon2_time_cost": 1,
-    "argon2_memory_kib": 8192,
-    "totp_period_seconds": 2,
-    # A still photo can be made to blink, not to turn its head (tests/faces.py).
-    "liveness_actions": "blink",
-    "liveness_action_count": 1,
-    # Bearer token of the operator API (cloudsign/status); a Secret once loaded.
-    "operator_token": "test-operator-token-0123456789",
-    "auditor_token": "test-auditor-token-0123456789",
-    # Any free port for the embedded anvil: two runs on one machine never collide.
-    "chain_anvil_port": 0,
-}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from device_client.client import CloudsignClient
+from tests.helpers import (
+    BACKENDS,
+    FAST_SETTINGS,
+    PG_ADMIN_DSN,
+    free_port,
+    new_client,
+    pg_create,
+    pg_drop,
+)
+from tests.helpers import TOTP_CLOCK as TEST_TOTP_CLOCK
 
 
 @pytest.fixture(scope="session")
@@ -70,35 +49,19 @@ def base_settings(data_dir: Path) -> Settings:
     return settings
 
 
-async def _pg_create(name: str) -> None:
-    conn = await asyncpg.connect(PG_ADMIN_DSN, timeout=5)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-
-
-async def _pg_drop(name: str) -> None:
-    conn = await asyncpg.connect(PG_ADMIN_DSN, timeout=5)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
-
-
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[str]:
     """A fresh PostgreSQL database for this test session, dropped afterwards."""
     name = f"cloudsign_test_{secrets.token_hex(4)}"
     try:
-        asyncio.run(_pg_create(name))
+        asyncio.run(pg_create(name))
     except (OSError, asyncpg.PostgresError, TimeoutError) as e:
         if os.environ.get("CI") == "true":
             pytest.fail(f"PostgreSQL is required in CI and is not reachable: {e}")
         pytest.skip(f"PostgreSQL not reachable: {e}")
     base = PG_ADMIN_DSN.rsplit("/", 1)[0]
     yield f"{base}/{name}"
-    asyncio.run(_pg_drop(name))
+    asyncio.run(pg_drop(name))
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
@@ -127,6 +90,7 @@ def settings(base_settings: Settings, database_url: str) -> Settings:
 @pytest.fixture(scope="session")
 async def server(settings: Settings) -> AsyncIterator[TestServer]:
     app = create_app(settings)
+    app[TOTP_CLOCK] = TEST_TOTP_CLOCK
     srv = TestServer(app, host="127.0.0.1", port=settings.port)
     await srv.start_server()
     yield srv
@@ -149,71 +113,6 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-_iin_counter = itertools.count(1)
-# Serial numbers, not random ones: a few hundred random 4-digit serials in
-# one database collide (the birthday problem) and the account is refused.
-_iin_serials = itertools.count(1)
-_bin_serials = itertools.count(1)
-
-
-def make_iin() -> str:
-    """A fresh, valid IIN, unique in this test run (born 1990-01-01, male,
-    20th century, the serial counting up)."""
-    while True:
-        body = "900101" + "3" + f"{next(_iin_serials) % 10_000:04d}"
-        digit = check_digit(body)
-        if digit is not None:
-            return body + str(digit)
-
-
-def make_bin() -> str:
-    """A fresh, valid BIN, unique in this test run."""
-    while True:
-        body = "0105" + "4" + f"{next(_bin_serials) % 1_000_000:06d}"
-        digit = check_digit(body)
-        if digit is not None:
-            return body + str(digit)
-
-
-def person(**over: str) -> dict[str, str]:
-    n = next(_iin_counter)
-    data = {
-        "kind": "person",
-        "iin": make_iin(),
-        "surname": "Сейтқалиев",
-        "given_name": f"Ержан{n}",
-        "email": f"citizen{n}@example.kz",
-    }
-    data.update(over)
-    return data
-
-
 @pytest.fixture
 def client(http: aiohttp.ClientSession, base_url: str) -> CloudsignClient:
-    return CloudsignClient(base_url, http)
-
-
-async def enrolled(
-    client: CloudsignClient,
-    password: str = "correct horse battery",
-    algorithm: str = "ec-p256",
-    identity: dict[str, str] | None = None,
-    face: str = "obama_1.jpg",
-) -> tuple[TotpDevice, dict[str, Any]]:
-    """Account, consents, TOTP, face and a credential, all through the HTTP API."""
-    await client.create_account(identity or person())
-    await client.accept_consents()
-    totp = await client.setup_totp()
-    await client.enrol_face([photo(face)])
-    cred = await client.create_credential(password, await totp.fresh_code(), algorithm)
-    return totp, cred
-
-
-async def passed_face_check(client: CloudsignClient, face: str = "obama_2.jpg") -> str:
-    """A face check passed just now; returns its id for one authorisation."""
-    challenge = await client.face_challenge()
-    verdict = await client.send_burst(
-        challenge["challenge_id"], live_burst(face, challenge["actions"])
-    )
-    assert verdict["passed"], verdict
-    return str(challenge["challenge_id"])
+    return new_client(base_url, http)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 CLI = [sys.executable, "-m", "cloudsign.cli"]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from cloudsign.settings import Settings
-from tests.conftest import REPO, free_port
+from tests.helpers import REPO, free_port
 from tests.serving import CLI, clean_env
 from tests.serving import serve as _serve
 from tests.serving import stop as _stop
@@ -60,8 +60,8 @@ def _run_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]
 
 
 async def test_registry_views(settings: Settings, client: object) -> None:
-    from mobile_api.client import CloudsignClient
-    from tests.conftest import enrolled
+    from device_client.client import CloudsignClient
+    from tests.helpers import enrolled
 
     assert isinstance(client, CloudsignClient)
     _, cred = await enrolled(client)

@@ -22,7 +22,7 @@ from typing import TypeVar
 
 import pytest
 
-from tests.conftest import free_port
+from tests.helpers import free_port
 from tests.serving import serve, stop, wait_ready
 
 T = TypeVar("T")

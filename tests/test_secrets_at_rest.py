@@ -11,9 +11,9 @@ from sqlalchemy import select
 
 from cloudsign.appkeys import DATABASE, SETTINGS
 from cloudsign.storage.tables import all_tables
-from mobile_api.client import CloudsignClient
-from mobile_api.device import derive_password_key
-from tests.conftest import enrolled, person
+from device_client.client import CloudsignClient
+from device_client.device import derive_password_key
+from tests.helpers import enrolled, new_client, person
 
 #: DER openings of unencrypted private keys: SEC1 ECPrivateKey (P-256) and
 #: PKCS#8 PrivateKeyInfo for EC and RSA.
@@ -48,7 +48,7 @@ async def test_no_secret_in_clear_in_data_dir_or_database(
     identity = person()
     totp, cred = await enrolled(client, password=password, identity=identity)
     await enrolled(
-        CloudsignClient(client.base_url, client.session), password=password, algorithm="rsa-2048"
+        new_client(client.base_url, client.session), password=password, algorithm="rsa-2048"
     )
     params = await client.key_params()
     kpw = derive_password_key(password, params)

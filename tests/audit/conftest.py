@@ -24,12 +24,12 @@ from aiohttp.test_utils import TestServer
 from audit_chain import AnvilProcess, find_anvil
 from cloudsign import app as app_module
 from cloudsign.app import create_app
-from cloudsign.appkeys import SETTINGS
+from cloudsign.appkeys import CLOCK, SETTINGS, TOTP_CLOCK
 from cloudsign.audit import api as audit_api
-from cloudsign.audit.service import AUDIT_CLOCK, audit_resources, audit_tasks
 from cloudsign.settings import Settings, load_settings
 from cloudsign.web.problems import problem_middleware
-from tests.conftest import FAST_SETTINGS, PG_ADMIN_DSN, _pg_create, _pg_drop, free_port
+from tests.helpers import FAST_SETTINGS, PG_ADMIN_DSN, free_port, pg_create, pg_drop
+from tests.helpers import TOTP_CLOCK as TEST_TOTP_CLOCK
 
 #: 2026-03-01 10:00 in UTC+5.
 START = datetime(2026, 3, 1, 5, 0, tzinfo=UTC)
@@ -62,13 +62,13 @@ async def audit_db(backend: str, tmp_path: Path) -> AsyncIterator[str]:
         return
     name = f"cloudsign_audit_{secrets.token_hex(4)}"
     try:
-        await _pg_create(name)
+        await pg_create(name)
     except OSError as e:  # pragma: no cover - the session fixture decides first
         if os.environ.get("CI") == "true":
             pytest.fail(f"PostgreSQL is required in CI and is not reachable: {e}")
         pytest.skip(f"PostgreSQL not reachable: {e}")
     yield f"{PG_ADMIN_DSN.rsplit('/', 1)[0]}/{name}"
-    await _pg_drop(name)
+    await pg_drop(name)
 
 
 @pytest.fixture(scope="session")
@@ -111,8 +111,16 @@ def audit_only_app(settings: Settings, clock: Callable[[], datetime]) -> web.App
     """Storage, HSM and the audit log only (no face pool, no other API)."""
     app = web.Application(middlewares=[problem_middleware])
     app[SETTINGS] = settings
-    app[AUDIT_CLOCK] = clock
-    app.cleanup_ctx.extend([app_module._database, app_module._hsm, audit_resources, audit_tasks])
+    app[CLOCK] = clock
+    app.cleanup_ctx.extend(
+        [
+            app_module._database,
+            app_module._hsm,
+            app_module._http_client,
+            app_module._audit,
+            app_module._audit_tasks,
+        ]
+    )
     app.add_routes(audit_api.routes)
     return app
 
@@ -131,7 +139,8 @@ async def audit_server(
         settings = audit_settings(base_settings, audit_db, anvil.rpc_url, **over)
         if full:
             app = create_app(settings)
-            app[AUDIT_CLOCK] = clock
+            app[CLOCK] = clock
+            app[TOTP_CLOCK] = TEST_TOTP_CLOCK
         else:
             app = audit_only_app(settings, clock)
         server = TestServer(app, host="127.0.0.1", port=settings.port)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,11 @@ async def append_many(server: TestServer, count: int, owner: str = "owner", **da
     async with server.app[DATABASE].transaction() as conn:
         for i in range(count):
             await append_event(
-                conn, EventType.KEY_CREATE, owner_id=f"{owner}-{i % 7}", data={"n": i, **data}
+                conn,
+                EventType.KEY_CREATE,
+                owner_id=f"{owner}-{i % 7}",
+                data={"n": i, **data},
+                at=datetime.now(UTC),
             )
 
 

@@ -16,15 +16,13 @@ from sqlalchemy import select
 
 from audit_chain import AnchorClient, AnvilProcess, ChainError
 from audit_chain.anvil import rpc_call
-from cloudsign.appkeys import DATABASE
+from cloudsign.appkeys import ANCHOR_TASK, ANCHORER, AUDIT_LOG, DATABASE
 from cloudsign.audit import Anchorer, AuditLog
-from cloudsign.audit.service import ANCHOR_TASK, ANCHORER, AUDIT_LOG
 from cloudsign.audit.tables import log_anchors, log_leaves
 from cloudsign.storage.schema import events
-from mobile_api.client import CloudsignClient
 from tests.audit.conftest import FakeClock, wait_for
 from tests.audit.support import append_many, auditor, get_json, get_raw
-from tests.conftest import enrolled
+from tests.helpers import enrolled, new_client
 
 DAY1 = date(2026, 3, 1)
 DAY2 = date(2026, 3, 2)
@@ -77,12 +75,16 @@ async def test_hard_kill_of_chain_and_task_loses_nothing(
     server = await audit_server(audit_background_tasks=True)
     anchorer: Anchorer = server.app[ANCHORER]
     await _close_day(server, clock)
-    await wait_for(lambda: _status(anchorer, DAY1, "confirmed"))
-    await asyncio.sleep(1.5)  # anvil dumps its state every second
+    confirmed = await wait_for(lambda: _status(anchorer, DAY1, "confirmed"))
+    # Kill only once the dumped state holds the anchor and its confirmations.
+    head = int(rpc_call(anvil.rpc_url, "eth_blockNumber"), 16)
+    assert head >= confirmed.block_number
+    await asyncio.to_thread(anvil.wait_for_dump, head)
     anvil.kill()
     await _close_day(server, clock, 2)
-    await asyncio.sleep(0.5)
-    assert await _status(anchorer, DAY2, "confirmed") is None  # the chain is down
+    # The anchorer tries day 2 against the dead chain and records no anchor.
+    await wait_for(lambda: _tried_and_failed(anchorer))
+    assert await _status(anchorer, DAY2, "confirmed") is None
     # Kill the anchoring task too, and restart the chain from its state file.
     server.app[ANCHOR_TASK].cancel()
     restarted = AnvilProcess(anvil.state_path, port=anvil.port, state_interval=1).start()
@@ -92,6 +94,15 @@ async def test_hard_kill_of_chain_and_task_loses_nothing(
         assert await _status(second.app[ANCHORER], DAY1, "confirmed")
     finally:
         restarted.kill()
+
+
+async def _tried_and_failed(anchorer: Anchorer) -> bool:
+    """A step against the unreachable chain has run and failed."""
+    try:
+        await anchorer.step()
+    except ChainError as e:
+        return e.code == "chain.unreachable"
+    return False
 
 
 async def _status(anchorer: Anchorer, day: date, status: str) -> Any:
@@ -151,7 +162,7 @@ async def test_enrolment_leaves_and_a_citizen_proves_their_event(
 ) -> None:
     server = await audit_server(full=True)
     async with aiohttp.ClientSession() as http:
-        client = CloudsignClient(str(server.make_url("")).rstrip("/"), http)
+        client = new_client(str(server.make_url("")).rstrip("/"), http)
         await enrolled(client)
     log: AuditLog = server.app[AUDIT_LOG]
     await log.sequence_pending()

@@ -20,12 +20,13 @@ from audit_chain import (
     root_from_leaf_hashes,
     sign_checkpoint,
 )
-from cloudsign.appkeys import DATABASE, HSM
+from cloudsign.accounts.tables import owners
+from cloudsign.appkeys import AUDIT_LOG, DATABASE, HSM
 from cloudsign.audit import AuditLog, TamperedLogError
-from cloudsign.audit.service import AUDIT_LOG
 from cloudsign.audit.tables import log_checkpoints, log_leaves
+from cloudsign.ca.tables import certificates
 from cloudsign.events import EventType, append_event
-from cloudsign.storage.schema import certificates, events, owners
+from cloudsign.storage.schema import events
 from tests.audit.conftest import START, FakeClock
 from tests.audit.support import append_many, auditor, get_json, get_raw
 
@@ -49,7 +50,9 @@ async def test_concurrent_appends_sequence_contiguously(audit_server: Any) -> No
     async def appender(k: int) -> None:
         for i in range(15):
             async with first.app[DATABASE].transaction() as conn:
-                await append_event(conn, EventType.KEY_USE, owner_id=f"o{k}", data={"i": i})
+                await append_event(
+                    conn, EventType.KEY_USE, owner_id=f"o{k}", data={"i": i}, at=datetime.now(UTC)
+                )
             await asyncio.sleep(0)
 
     async def failing() -> None:
@@ -57,7 +60,9 @@ async def test_concurrent_appends_sequence_contiguously(audit_server: Any) -> No
         for _ in range(5):
             try:
                 async with first.app[DATABASE].transaction() as conn:
-                    await append_event(conn, EventType.AUTH_FAILURE, owner_id="x")
+                    await append_event(
+                        conn, EventType.AUTH_FAILURE, owner_id="x", at=datetime.now(UTC)
+                    )
                     raise RuntimeError("rolled back")
             except RuntimeError:
                 pass
@@ -95,11 +100,21 @@ async def test_owner_id_never_in_leaves(audit_server: Any) -> None:
     owner = "5d1c9a7e-3b8f-4c2e-9a1d-0f6b2c4e8a11"
     credential = "c2a1f0e4-9d8b-4c7a-8e6f-1a2b3c4d5e6f"
     async with server.app[DATABASE].transaction() as conn:
-        await append_event(conn, EventType.KEY_CREATE, owner_id=owner, credential_id=credential)
         await append_event(
-            conn, EventType.CONSENT_RECORD, owner_id=owner, data={"note": f"by {owner}"}
+            conn,
+            EventType.KEY_CREATE,
+            owner_id=owner,
+            credential_id=credential,
+            at=datetime.now(UTC),
         )
-        await append_event(conn, EventType.AUTH_FAILURE, owner_id=None)
+        await append_event(
+            conn,
+            EventType.CONSENT_RECORD,
+            owner_id=owner,
+            data={"note": f"by {owner}"},
+            at=datetime.now(UTC),
+        )
+        await append_event(conn, EventType.AUTH_FAILURE, owner_id=None, at=datetime.now(UTC))
     await server.app[AUDIT_LOG].sequence_pending()
     rows = await _leaves(server.app)
     assert len(rows) == 3

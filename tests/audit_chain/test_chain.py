@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import time
 from datetime import date
 
 import pytest
@@ -175,8 +174,9 @@ async def test_anchor_survives_sigkill_and_restart(
 ) -> None:
     client = await AnchorClient.deploy(anvil.rpc_url, owner_signer)
     receipt = await client.anchor(DAY, ROOT, 77)
-    # --state-interval 1: wait past one dump, then kill without a final dump.
-    await asyncio.sleep(2.2)
+    # --state-interval 1: wait until a dump holds the anchor, then kill
+    # without a final dump.
+    await asyncio.to_thread(anvil.wait_for_dump, receipt.block_number)
     anvil.kill()
     assert not anvil.running()
     with pytest.raises(ChainError) as e:
@@ -230,7 +230,8 @@ async def test_no_contract_at_address(anvil: AnvilProcess) -> None:
 
 def test_anvil_state_file_written(anvil: AnvilProcess) -> None:
     rpc_call(anvil.rpc_url, "anvil_mine", [hex(3)])
-    time.sleep(1.5)
+    head = int(rpc_call(anvil.rpc_url, "eth_blockNumber"), 16)
+    anvil.wait_for_dump(head)
     assert anvil.state_path is not None
     state = json.loads(anvil.state_path.read_text())
     assert "block" in state or "blocks" in state

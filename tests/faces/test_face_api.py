@@ -15,11 +15,10 @@ from sqlalchemy import select, update
 
 from biometrics import enrol as library_enrol
 from cloudsign.appkeys import DATABASE
-from cloudsign.signing.tables import face_challenges
-from cloudsign.storage.schema import owners
-from mobile_api.client import ApiError, CloudsignClient
-from tests.conftest import enrolled, passed_face_check, person
-from tests.faces import live_burst, photo
+from cloudsign.faces.tables import face_challenges, face_templates
+from device_client.client import ApiError, CloudsignClient
+from tests.face_images import live_burst, photo
+from tests.helpers import enrolled, new_client, passed_face_check, person
 
 
 async def _account(client: CloudsignClient) -> Any:
@@ -100,7 +99,9 @@ async def test_template_is_sealed_and_reenrolment_needs_otp(
     async with app[DATABASE].read() as conn:
         sealed = (
             await conn.execute(
-                select(owners.c.face_template_sealed).where(owners.c.id == client.owner_id)
+                select(face_templates.c.template_sealed).where(
+                    face_templates.c.owner_id == client.owner_id
+                )
             )
         ).scalar_one()
     assert sealed and plain not in sealed and plain[16:48] not in sealed
@@ -177,7 +178,7 @@ async def test_challenge_refusals_each_with_its_reason(client: CloudsignClient, 
     assert err.value.status == 409
 
     # Someone else's challenge does not exist for us.
-    other = CloudsignClient(client.base_url, client.session)
+    other = new_client(client.base_url, client.session)
     await _account(other)
     await other.enrol_face([photo("biden_1.jpg")])
     theirs = await other.face_challenge()

@@ -28,7 +28,7 @@ from PIL import Image
 from playwright.async_api import Browser, Page, Playwright, Request, Response
 
 from biometrics.synthetic import close_eyes
-from tests.faces import photo
+from tests.face_images import photo
 
 CHROMIUM: Final = Path("/usr/bin/chromium")
 FFMPEG: Final = Path("/usr/bin/ffmpeg")

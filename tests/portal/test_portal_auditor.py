@@ -18,9 +18,9 @@ from aiohttp.test_utils import TestServer
 from playwright.async_api import Route, expect
 
 from audit_chain import AnvilProcess
+from cloudsign.appkeys import ANCHORER, AUDIT_LOG
 from cloudsign.audit import Anchorer
-from cloudsign.audit.service import ANCHORER, AUDIT_LOG
-from cloudsign.portal import routes as portal_routes
+from cloudsign.portal import api as portal_routes
 from cloudsign.settings import Settings
 from tests.audit.conftest import FakeClock, audit_only_app, audit_settings, wait_for
 from tests.audit.support import append_many

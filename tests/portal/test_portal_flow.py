@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pyotp
 import pytest
 from aiohttp.test_utils import TestServer
 from asn1crypto import pem, x509
@@ -27,9 +26,9 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.validation import async_validate_pdf_signature
 from pyhanko_certvalidator import ValidationContext
 
-from mobile_api.client import CloudsignClient, TotpDevice
-from mobile_api.device import Argon2Params, derive_password_key
-from tests.conftest import enrolled, person
+from device_client.client import CloudsignClient, TotpDevice
+from device_client.device import Argon2Params, derive_password_key
+from tests.helpers import enrolled, person, totp_device
 from tests.pdfs import simple_pdf
 from tests.portal.browser import Traffic, leaks, shot
 from tests.portal.conftest import Opener
@@ -79,7 +78,7 @@ class Portal:
 async def _totp_from_page(page: Page) -> TotpDevice:
     """What an authenticator app does with the key shown for manual entry."""
     secret = (await page.locator("#totp-secret").inner_text()).replace(" ", "")
-    return TotpDevice(pyotp.TOTP(secret, interval=2))
+    return totp_device(secret)
 
 
 def _kpw(traffic: Traffic) -> bytes:

@@ -10,9 +10,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from cloudsign.portal.routes import CSP, STATIC_DIR
-from cloudsign.portal.session import CSRF_HEADER, SESSION_COOKIE
-from tests.conftest import person
+from cloudsign.portal.api import CSP, STATIC_DIR
+from cloudsign.web.auth import CSRF_HEADER, SESSION_COOKIE
+from tests.helpers import person
 
 
 async def test_pages_carry_a_strict_csp(http: aiohttp.ClientSession, base_url: str) -> None:

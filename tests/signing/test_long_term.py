@@ -22,10 +22,10 @@ from pyhanko_certvalidator.fetchers.aiohttp_fetchers import AIOHttpFetcherBacken
 
 from cloudsign.appkeys import CA, HSM, SIGNING
 from cloudsign.signing.cms import HsmOwnerSigner, LevelServices, pades
-from mobile_api.client import ApiError, CloudsignClient
-from tests.conftest import enrolled, passed_face_check
+from device_client.client import ApiError, CloudsignClient
+from tests.helpers import enrolled, passed_face_check
 from tests.pdfs import simple_pdf
-from tests.test_signing import openssl_cms_verify
+from tests.signing.test_signing import openssl_cms_verify
 
 
 def _cert(text: str) -> x509.Certificate:
@@ -131,7 +131,7 @@ async def test_signature_before_revocation_holds_and_after_does_not(
     # A key used anyway after the revocation (as a thief would): time-stamped later.
     services = LevelServices(f"{client.base_url}/tsa", (root,), (issuing,))
     thief = HsmOwnerSigner(app[HSM], auth.unlocked, _cert(cred["certificate"]), app[CA].chain)
-    after = await pades(thief, after_pdf, level="T", services=services)
+    after = await pades(thief, after_pdf, session=http, level="T", services=services)
 
     # Each is judged at the time its time-stamp proves, against this
     # service's OCSP/CRL (fetched now) — and "before" also from its own

@@ -29,9 +29,9 @@ from sqlalchemy import select
 
 from cloudsign.appkeys import DATABASE, SIGNING
 from cloudsign.storage.schema import events
-from mobile_api.client import ApiError, CloudsignClient
-from mobile_api.csc_auth import CloudsignAuthorizationManager
-from tests.conftest import enrolled, passed_face_check
+from device_client.client import ApiError, CloudsignClient
+from device_client.csc_auth import CloudsignAuthorizationManager
+from tests.helpers import enrolled, new_client, passed_face_check
 from tests.pdfs import simple_pdf
 
 
@@ -297,7 +297,7 @@ async def test_owners_cannot_reach_each_other(
     client: CloudsignClient, http: aiohttp.ClientSession, base_url: str
 ) -> None:
     totp_a, cred_a = await enrolled(client)
-    other = CloudsignClient(base_url, http)
+    other = new_client(base_url, http)
     totp_b, cred_b = await enrolled(other)
     digest = os.urandom(32)
     sad_a = await _sad(client, totp_a, cred_a, [digest])

@@ -18,7 +18,7 @@ import aiohttp
 from asn1crypto import ocsp, pem, x509
 
 from cloudsign.settings import Settings
-from tests.conftest import FAST_SETTINGS, REPO
+from tests.helpers import FAST_SETTINGS, REPO
 
 OPERATOR_TOKEN = str(FAST_SETTINGS["operator_token"])
 T = TypeVar("T")

@@ -11,14 +11,13 @@ from typing import Any
 import aiohttp
 from asn1crypto import crl
 
-from cloudsign.appkeys import CA
+from cloudsign.appkeys import CA, STATUS
 from cloudsign.ca.x509 import to_pem
-from cloudsign.status import STATUS
 from cloudsign.status.crl import CrlPublisher
-from cloudsign.status.runtime import StatusUrls, crl_policy
+from cloudsign.status.services import StatusUrls, crl_policy
 from cloudsign.storage import Database
-from mobile_api.client import CloudsignClient
-from tests.conftest import enrolled
+from device_client.client import CloudsignClient
+from tests.helpers import enrolled
 from tests.status.status_helpers import chain_files, eventually, openssl_async, operator_revoke
 
 
@@ -147,7 +146,7 @@ async def test_daily_schedule_with_injected_clock(app: Any, settings: Any, tmp_p
         t0 = datetime(2026, 3, 1, 0, 0, tzinfo=UTC)
         clock = _Clock(t0)
         urls = StatusUrls("http://crl.example")
-        publisher = CrlPublisher(db, app[CA], crl_policy(settings, urls), clock=clock)
+        publisher = CrlPublisher(db, app[CA], crl_policy(settings.status, urls), clock=clock)
 
         first = await publisher.tick()
         assert [(p.scope, p.kind) for p in first] == [
@@ -174,7 +173,7 @@ async def test_daily_schedule_with_injected_clock(app: Any, settings: Any, tmp_p
             ("root", "full", 2),
         ]
         # A restarted publisher carries on from the stored CRLs.
-        again = CrlPublisher(db, app[CA], crl_policy(settings, urls), clock=clock)
+        again = CrlPublisher(db, app[CA], crl_policy(settings.status, urls), clock=clock)
         await again.load()
         assert await again.tick() == []
         latest = again.latest("issuing")

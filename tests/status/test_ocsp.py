@@ -12,10 +12,9 @@ from urllib.parse import quote
 import aiohttp
 from asn1crypto import ocsp
 
-from cloudsign.appkeys import CA
-from cloudsign.status import STATUS
-from mobile_api.client import CloudsignClient
-from tests.conftest import enrolled
+from cloudsign.appkeys import CA, STATUS
+from device_client.client import CloudsignClient
+from tests.helpers import enrolled
 from tests.status.status_helpers import (
     cert_id,
     chain_files,

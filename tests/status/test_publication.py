@@ -12,8 +12,8 @@ from sqlalchemy import select
 
 from cloudsign.appkeys import DATABASE
 from cloudsign.storage.schema import events
-from mobile_api.client import CloudsignClient
-from tests.conftest import enrolled
+from device_client.client import CloudsignClient
+from tests.helpers import enrolled
 from tests.status.status_helpers import cli, healthy, operator_headers, operator_revoke
 
 ATOM = "{http://www.w3.org/2005/Atom}"

@@ -13,9 +13,8 @@ import pytest
 from asn1crypto import algos, tsp
 from pyhanko.sign.timestamps import HTTPTimeStamper
 
-from cloudsign.appkeys import CA
+from cloudsign.appkeys import CA, STATUS
 from cloudsign.ca.x509 import to_pem
-from cloudsign.status import STATUS
 from cloudsign.status.tsa import TimeStampResp
 from tests.status.status_helpers import healthy, openssl_async
 

@@ -19,8 +19,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from cloudsign.interpreter import SERVICE_RECURSION_LIMIT
 from cloudsign.web.inputs import PREVIEW_CHARS
 from cloudsign.web.problems import problem_middleware
-from mobile_api.client import ApiError, CloudsignClient
-from tests.conftest import enrolled, passed_face_check, person
+from device_client.client import ApiError, CloudsignClient
+from tests.helpers import enrolled, passed_face_check, person
 
 UNAUTHENTICATED_JSON_ROUTES = (
     "/api/v1/owners",

@@ -24,9 +24,9 @@ import aiohttp
 import pytest
 from yarl import URL
 
-from cloudsign.portal.session import CSRF_HEADER, SESSION_COOKIE, csrf_token
-from mobile_api.client import CloudsignClient
-from tests.conftest import FAST_SETTINGS, enrolled, person
+from cloudsign.web.auth import CSRF_HEADER, SESSION_COOKIE, csrf_token
+from device_client.client import CloudsignClient
+from tests.helpers import FAST_SETTINGS, enrolled, new_client, person
 from tests.web.fuzzing import (
     ECHO_PROBE,
     HOSTILE_PATH,
@@ -208,7 +208,7 @@ async def credentials(
     owner_token = client.access_token
     assert owner_token is not None
     # A second session for the portal cookie (logout may revoke it mid-fuzz).
-    other = CloudsignClient(base_url, http)
+    other = new_client(base_url, http)
     await other.create_account(person())
     cookie_token = other.access_token
     assert cookie_token is not None

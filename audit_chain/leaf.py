@@ -72,6 +72,16 @@ class EventType(StrEnum):
     ACCOUNT_DELETE = "account.delete"
     NOTICE_PUBLISH = "notice.publish"
     ANCHOR = "anchor"
+    # Who may sign: identity proofing, accounts, factors, operators.
+    ACCOUNT_CREATE = "account.create"
+    IDENTITY_PROOF = "identity.proof"
+    ACTIVATION_ISSUE = "activation.issue"
+    ACTIVATION_USE = "activation.use"
+    FACTOR_CHANGE = "factor.change"
+    LOCK = "lock"
+    OPERATOR_CREATE = "operator.create"
+    OPERATOR_SIGNIN = "operator.signin"
+    OPERATOR_ACTION = "operator.action"
 
 
 def leaf_hash(leaf_bytes: bytes) -> bytes:

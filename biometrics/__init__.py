@@ -5,14 +5,15 @@ A pure library (never imports the service). Public surface:
 * :func:`enrol` / :func:`enrol_frames` -> :class:`FaceTemplate` (serialise with
   ``to_bytes``; the server encrypts it).
 * :class:`Challenge` (``Challenge.new``, ``to_dict``/``from_dict``) and :func:`verify`
-  (liveness + match on a frame burst) -> :class:`Verdict`; :func:`match` (no liveness).
+  (liveness + match on a frame burst) -> :class:`Verdict`; :func:`match` (no liveness);
+  :func:`enrol_live` (liveness, then a template from the burst: a face captured live).
 * :class:`FaceWorkerPool`: the same calls from asyncio, run in warmed worker processes.
 * :class:`BiometricsPolicy` for thresholds; :class:`BiometricsError` (``code``) for
   every failure.
 """
 
 from biometrics.challenge import BLINK_ONLY, DEFAULT_VOCABULARY, Action, Challenge
-from biometrics.engine import enrol, enrol_frames, match, verify
+from biometrics.engine import enrol, enrol_frames, enrol_live, match, verify
 from biometrics.errors import (
     BiometricsError,
     ChallengeError,
@@ -60,6 +61,7 @@ __all__ = [
     "WorkerError",
     "enrol",
     "enrol_frames",
+    "enrol_live",
     "match",
     "verify",
 ]

@@ -203,6 +203,47 @@ class _Frame:
     obs: FaceObservation
 
 
+def _live_burst(
+    frames: Sequence[bytes],
+    challenge: Challenge,
+    now: datetime | None,
+    policy: BiometricsPolicy,
+) -> Verdict | tuple[list[_Frame], list[liveness.FrameSignals], tuple[str, ...]]:
+    """The liveness half of a burst: a refusal, or the frames that passed it
+    with their signals and the actions seen."""
+    if not isinstance(challenge, Challenge):
+        raise InvalidInputError("challenge must be a Challenge")
+    blobs = _as_bytes_list(frames, "frames", policy.min_frames, policy.max_frames)
+    moment = now if now is not None else datetime.now(UTC)
+    threshold = policy.match_threshold
+    if not challenge.is_live(moment, skew_s=policy.clock_skew_s):
+        # Decided before any decoding: an expired attempt costs no CPU.
+        return Verdict.refused(Reason.CHALLENGE_EXPIRED, threshold, frames=len(blobs))
+    images = [decode_image(b, policy) for b in blobs]
+    n = len(images)
+
+    burst: list[_Frame] = []
+    for image in images:
+        obs = detection.observe(image, policy)
+        if obs is None:
+            return Verdict.refused(Reason.NO_FACE, threshold, frames=n)
+        if obs.others:
+            return Verdict.refused(Reason.MULTIPLE_FACES, threshold, frames=n)
+        burst.append(_Frame(image, obs))
+
+    crops = [detection.face_crop(f.image, f.obs.box, _STATIC_CROP) for f in burst]
+    if liveness.is_static(crops, policy):
+        return Verdict.refused(Reason.STATIC_REPLAY, threshold, frames=n)
+
+    signals = _signals(burst, policy)
+    actions = liveness.detect_actions(signals, policy)
+    names = tuple(a.value for a in actions)
+    problem = liveness.compare_actions(actions, challenge.actions)
+    if problem is not None:
+        return Verdict.refused(problem, threshold, frames=n, actions=names)
+    return burst, signals, names
+
+
 def verify(
     template: FaceTemplate,
     frames: Sequence[bytes],
@@ -214,57 +255,95 @@ def verify(
     """Liveness (the challenge's actions, in order) then face match, on a frame burst.
 
     Decision order: challenge live at ``now`` -> every frame has exactly one face ->
-    not a static replay -> actions follow the challenge -> match. Liveness refusals
-    carry no score. Raises only for unusable input (image errors, wrong frame count).
+    not a static replay -> actions follow the challenge -> match (the worst of the
+    open-eyed frames) -> every other frame is the same face (continuity, so the
+    actions cannot be another person's). Liveness refusals carry no score. Raises
+    only for unusable input (image errors, wrong frame count).
     """
     try:
         _check_policy(policy)
         if not isinstance(template, FaceTemplate):
             raise InvalidInputError("template must be a FaceTemplate")
-        if not isinstance(challenge, Challenge):
-            raise InvalidInputError("challenge must be a Challenge")
-        blobs = _as_bytes_list(frames, "frames", policy.min_frames, policy.max_frames)
-        moment = now if now is not None else datetime.now(UTC)
-        threshold = policy.match_threshold
-        if not challenge.is_live(moment, skew_s=policy.clock_skew_s):
-            # Decided before any decoding: an expired attempt costs no CPU.
-            return Verdict.refused(Reason.CHALLENGE_EXPIRED, threshold, frames=len(blobs))
-        images = [decode_image(b, policy) for b in blobs]
-        n = len(images)
-
-        burst: list[_Frame] = []
-        for image in images:
-            obs = detection.observe(image, policy)
-            if obs is None:
-                return Verdict.refused(Reason.NO_FACE, threshold, frames=n)
-            if obs.others:
-                return Verdict.refused(Reason.MULTIPLE_FACES, threshold, frames=n)
-            burst.append(_Frame(image, obs))
-
-        crops = [detection.face_crop(f.image, f.obs.box, _STATIC_CROP) for f in burst]
-        if liveness.is_static(crops, policy):
-            return Verdict.refused(Reason.STATIC_REPLAY, threshold, frames=n)
-
-        signals = _signals(burst, policy)
-        actions = liveness.detect_actions(signals, policy)
-        names = tuple(a.value for a in actions)
-        problem = liveness.compare_actions(actions, challenge.actions)
-        if problem is not None:
-            return Verdict.refused(problem, threshold, frames=n, actions=names)
-
+        live = _live_burst(frames, challenge, now, policy)
+        if isinstance(live, Verdict):
+            return live
+        burst, signals, names = live
+        n = len(burst)
         chosen, issue = _match_frames(burst, signals, policy)
         if not chosen:
             return Verdict.refused(
-                issue or Reason.NO_USABLE_FRAME, threshold, frames=n, actions=names
+                issue or Reason.NO_USABLE_FRAME, policy.match_threshold, frames=n, actions=names
             )
         embeddings = [detection.embed(f.image, f.obs.box) for f in chosen]
         verdict = decide(template, embeddings, policy, frames=n, actions=names)
+        if verdict.accepted and not _one_face_throughout(burst, chosen, template, policy):
+            verdict = Verdict(
+                False, Reason.FACE_MISMATCH, verdict.score, policy.match_threshold, n, names
+            )
         log.info("verify: %s (%d frames)", verdict.reason.value, n)
         return verdict
     except BiometricsError:
         raise
     except Exception as e:  # builtin exceptions never escape; see _guard
         raise _guard("verify", e) from e
+
+
+def enrol_live(
+    frames: Sequence[bytes],
+    challenge: Challenge,
+    *,
+    now: datetime | None = None,
+    policy: BiometricsPolicy = DEFAULT_POLICY,
+) -> tuple[Verdict, FaceTemplate | None]:
+    """Liveness, then a template from the burst's best frames: the face a
+    registration officer captures at the desk. The template is None unless
+    the verdict is accepted (it then carries no score: nothing was matched)."""
+    try:
+        _check_policy(policy)
+        live = _live_burst(frames, challenge, now, policy)
+        if isinstance(live, Verdict):
+            return live, None
+        burst, signals, names = live
+        n = len(burst)
+        chosen, issue = _match_frames(burst, signals, policy)
+        if not chosen:
+            refused = Verdict.refused(
+                issue or Reason.NO_USABLE_FRAME, policy.match_threshold, frames=n, actions=names
+            )
+            return refused, None
+        best = sorted(chosen, key=lambda f: detection.sharpness(f.image, f.obs.box), reverse=True)
+        embeddings = [detection.embed(f.image, f.obs.box) for f in best[: policy.max_enrol_images]]
+        template = _template_from(embeddings, policy)
+        if not _one_face_throughout(burst, best[: policy.max_enrol_images], template, policy):
+            refused = Verdict.refused(
+                Reason.INCONSISTENT_IMAGES, policy.match_threshold, frames=n, actions=names
+            )
+            return refused, None
+        accepted = Verdict(True, Reason.ACCEPTED, None, policy.match_threshold, n, names)
+        log.info("enrol_live: accepted (%d frames)", n)
+        return accepted, template
+    except BiometricsError:
+        raise
+    except Exception as e:  # builtin exceptions never escape; see _guard
+        raise _guard("enrol_live", e) from e
+
+
+def _one_face_throughout(
+    burst: Sequence[_Frame],
+    matched: Sequence[_Frame],
+    reference: FaceTemplate,
+    policy: BiometricsPolicy,
+) -> bool:
+    """Every frame the match did not use (eyes shut, head turned, the rest)
+    shows the same person as the reference, within the continuity threshold:
+    the actions that prove liveness must be this face's, not a spliced-in
+    stranger's."""
+    used = {id(f) for f in matched}
+    return all(
+        reference.distance(detection.embed(f.image, f.obs.box)) <= policy.continuity_threshold
+        for f in burst
+        if id(f) not in used
+    )
 
 
 def _signals(burst: Sequence[_Frame], policy: BiometricsPolicy) -> list[liveness.FrameSignals]:

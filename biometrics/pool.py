@@ -170,6 +170,19 @@ class FaceWorkerPool:
     async def enrol_frames(self, frames: Sequence[bytes]) -> FaceTemplate:
         return await self._run(functools.partial(engine.enrol_frames, list(frames), self.policy))
 
+    async def enrol_live(
+        self,
+        frames: Sequence[bytes],
+        challenge: Challenge,
+        *,
+        now: datetime | None = None,
+    ) -> tuple[Verdict, FaceTemplate | None]:
+        return await self._run(
+            functools.partial(
+                engine.enrol_live, list(frames), challenge, now=now, policy=self.policy
+            )
+        )
+
     async def match(self, template: FaceTemplate, image: bytes) -> Verdict:
         return await self._run(functools.partial(engine.match, template, image, self.policy))
 

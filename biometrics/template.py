@@ -76,6 +76,10 @@ class FaceTemplate:
         """Euclidean distance between this template and a probe embedding."""
         return float(np.linalg.norm(self._vector - embedding))
 
+    def distance_to(self, other: FaceTemplate) -> float:
+        """Euclidean distance between two templates (is a replacement the same face?)."""
+        return float(np.linalg.norm(self._vector - other._vector))
+
     def to_bytes(self) -> bytes:
         head = _HEAD.pack(_MAGIC, FORMAT_VERSION, _MODEL_DLIB_RESNET_V1, self._images, 0, _DIM)
         body = head + self._vector.astype("<f8").tobytes()

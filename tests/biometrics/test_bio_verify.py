@@ -19,8 +19,10 @@ from biometrics import (
     InvalidInputError,
     Reason,
     UnsupportedImageFormatError,
+    enrol_live,
     verify,
 )
+from biometrics.policy import DEFAULT_POLICY
 from biometrics.synthetic import blink_burst
 
 Load = Callable[[str], bytes]
@@ -153,3 +155,52 @@ def test_frame_count_and_input_errors(
         verify(obama_template, [*obama_blink, gif], blink_challenge(), now=NOW)
     with pytest.raises(InvalidInputError):
         verify(obama_template.to_bytes(), obama_blink, blink_challenge(), now=NOW)  # type: ignore[arg-type]
+
+
+def test_enrol_live_takes_a_live_burst_and_refuses_a_still(
+    face_bytes: Callable[[str], bytes],
+) -> None:
+    """The desk's capture: liveness first, then a template that matches the person."""
+    blink = Challenge.new(vocabulary=("blink",), length=1)
+    verdict, template = enrol_live(blink_burst(face_bytes("obama_1.jpg"), "oocoo"), blink)
+    assert verdict.accepted and verdict.score is None and template is not None
+    again = Challenge.new(vocabulary=("blink",), length=1)
+    assert verify(template, blink_burst(face_bytes("obama_2.jpg"), "oocoo"), again).accepted
+    other = Challenge.new(vocabulary=("blink",), length=1)
+    assert not verify(template, blink_burst(face_bytes("biden_1.jpg"), "oocoo"), other).accepted
+    still = [blink_burst(face_bytes("obama_1.jpg"), "oocoo")[0]] * 5
+    refused, none = enrol_live(still, Challenge.new(vocabulary=("blink",), length=1))
+    assert not refused.accepted and none is None
+
+
+def _spliced(face_bytes: Load, face: str, blinker: str) -> list[bytes]:
+    """Open-eyed stills of `face` around `blinker`'s closed-eyes frame: the
+    blink (the liveness) borrowed from another person."""
+    own = blink_burst(face_bytes(face), "oocoo", fmt="PNG")
+    borrowed = blink_burst(face_bytes(blinker), "oocoo", fmt="PNG")
+    return [own[0], own[1], borrowed[2], own[3], own[4]]
+
+
+def test_a_blink_borrowed_from_someone_else_is_refused(
+    obama_template: FaceTemplate, face_bytes: Load
+) -> None:
+    """Every frame of the burst is the matched face, closed eyes included."""
+    spliced = _spliced(face_bytes, "obama_1.jpg", "biden_1.jpg")
+    verdict = verify(obama_template, spliced, blink_challenge(), now=NOW)
+    assert not verdict.accepted and verdict.reason is Reason.FACE_MISMATCH
+    # Without the continuity check the splice passes: liveness and the match of
+    # the open-eyed frames are both fine, so this test is about that check.
+    lax = dataclasses.replace(DEFAULT_POLICY, continuity_threshold=1.99)
+    assert verify(obama_template, spliced, blink_challenge(), now=NOW, policy=lax).accepted
+    # The person's own blink passes.
+    own = _spliced(face_bytes, "obama_1.jpg", "obama_1.jpg")
+    assert verify(obama_template, own, blink_challenge(), now=NOW).accepted
+
+
+def test_a_desk_capture_with_a_borrowed_blink_is_refused(face_bytes: Load) -> None:
+    spliced = _spliced(face_bytes, "obama_1.jpg", "biden_1.jpg")
+    verdict, template = enrol_live(spliced, blink_challenge(), now=NOW)
+    assert not verdict.accepted and template is None
+    assert verdict.reason is Reason.INCONSISTENT_IMAGES
+    lax = dataclasses.replace(DEFAULT_POLICY, continuity_threshold=1.99)
+    assert enrol_live(spliced, blink_challenge(), now=NOW, policy=lax)[0].accepted

@@ -149,6 +149,29 @@ class HsmOwnerKeys(HsmTransportKeys, HsmSealing):
         )
         return CreatedKey(algorithm, spki, BLOB_MAGIC + n3 + outer)
 
+    async def rewrap_owner_key(self, key: UnlockedKey, message: TransportMessage) -> bytes:
+        """A new blob of the same owner key under a new password: the key
+        opened by the current password (`key`, still wrapped under the master
+        key) is sealed again under the K_pw of `message`. The private key
+        itself is never unwrapped for this."""
+        return await self._call(self._rewrap_owner_key, key, message)
+
+    def _rewrap_owner_key(self, key: UnlockedKey, message: TransportMessage) -> bytes:
+        aad = _blob_aad(key.credential_id)
+        sealing = self._sealing_key("credential")
+        with self._password_key(message) as kpw:
+            n2 = os.urandom(GCM_NONCE_BYTES)
+            middle = n2 + kpw.encrypt(
+                key.wrapped,
+                mechanism=Mechanism.AES_GCM,
+                mechanism_param=GCMParams(n2, aad, GCM_TAG_BITS),
+            )
+        n3 = os.urandom(GCM_NONCE_BYTES)
+        outer = sealing.encrypt(
+            middle, mechanism=Mechanism.AES_GCM, mechanism_param=GCMParams(n3, aad, GCM_TAG_BITS)
+        )
+        return BLOB_MAGIC + n3 + bytes(outer)
+
     async def unlock_owner_key(
         self, message: TransportMessage, credential_id: str, algorithm: KeyAlgorithm, blob: bytes
     ) -> UnlockedKey:

@@ -37,6 +37,8 @@ class KeyCustody(Protocol):
         self, message: TransportMessage, credential_id: str, algorithm: KeyAlgorithm, blob: bytes
     ) -> UnlockedKey: ...
 
+    async def rewrap_owner_key(self, key: UnlockedKey, message: TransportMessage) -> bytes: ...
+
     async def sign_with_unlocked(
         self,
         key: UnlockedKey,

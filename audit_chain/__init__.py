@@ -1,11 +1,13 @@
 """audit_chain: a verifiable, blockchain-anchored audit log of signing-key events.
 
-This package owns the log's cryptography and formats — canonical event leaves,
-the RFC 9162 Merkle tree, signed checkpoints, day exports, inclusion bundles,
-the on-chain anchor contract and its client — and the auditor's verifier and
-CLI. It runs without the service: it never imports ``cloudsign`` (or any other
-project package); the service calls it and implements its signer Protocols with
-the HSM. See ``docs/audit_chain.md``.
+This package owns the log's cryptography and formats — canonical event leaves
+(v2: public index, type and time plus a salted commitment to the rest, opened
+only by the owner's or an auditor's opening; v1 still verified), the RFC 9162
+Merkle tree, signed checkpoints, day exports, inclusion bundles, the on-chain
+anchor contract and its client — and the auditor's verifier and CLI. It runs
+without the service: it never imports ``cloudsign`` (or any other project
+package); the service calls it and implements its signer Protocols with the
+HSM. See ``docs/audit_chain.md``.
 """
 
 from audit_chain.anchors import AnchorLookup, AnchorRecord
@@ -29,6 +31,7 @@ from audit_chain.errors import (
     CheckpointError,
     ExportError,
     LeafFormatError,
+    OpeningError,
     ProofError,
     SignerError,
     VerificationError,
@@ -42,12 +45,26 @@ from audit_chain.ethereum import (
     TransactionSigner,
 )
 from audit_chain.export import (
+    CONTENTS_FULL,
+    CONTENTS_PUBLIC,
     DayExportHeader,
     DayExportReader,
     iter_day_export,
     write_day_export,
 )
-from audit_chain.leaf import DroppedLeaf, EventLeaf, EventType, leaf_hash, parse_leaf
+from audit_chain.leaf import (
+    CommittedLeaf,
+    DroppedLeaf,
+    EventLeaf,
+    EventType,
+    Leaf,
+    LeafOpening,
+    OpenedLeaf,
+    WithheldLeaf,
+    leaf_hash,
+    parse_leaf,
+    parse_opening,
+)
 from audit_chain.merkle import (
     EMPTY_ROOT,
     CompactRange,
@@ -65,6 +82,8 @@ from audit_chain.verify import (
 )
 
 __all__ = [
+    "CONTENTS_FULL",
+    "CONTENTS_PUBLIC",
     "DEFAULT_UTC_OFFSET",
     "EMPTY_ROOT",
     "AnchorClient",
@@ -79,6 +98,7 @@ __all__ = [
     "ChainError",
     "Checkpoint",
     "CheckpointError",
+    "CommittedLeaf",
     "CompactRange",
     "DayClock",
     "DayExportHeader",
@@ -90,10 +110,14 @@ __all__ = [
     "EventType",
     "ExportError",
     "InclusionBundle",
+    "Leaf",
     "LeafFormatError",
+    "LeafOpening",
     "MerkleTree",
     "NoteSigner",
     "NoteVerifier",
+    "OpenedLeaf",
+    "OpeningError",
     "ProofError",
     "ProvenEvent",
     "SignerError",
@@ -101,6 +125,7 @@ __all__ = [
     "TransactionSigner",
     "VerificationError",
     "VerifiedDay",
+    "WithheldLeaf",
     "build_inclusion_bundle",
     "day_number",
     "ed25519_key_id",
@@ -108,6 +133,7 @@ __all__ = [
     "iter_day_export",
     "leaf_hash",
     "parse_leaf",
+    "parse_opening",
     "root_from_leaf_hashes",
     "sign_checkpoint",
     "sign_checkpoint_async",

@@ -6,10 +6,13 @@ or unreadable input, 3 the chain could not be reached (retry later).
 
     audit-chain verify 2025-03-01.jsonl --rpc URL --contract 0x... --log-key KEY \\
         [--min-confirmations N] [--previous 2025-02-28.jsonl]
-    audit-chain prove bundle.json --rpc URL --contract 0x... --log-key KEY [--document FILE]
+    audit-chain prove bundle.json --rpc URL --contract 0x... --log-key KEY \\
+        [--opening FILE] [--document FILE]
 
 ``KEY`` is the log's signed-note verifier key (``name+keyid+base64``) or a file
-holding it.
+holding it. ``verify`` checks every opening when given a full (auditor's)
+export; ``prove`` checks the opening inside the bundle (an owner's bundle) or
+one given with ``--opening``.
 """
 
 from __future__ import annotations
@@ -19,12 +22,15 @@ import asyncio
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, TextIO
 
+from audit_chain import verify as checklists
 from audit_chain.checkpoint import NoteVerifier
 from audit_chain.errors import AuditChainError, VerificationError
 from audit_chain.ethereum import AnchorClient
+from audit_chain.leaf import LeafOpening, loads_strict, opening_from_json_obj
 from audit_chain.verify import (
     DEFAULT_MIN_CONFIRMATIONS,
     ProvenEvent,
@@ -44,26 +50,8 @@ EXIT_UNREACHABLE: Final = 3
 PROGRESS_MIN_LEAVES: Final = 50_000
 _BAR_WIDTH: Final = 30
 
-DAY_STEPS: Final = (
-    "export-header",
-    "checkpoint-signature",
-    "previous-checkpoint",
-    "frontier",
-    "leaves",
-    "root",
-    "consistency",
-    "anchor",
-    "confirmations",
-)
-PROVE_STEPS: Final = (
-    "bundle",
-    "leaf",
-    "checkpoint-signature",
-    "inclusion",
-    "document",
-    "anchor",
-    "confirmations",
-)
+DAY_STEPS: Final = tuple(name for _, name in checklists.DAY_STEPS)
+PROVE_STEPS: Final = tuple(name for _, name in checklists.PROVE_STEPS)
 
 
 class ProgressBar:
@@ -142,6 +130,9 @@ def _parser() -> argparse.ArgumentParser:
     prove = sub.add_parser("prove", help="prove one event is in an anchored day")
     prove.add_argument("bundle", help="inclusion proof JSON as served by the service")
     chain_args(prove)
+    prove.add_argument(
+        "--opening", help="the event's opening (JSON), to check against the leaf's commitment"
+    )
     prove.add_argument("--document", help="the signed file, to match the logged document hash")
     return parser
 
@@ -149,17 +140,20 @@ def _parser() -> argparse.ArgumentParser:
 def _print_checklist(out: TextIO, steps: Sequence[str], skipped: set[str]) -> None:
     for number, name in enumerate(steps, start=1):
         mark = "skipped" if name in skipped else "ok"
-        out.write(f"  {number}. {name:<22} {mark}\n")
+        out.write(f"  {number:>2}. {name:<22} {mark}\n")
 
 
 def _report_day(out: TextIO, result: VerifiedDay, skipped: set[str]) -> None:
     cp = result.checkpoint
     out.write(f"day {result.day.isoformat()}: VERIFIED\n")
     _print_checklist(out, DAY_STEPS, skipped)
+    withheld = f", {result.withheld_count} withheld" if result.withheld_count else ""
     out.write(
-        f"  events {result.leaf_count} ({result.dropped_count} dropped by retention), "
+        f"  events {result.leaf_count} ({result.dropped_count} dropped by retention{withheld}), "
         f"tree size {cp.size}, root {cp.root_hash.hex()}\n"
     )
+    if result.full:
+        out.write(f"  full contents: {result.opened_count} openings match their commitments\n")
     if result.anchor is not None:
         tx = result.anchor.tx_hash.hex() if result.anchor.tx_hash else "unknown"
         out.write(
@@ -175,6 +169,8 @@ def _report_event(out: TextIO, result: ProvenEvent, skipped: set[str]) -> None:
         f"  leaf hash {result.leaf_hash.hex()}, in tree size {result.checkpoint.size} "
         f"root {result.checkpoint.root_hash.hex()}\n"
     )
+    if result.opening is not None and result.leaf is not None:
+        out.write(f"  opened: a {result.leaf.event_type.value} event; the commitment matches\n")
     if result.anchor is not None:
         out.write(
             f"  anchored in block {result.anchor.block_number}, "
@@ -190,21 +186,50 @@ def _client(args: argparse.Namespace) -> AnchorClient | None:
     return AnchorClient(args.rpc, args.contract)
 
 
-def _read_inputs(args: argparse.Namespace) -> tuple[bytes | None, bytes | None]:
+#: An opening file holds one JSON object; a leaf's opening is at most a few KB.
+MAX_OPENING_FILE_BYTES: Final = 64 * 1024
+
+
+@dataclass(frozen=True)
+class _ProveInputs:
+    bundle: bytes | None = None
+    document: bytes | None = None
+    opening: LeafOpening | None = None
+
+    def __repr__(self) -> str:  # the document and the opening are the owner's
+        return "_ProveInputs(...)"
+
+
+def _read_opening(path: str) -> LeafOpening:
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_OPENING_FILE_BYTES + 1)
+    except OSError as e:
+        raise AuditChainError(f"cannot read input: {e}", code="usage") from e
+    if len(data) > MAX_OPENING_FILE_BYTES:
+        raise AuditChainError(f"{path} is too large for an opening", code="usage")
+    try:
+        return opening_from_json_obj(loads_strict(data))
+    except AuditChainError as e:
+        raise AuditChainError(f"{path} is not an opening: {e.message}", code="usage") from e
+
+
+def _read_inputs(args: argparse.Namespace) -> _ProveInputs:
     if args.command != "prove":
-        return None, None
+        return _ProveInputs()
     try:
         data = Path(args.bundle).read_bytes()
         document = Path(args.document).read_bytes() if args.document else None
     except OSError as e:
         raise AuditChainError(f"cannot read input: {e}", code="usage") from e
-    return data, document
+    opening = _read_opening(args.opening) if args.opening else None
+    return _ProveInputs(data, document, opening)
 
 
 async def _run(
     args: argparse.Namespace,
     log_key: NoteVerifier,
-    inputs: tuple[bytes | None, bytes | None],
+    inputs: _ProveInputs,
     out: TextIO,
     err: TextIO,
 ) -> int:
@@ -234,20 +259,24 @@ async def _run(
             skipped = set(chain_skipped)
             if args.previous is None:
                 skipped.add("consistency")
+            if not result.full:
+                skipped.add("openings")
             _report_day(out, result, skipped)
         else:
-            data, document = inputs
-            assert data is not None
+            assert inputs.bundle is not None
             event = await verify_inclusion_bundle(
-                data,
+                inputs.bundle,
                 log_key,
                 client,
                 min_confirmations=args.min_confirmations,
-                document=document,
+                document=inputs.document,
+                opening=inputs.opening,
             )
             skipped = set(chain_skipped)
-            if document is None:
+            if inputs.document is None:
                 skipped.add("document")
+            if event.opening is None:
+                skipped.add("opening")
             _report_event(out, event, skipped)
         if client is None:
             out.write("  NOTE: --offline: the on-chain anchor was not checked\n")

@@ -15,6 +15,7 @@ __all__ = [
     "CheckpointError",
     "ExportError",
     "LeafFormatError",
+    "OpeningError",
     "ProofError",
     "SignerError",
     "VerificationError",
@@ -43,6 +44,12 @@ class LeafFormatError(AuditChainError):
     """An event leaf (or its canonical encoding) is malformed."""
 
     default_code = "leaf.invalid"
+
+
+class OpeningError(AuditChainError):
+    """A leaf opening (salt and private part) does not open the leaf's commitment."""
+
+    default_code = "leaf.opening_mismatch"
 
 
 class ProofError(AuditChainError):

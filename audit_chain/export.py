@@ -4,15 +4,27 @@ This module owns the file format and its writer and streaming reader.
 
 Line 1 is the header object::
 
-    {"format": "cloudsign-audit-day/1", "day": "2025-01-31", "utc_offset": "+05:00",
+    {"format": "cloudsign-audit-day/2", "contents": "public" | "full",
+     "day": "2025-01-31", "utc_offset": "+05:00",
      "origin": "<log origin>", "previous": {"checkpoint": "<signed note>", "size": N} | null,
      "frontier": ["<hex>", ...], "checkpoint": "<signed note>", "leaves": K}
 
 ``frontier`` is the compact range of the tree at the previous checkpoint (one
 hash per set bit of N), so the day's K leaves can be appended without the N
-earlier ones. Then one line per leaf, in index order N..N+K-1: either the
-canonical leaf bytes themselves (the line *is* what is hashed), or, for an
-entry whose content retention dropped, ``{"dropped":"<hex leaf hash>","index":i}``.
+earlier ones. Then one line per leaf, in index order N..N+K-1:
+
+* the canonical leaf bytes themselves (the line *is* what is hashed): a v2
+  public leaf, or a v1 leaf (full exports and exports made before v2);
+* ``{"dropped":"<hex leaf hash>","index":i}`` for an entry whose content
+  retention dropped;
+* ``{"index":i,"withheld":"<hex leaf hash>"}`` in a public export, for a v1
+  leaf: its content (owner tag in the clear) is not public;
+* ``{"leaf":{<v2 leaf>},"opening":{<opening>}}`` in a full export (the
+  auditor's): the leaf hash is of the inner leaf's canonical bytes.
+
+A ``public`` export never carries an opening; a ``full`` one withholds
+nothing. Exports in the earlier format ``cloudsign-audit-day/1`` (no
+``contents`` key, v1 leaves and dropped lines only) are still read.
 """
 
 from __future__ import annotations
@@ -31,31 +43,54 @@ from audit_chain.checkpoint import Checkpoint, parse_signed_note
 from audit_chain.days import DEFAULT_UTC_OFFSET, format_offset, parse_day, parse_offset
 from audit_chain.errors import AuditChainError, ExportError, LeafFormatError
 from audit_chain.leaf import (
+    CommittedLeaf,
     DroppedLeaf,
     EventLeaf,
+    Leaf,
+    LeafOpening,
+    OpenedLeaf,
+    WithheldLeaf,
     leaf_from_json_obj,
     leaf_hash,
     loads_strict,
+    opening_from_json_obj,
 )
 from audit_chain.merkle import CompactRange
 
 __all__ = [
+    "CONTENTS_FULL",
+    "CONTENTS_PUBLIC",
     "EXPORT_FORMAT",
+    "LEGACY_EXPORT_FORMAT",
     "DayExportHeader",
     "DayExportReader",
     "ExportEntry",
+    "ExportItem",
     "iter_day_export",
     "write_day_export",
 ]
 
-EXPORT_FORMAT: Final = "cloudsign-audit-day/1"
+EXPORT_FORMAT: Final = "cloudsign-audit-day/2"
+#: Written before leaves had commitments; still read (and verified).
+LEGACY_EXPORT_FORMAT: Final = "cloudsign-audit-day/1"
+#: Public leaves only: v2 leaves without openings, v1 leaves as hashes.
+CONTENTS_PUBLIC: Final = "public"
+#: Everything: v2 leaves with their openings, v1 leaves in the clear (auditors).
+CONTENTS_FULL: Final = "full"
+_CONTENTS: Final = frozenset({CONTENTS_PUBLIC, CONTENTS_FULL})
 #: A header holds two notes and at most 64 frontier hashes; it is never large.
 MAX_HEADER_BYTES: Final = 64 * 1024
-#: A leaf line is a leaf (bounded by leaf.MAX_LEAF_BYTES) plus its newline.
+#: A leaf line is a leaf (bounded by leaf.MAX_LEAF_BYTES), or a v2 leaf and its
+#: opening (bounded by leaf.MAX_OPENING_BYTES), plus its newline.
 MAX_LINE_BYTES: Final = 8 * 1024
-_HEADER_KEYS: Final = frozenset(
+_LEGACY_HEADER_KEYS: Final = frozenset(
     {"format", "day", "utc_offset", "origin", "previous", "frontier", "checkpoint", "leaves"}
 )
+_HEADER_KEYS: Final = _LEGACY_HEADER_KEYS | {"contents"}
+
+#: What the writer takes: a leaf of either version, a v2 leaf with its opening
+#: (full exports), or a hash-only entry.
+ExportItem = EventLeaf | CommittedLeaf | OpenedLeaf | DroppedLeaf | WithheldLeaf
 
 
 def _unsigned_checkpoint(note: str, what: str) -> Checkpoint:
@@ -78,6 +113,7 @@ class DayExportHeader:
     frontier: tuple[bytes, ...]
     checkpoint: str
     utc_offset: timedelta = DEFAULT_UTC_OFFSET
+    contents: str = CONTENTS_PUBLIC
     previous_size: int = field(init=False)
     leaf_count: int = field(init=False)
 
@@ -86,6 +122,8 @@ class DayExportHeader:
             raise ExportError("day must be a date")
         if not isinstance(self.origin, str) or not self.origin:
             raise ExportError("origin must be a non-empty string")
+        if self.contents not in _CONTENTS:
+            raise ExportError(f"contents must be one of {sorted(_CONTENTS)}")
         object.__setattr__(self, "frontier", tuple(self.frontier))
         if self.previous_checkpoint is None:
             previous_size = 0
@@ -110,6 +148,10 @@ class DayExportHeader:
     def day_text(self) -> str:
         return self.day.isoformat()
 
+    @property
+    def full(self) -> bool:
+        return self.contents == CONTENTS_FULL
+
     def start_range(self) -> CompactRange:
         return CompactRange(self.previous_size, self.frontier)
 
@@ -124,6 +166,7 @@ class DayExportHeader:
     def to_json_obj(self) -> dict[str, Any]:
         return {
             "format": EXPORT_FORMAT,
+            "contents": self.contents,
             "day": self.day_text,
             "utc_offset": format_offset(self.utc_offset),
             "origin": self.origin,
@@ -144,10 +187,15 @@ class DayExportHeader:
     def from_json_obj(cls, obj: Any) -> DayExportHeader:
         if not isinstance(obj, dict):
             raise ExportError("header is not a JSON object")
-        if set(obj) != _HEADER_KEYS:
-            raise ExportError(f"header keys must be {sorted(_HEADER_KEYS)}")
-        if obj["format"] != EXPORT_FORMAT:
-            raise ExportError(f"unsupported export format {obj['format']!r}")
+        legacy = obj.get("format") == LEGACY_EXPORT_FORMAT
+        keys = _LEGACY_HEADER_KEYS if legacy else _HEADER_KEYS
+        if not legacy and obj.get("format") != EXPORT_FORMAT:
+            raise ExportError(f"unsupported export format {obj.get('format')!r}")
+        if set(obj) != keys:
+            raise ExportError(f"header keys must be {sorted(keys)}")
+        contents = CONTENTS_PUBLIC if legacy else obj["contents"]
+        if not isinstance(contents, str) or contents not in _CONTENTS:
+            raise ExportError(f"contents must be one of {sorted(_CONTENTS)}")
         try:
             day = parse_day(obj["day"])
             offset = parse_offset(obj["utc_offset"])
@@ -177,6 +225,7 @@ class DayExportHeader:
             frontier=hashes,
             checkpoint=obj["checkpoint"],
             utc_offset=offset,
+            contents=contents,
         )
         stated_previous = 0 if previous is None else previous["size"]
         if stated_previous != header.previous_size or isinstance(stated_previous, bool):
@@ -188,31 +237,54 @@ class DayExportHeader:
 
 @dataclass(frozen=True)
 class ExportEntry:
-    """One leaf line as read: its index, leaf hash, and content if not dropped."""
+    """One leaf line as read: its index, leaf hash, content if any, and (full
+    exports) the opening of a v2 leaf. ``leaf`` is None for a dropped or
+    withheld entry; ``withheld`` tells which."""
 
     index: int
     leaf_hash: bytes
-    leaf: EventLeaf | None
+    leaf: Leaf | None
     line_number: int
+    opening: LeafOpening | None = None
+    withheld: bool = False
 
 
-def _entry_line(entry: EventLeaf | DroppedLeaf) -> bytes:
-    if isinstance(entry, EventLeaf):
+def _hash_only_line(key: str, index: int, h: bytes) -> bytes:
+    # Sorted keys: "dropped" < "index" < "withheld".
+    if key == "dropped":
+        return b'{"dropped":"' + h.hex().encode() + b'","index":' + str(index).encode() + b"}\n"
+    return b'{"index":' + str(index).encode() + b',"withheld":"' + h.hex().encode() + b'"}\n'
+
+
+def _entry_line(entry: ExportItem) -> bytes:
+    if isinstance(entry, EventLeaf | CommittedLeaf | OpenedLeaf):
         return entry.to_bytes() + b"\n"
     if isinstance(entry, DroppedLeaf):
-        obj = {"dropped": entry.hash.hex(), "index": entry.index}
-        return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+        return _hash_only_line("dropped", entry.index, entry.hash)
+    if isinstance(entry, WithheldLeaf):
+        return _hash_only_line("withheld", entry.index, entry.hash)
     raise ExportError(f"cannot export {type(entry).__name__}")
 
 
-def iter_day_export(
-    header: DayExportHeader, entries: Iterable[EventLeaf | DroppedLeaf]
-) -> Iterator[bytes]:
+def _check_contents(header: DayExportHeader, entry: ExportItem) -> None:
+    """Refuse an entry that does not belong in this kind of export: a public
+    export carries no opening, a full one withholds nothing."""
+    if header.full:
+        if isinstance(entry, WithheldLeaf):
+            raise ExportError(f"entry {entry.index}: a full export withholds no content")
+        if isinstance(entry, CommittedLeaf):
+            raise ExportError(f"entry {entry.index}: a full export needs the leaf's opening")
+    elif isinstance(entry, OpenedLeaf):
+        raise ExportError(f"entry {entry.index}: an opening must not go into a public export")
+
+
+def iter_day_export(header: DayExportHeader, entries: Iterable[ExportItem]) -> Iterator[bytes]:
     """Yield the export's lines (bytes, newline-terminated).
 
-    Checks as it goes that entries are contiguous from the previous size and, after
-    the last line, that they rebuild the checkpoint's root — a mismatch is a bug
-    in the caller and raises :class:`ExportError` rather than publishing a bad file.
+    Checks as it goes that entries are contiguous from the previous size and
+    fit the export's contents, and, after the last line, that they rebuild the
+    checkpoint's root — a mismatch is a bug in the caller and raises
+    :class:`ExportError` rather than publishing a bad file.
     """
     yield header.to_line()
     rng = header.start_range()
@@ -223,6 +295,7 @@ def iter_day_export(
             raise ExportError(f"entry index {entry.index}, expected {expected}")
         if expected >= end:
             raise ExportError("more entries than the checkpoint covers")
+        _check_contents(header, entry)
         rng.append(entry.leaf_hash())
         expected += 1
         yield _entry_line(entry)
@@ -235,7 +308,7 @@ def iter_day_export(
 def write_day_export(
     out: str | os.PathLike[str] | IO[bytes],
     header: DayExportHeader,
-    entries: Iterable[EventLeaf | DroppedLeaf],
+    entries: Iterable[ExportItem],
 ) -> None:
     """Write a day export to a binary stream, or atomically to a path."""
     if isinstance(out, str | os.PathLike):
@@ -272,6 +345,8 @@ class DayExportReader:
         except LeafFormatError as e:
             raise ExportError(f"header is not valid JSON: {e.message}") from e
         self.header = DayExportHeader.from_json_obj(obj)
+        #: A cloudsign-audit-day/1 export: v1 leaves and dropped lines only.
+        self.legacy = obj.get("format") == LEGACY_EXPORT_FORMAT
         self._consumed = False
 
     def entries(self) -> Iterator[ExportEntry]:
@@ -305,22 +380,45 @@ class DayExportReader:
                 f"export ends after leaf {expected - 1}; the checkpoint covers up to {end - 1}"
             )
 
-    @staticmethod
-    def _parse(data: bytes, line_number: int) -> ExportEntry:
+    def _parse(self, data: bytes, line_number: int) -> ExportEntry:
         try:
             obj = loads_strict(data)
-            if isinstance(obj, dict) and "dropped" in obj:
-                if set(obj) != {"dropped", "index"} or not isinstance(obj["dropped"], str):
-                    raise ExportError("malformed dropped entry")
-                dropped = DroppedLeaf(obj["index"], bytes.fromhex(obj["dropped"]))
-                if _entry_line(dropped)[:-1] != data:
-                    raise ExportError("dropped entry is not in canonical form")
-                return ExportEntry(dropped.index, dropped.hash, None, line_number)
+            if not isinstance(obj, dict):
+                raise ExportError("a leaf line is a JSON object")
+            for key, kind in (("dropped", DroppedLeaf), ("withheld", WithheldLeaf)):
+                if key not in obj:
+                    continue
+                if set(obj) != {key, "index"} or not isinstance(obj[key], str):
+                    raise ExportError(f"malformed {key} entry")
+                if key == "withheld" and self.legacy:
+                    raise ExportError("a cloudsign-audit-day/1 export withholds nothing")
+                entry = kind(obj["index"], bytes.fromhex(obj[key]))
+                if _entry_line(entry)[:-1] != data:
+                    raise ExportError(f"{key} entry is not in canonical form")
+                return ExportEntry(
+                    entry.index, entry.hash, None, line_number, withheld=key == "withheld"
+                )
+            opening = None
+            if "opening" in obj:
+                if set(obj) != {"leaf", "opening"}:
+                    raise ExportError("an opened entry has exactly the keys leaf and opening")
+                if not self.header.full:
+                    raise ExportError("a public export carries no opening")
+                opening = opening_from_json_obj(obj["opening"])
+                obj = obj["leaf"]
             leaf = leaf_from_json_obj(obj)
+            if self.legacy and not isinstance(leaf, EventLeaf):
+                raise ExportError("a cloudsign-audit-day/1 export holds v1 leaves only")
             encoded = leaf.to_bytes()
-            if encoded != data:
+            if opening is not None:
+                if not isinstance(leaf, CommittedLeaf):
+                    raise ExportError("only a v2 leaf has an opening")
+                line = b'{"leaf":' + encoded + b',"opening":' + opening.to_bytes() + b"}"
+            else:
+                line = encoded
+            if line != data:
                 raise LeafFormatError("leaf bytes are not in canonical form")
-            return ExportEntry(leaf.index, leaf_hash(encoded), leaf, line_number)
+            return ExportEntry(leaf.index, leaf_hash(encoded), leaf, line_number, opening)
         except ValueError as e:
             raise ExportError(f"line {line_number}: {e}") from e
         except AuditChainError as e:

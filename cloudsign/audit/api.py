@@ -1,4 +1,7 @@
-"""Public, read-only JSON endpoints of the audit log (no authentication).
+"""HTTP endpoints of the audit log: public ones, the owner's, the auditors'.
+
+Public, read-only, no authentication; only public leaves (v2: index, type,
+time, commitment; v1: the hash alone):
 
 GET /log/keys                       origin, note verifier key, anchoring address, contract
 GET /log/checkpoint                 the latest checkpoint
@@ -6,7 +9,15 @@ GET /log/checkpoints/{day}          one day's checkpoint
 GET /log/anchors/{day}              that day's anchor (contract, tx, block, confirmations)
 GET /log/proof?index=N | ?leaf_hash=HEX   inclusion bundle (`audit-chain prove` input)
 GET /log/consistency?first=N&second=M     consistency proof between two sizes
-GET /log/exports/{day}              the day export (JSON lines, streamed)
+GET /log/exports/{day}              the day's public export (JSON lines, streamed)
+
+The owner (Bearer token or portal session), their own events only:
+
+GET /api/v1/me/log/events[?after=N&limit=M]   leaves, openings, inclusion bundles
+
+Auditors (signed-in operators with the auditor role, on the operator listener):
+
+GET /operator/api/v1/audit/log/exports/{day}  the day's full export: every opening, v1 in the clear
 """
 
 from __future__ import annotations
@@ -22,24 +33,31 @@ from typing import Final
 from aiohttp import web
 
 from audit_chain.days import format_offset
+from cloudsign.accounts import current_owner
 from cloudsign.appkeys import ANCHORER, AUDIT_LOG
+from cloudsign.audit.log import MAX_OWNER_PAGE
 from cloudsign.errors import NotFoundError, ValidationError
+from cloudsign.operators import Role, current_operator
+from cloudsign.web.inputs import check_text
 from cloudsign.web.params import query_int
 
 routes = web.RouteTableDef()
+#: Routes of the operator listener.
+operator_routes = web.RouteTableDef()
 
 _HEX32 = re.compile(r"[0-9a-fA-F]{64}")
 _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 MAX_INDEX: Final = 2**63 - 1
 EXPORT_CONTENT_TYPE: Final = "application/x-ndjson"
+DEFAULT_OWNER_PAGE: Final = 100
+#: Answers that hold openings are the owner's or an auditor's alone.
+PRIVATE: Final = {"Cache-Control": "no-store"}
 
 
 def _day(request: web.Request) -> date:
-    text = request.match_info["day"]
+    text = check_text(request.match_info["day"], "day", max_len=10, pattern=_DAY)
     try:
-        if not _DAY.fullmatch(text):
-            raise ValueError("not YYYY-MM-DD")
-        return date.fromisoformat(text)
+        return date.fromisoformat(text)  # the pattern fixed the shape; this checks the calendar
     except ValueError as e:
         raise ValidationError("day must be YYYY-MM-DD", field="day") from e
 
@@ -116,19 +134,19 @@ async def consistency(request: web.Request) -> web.Response:
     return web.json_response({"first": first, "second": second, "proof": [p.hex() for p in proof]})
 
 
-@routes.get("/log/exports/{day}")
-async def day_export(request: web.Request) -> web.StreamResponse:
-    day = _day(request)
+async def _send_export(request: web.Request, day: date, *, full: bool) -> web.StreamResponse:
     audit_log = request.app[AUDIT_LOG]
     # Written (and checked against the signed root) before the first byte is sent.
     with tempfile.TemporaryDirectory(prefix="cloudsign-export-") as tmp:
-        path = await audit_log.write_export(day, Path(tmp) / f"{day.isoformat()}.jsonl")
-        response = web.StreamResponse(
-            headers={
-                "Content-Type": EXPORT_CONTENT_TYPE,
-                "Content-Disposition": f'attachment; filename="{day.isoformat()}.jsonl"',
-            }
-        )
+        path = await audit_log.write_export(day, Path(tmp) / f"{day.isoformat()}.jsonl", full=full)
+        name = f"{day.isoformat()}{'.full' if full else ''}.jsonl"
+        headers = {
+            "Content-Type": EXPORT_CONTENT_TYPE,
+            "Content-Disposition": f'attachment; filename="{name}"',
+        }
+        if full:
+            headers.update(PRIVATE)
+        response = web.StreamResponse(headers=headers)
         response.content_length = path.stat().st_size
         await response.prepare(request)
         loop = asyncio.get_running_loop()
@@ -138,3 +156,37 @@ async def day_export(request: web.Request) -> web.StreamResponse:
                 await response.write(chunk)
         await response.write_eof()
         return response
+
+
+@routes.get("/log/exports/{day}")
+async def day_export(request: web.Request) -> web.StreamResponse:
+    return await _send_export(request, _day(request), full=False)
+
+
+@operator_routes.get("/operator/api/v1/audit/log/exports/{day}")
+async def auditor_day_export(request: web.Request) -> web.StreamResponse:
+    """The full export, openings included: auditors only."""
+    await current_operator(request, Role.AUDITOR)
+    return await _send_export(request, _day(request), full=True)
+
+
+@routes.get("/api/v1/me/log/events")
+async def my_log_events(request: web.Request) -> web.Response:
+    """The owner's own events (never another's): leaf, opening and, once the
+    day has closed, the inclusion bundle; `after` pages on from a leaf index."""
+    owner = await current_owner(request)
+    after = query_int(request, "after", high=MAX_INDEX - 1) if "after" in request.query else None
+    limit = (
+        query_int(request, "limit", low=1, high=MAX_OWNER_PAGE)
+        if "limit" in request.query
+        else DEFAULT_OWNER_PAGE
+    )
+    start = 0 if after is None else after + 1
+    found = await request.app[AUDIT_LOG].owner_events(owner.id, start=start, limit=limit)
+    return web.json_response(
+        {
+            "events": [e.to_json_obj() for e in found],
+            "next_after": found[-1].index if len(found) == limit else None,
+        },
+        headers=PRIVATE,
+    )

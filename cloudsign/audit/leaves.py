@@ -4,8 +4,15 @@ This module owns the mapping: which event fields go into a leaf and how —
 the owner as an HSM keyed hash (HMAC-SHA256 under `cloudsign-hmac-audit-owner`,
 never the id), the credential likewise (domain-separated, 16 bytes), the
 event's own time and data as `extra`, the signed digest of a `key.use`.
-The mapping is deterministic, so a leaf can be re-derived from its event at
-any time (the day export does, to expose edits to either table).
+
+Leaves are v2 (`audit_chain.CommittedLeaf`): the public leaf is index, type,
+time and a commitment; everything above goes into its opening, under a
+random salt drawn once per leaf (`new_salt`) and stored beside it in
+`log_leaves.salt`. Given the event row and that salt the mapping is
+deterministic, so a leaf and its opening can be re-derived at any time (the
+day export does, to expose edits to either table, and the owner's and the
+auditor's views do, to hand out openings). `build_v1_leaf` re-derives the
+leaves logged before v2 (rows without a salt) the same way.
 """
 
 from __future__ import annotations
@@ -13,13 +20,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from audit_chain import EventLeaf
-from audit_chain.leaf import ExtraValue
+from audit_chain import EventLeaf, LeafOpening, OpenedLeaf
+from audit_chain.leaf import SALT_BYTES, ExtraValue
 from hsm_bridge import KeyedHasher
 
 OWNER_TAG_PURPOSE: Final = "audit-owner"
@@ -69,8 +77,8 @@ class EventRow:
 class TagMaker:
     """Owner and credential tags from the HSM, memoised per process.
 
-    The tags are public (they are in every leaf); the cache only saves HSM
-    round trips. It maps ids to tags, so it is never logged or exported.
+    The cache only saves HSM round trips. It maps ids to tags (which v2 leaves
+    keep inside their commitments), so it is never logged or exported.
     """
 
     def __init__(self, bridge: KeyedHasher) -> None:
@@ -158,14 +166,40 @@ def leaf_extra(event: EventRow) -> dict[str, ExtraValue]:
     return extra
 
 
+def new_salt() -> bytes:
+    """A fresh commitment salt for one leaf (stored with it, never published)."""
+    return secrets.token_bytes(SALT_BYTES)
+
+
 def build_leaf(
     event: EventRow,
     index: int,
     time: datetime,
     owner_tag: bytes,
     credential_tag: bytes | None,
+    salt: bytes,
+) -> OpenedLeaf:
+    """The v2 leaf of `event` at `index`, stamped `time` (its sequencing
+    time), committed under `salt`, with its opening."""
+    opening = LeafOpening(
+        salt=salt,
+        owner_tag=owner_tag,
+        credential_tag=credential_tag,
+        document_hash=_document_hash(event),
+        extra=leaf_extra(event),
+    )
+    return OpenedLeaf.seal(index, event.event_type, time, opening)  # type: ignore[arg-type]
+
+
+def build_v1_leaf(
+    event: EventRow,
+    index: int,
+    time: datetime,
+    owner_tag: bytes,
+    credential_tag: bytes | None,
 ) -> EventLeaf:
-    """The leaf of `event` at `index`, stamped `time` (its sequencing time)."""
+    """The v1 leaf (content in the clear) of `event`: what was logged before
+    v2, re-derived to check those rows."""
     return EventLeaf(
         index=index,
         event_type=event.event_type,  # type: ignore[arg-type]  # validated by EventLeaf

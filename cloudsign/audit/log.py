@@ -1,5 +1,13 @@
 """The service's audit log: sequencing events into leaves, closing days into
-signed checkpoints, proofs, day exports and retention.
+signed checkpoints, proofs, day exports, the owner's own events and retention.
+
+Who sees what. Leaves are v2: the public leaf (index, type, time,
+commitment) is all that `/log/*` serves — public exports and bundles, with
+a v1 leaf (logged before commitments, owner tag in the clear) shown as its
+hash only. An owner gets their own events with openings
+(`owner_events`); an auditor gets full exports (`write_export(full=True)`):
+v2 leaves with openings, v1 leaves in the clear. Openings are re-derived
+from the event row and the stored salt each time, never stored.
 
 Ordering. `append_event` writes an `events` row in the same transaction as
 the change it records; `seq` values may have gaps and commit out of order.
@@ -22,6 +30,7 @@ at start and extended with what it sequences or finds others have sequenced.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import json
 import logging
@@ -39,14 +48,21 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from audit_chain import (
+    CONTENTS_FULL,
+    CONTENTS_PUBLIC,
     Checkpoint,
+    CommittedLeaf,
     DayClock,
     DayExportHeader,
     DroppedLeaf,
     EventLeaf,
     InclusionBundle,
+    Leaf,
+    LeafOpening,
     MerkleTree,
     NoteVerifier,
+    OpenedLeaf,
+    WithheldLeaf,
     build_inclusion_bundle,
     iter_day_export,
     leaf_hash,
@@ -55,7 +71,9 @@ from audit_chain import (
 )
 from audit_chain.days import parse_offset
 from audit_chain.errors import AuditChainError
-from cloudsign.audit.leaves import EventRow, TagMaker, build_leaf
+from audit_chain.export import ExportItem
+from audit_chain.leaf import loads_strict, opening_from_json_obj
+from cloudsign.audit.leaves import EventRow, TagMaker, build_leaf, build_v1_leaf, new_salt
 from cloudsign.audit.signers import HsmNoteSigner
 from cloudsign.audit.tables import HEAD_ID, log_checkpoints, log_head, log_leaves
 from cloudsign.ca import certificates
@@ -76,6 +94,8 @@ FULL_SCAN_SECONDS: Final = 60.0
 MAX_DAYS_PER_CLOSE: Final = 366
 EXPORT_CHUNK: Final = 5_000
 RETENTION: Final = timedelta(days=365)
+#: Most events one page of an owner's log view holds.
+MAX_OWNER_PAGE: Final = 500
 
 
 class AuditLogError(CloudsignError):
@@ -114,13 +134,54 @@ class CheckpointRecord:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
+class OwnerEvent:
+    """One of an owner's own events: the leaf, its opening (v2) and, once its
+    day has closed, the inclusion bundle with both (`audit-chain prove` input).
+    `leaf` is None (and so the opening) once retention dropped the content.
+    The repr shows no content: an opening links a leaf to its owner."""
+
+    index: int
+    leaf_hash: bytes
+    leaf: Leaf | None
+    opening: LeafOpening | None
+    bundle: InclusionBundle | None
+
+    def __repr__(self) -> str:
+        return f"OwnerEvent(index={self.index}, proven={self.bundle is not None})"
+
+    def to_json_obj(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "leaf_hash": self.leaf_hash.hex(),
+            "leaf": None if self.leaf is None else self.leaf.to_json_obj(),
+            "opening": None if self.opening is None else self.opening.to_json_obj(),
+            "bundle": None if self.bundle is None else self.bundle.to_json_obj(),
+        }
+
+
+@dataclass(frozen=True, repr=False)
 class _LeafRow:
     index: int
     event_seq: int
     leaf: bytes | None
     hash: bytes
     time: datetime
+    salt: bytes | None
+
+    def __repr__(self) -> str:  # the salt opens the leaf
+        return f"_LeafRow(index={self.index})"
+
+    @classmethod
+    def from_mapping(cls, r: Any) -> _LeafRow:
+        return cls(
+            index=int(r["leaf_index"]),
+            event_seq=int(r["event_seq"]),
+            leaf=None if r["leaf"] is None else bytes(r["leaf"]),
+            hash=bytes(r["leaf_hash"]),
+            time=r["sequenced_at"],
+            salt=None if r["salt"] is None else bytes(r["salt"]),
+        )
 
 
 def _checkpoint(row: Any) -> CheckpointRecord:
@@ -291,7 +352,8 @@ class AuditLog:
                 for i, row in enumerate(rows):
                     event = EventRow.from_mapping(row)
                     owner, credential = await self._tags.tags_for(event)
-                    leaf = build_leaf(event, size + i, stamp, owner, credential)
+                    salt = new_salt()
+                    leaf = build_leaf(event, size + i, stamp, owner, credential, salt).leaf
                     data = leaf.to_bytes()
                     h = leaf_hash(data)
                     hashes.append(h)
@@ -302,6 +364,7 @@ class AuditLog:
                             "leaf": data,
                             "leaf_hash": h,
                             "sequenced_at": stamp,
+                            "salt": salt,
                         }
                     )
                 await conn.execute(log_leaves.insert(), values)
@@ -403,7 +466,8 @@ class AuditLog:
         return int(index)
 
     async def inclusion_bundle(self, index: int) -> InclusionBundle:
-        """Proof of leaf `index` up to the checkpoint of the day it was logged."""
+        """Public proof of leaf `index` up to the checkpoint of the day it was
+        logged: the public leaf, no opening (a v1 leaf: its hash only)."""
         async with self.db.read() as conn:
             row = (
                 (await conn.execute(select(log_leaves).where(log_leaves.c.leaf_index == index)))
@@ -431,12 +495,14 @@ class AuditLog:
         cp = _checkpoint(cp_row)
         if self._tree.size < cp.tree_size:
             await self.refresh()
-        leaf = None
+        leaf: Leaf | None = None
         if row["leaf"] is not None:
             try:
                 leaf = parse_leaf(bytes(row["leaf"]))
             except AuditChainError as e:
                 raise TamperedLogError(f"stored leaf {index} is not a canonical leaf") from e
+            if isinstance(leaf, EventLeaf):
+                leaf = None  # v1: the owner tag is in the clear; not public
         try:
             return build_inclusion_bundle(self._tree, index, cp.tree_size, cp.day, cp.note, leaf)
         except AuditChainError as e:
@@ -455,7 +521,7 @@ class AuditLog:
 
     # -- day export ----------------------------------------------------------
 
-    async def export_header(self, day: date) -> DayExportHeader:
+    async def export_header(self, day: date, *, full: bool = False) -> DayExportHeader:
         cp = await self.checkpoint(day)
         if cp is None:
             raise NotFoundError(f"day {day.isoformat()} has no checkpoint")
@@ -470,6 +536,7 @@ class AuditLog:
             frontier=self._tree.frontier(previous_size).hashes,
             checkpoint=cp.note,
             utc_offset=self.clock.utc_offset,
+            contents=CONTENTS_FULL if full else CONTENTS_PUBLIC,
         )
 
     async def _entry_rows(self, start: int, end: int) -> list[tuple[_LeafRow, EventRow | None]]:
@@ -486,73 +553,103 @@ class AuditLog:
             ).mappings()
             out: list[tuple[_LeafRow, EventRow | None]] = []
             for r in rows:
-                leaf_row = _LeafRow(
-                    index=int(r["leaf_index"]),
-                    event_seq=int(r["event_seq"]),
-                    leaf=None if r["leaf"] is None else bytes(r["leaf"]),
-                    hash=bytes(r["leaf_hash"]),
-                    time=r["sequenced_at"],
-                )
                 event = None if r["seq"] is None else EventRow.from_mapping(r)
-                out.append((leaf_row, event))
+                out.append((_LeafRow.from_mapping(r), event))
         return out
 
-    async def export_chunk(self, start: int, end: int) -> list[bytes]:
-        """The export lines of leaves [start, end), as the database has them.
+    async def _derive(self, row: _LeafRow, event: EventRow) -> tuple[bytes, LeafOpening | None]:
+        """The leaf bytes (and, v2, the opening bytes) that `event` and the
+        stored salt give for `row`; empty bytes if the event no longer makes
+        a leaf. A row without a salt is a v1 leaf."""
+        owner, credential = await self._tags.tags_for(event)
+        try:
+            if row.salt is None:
+                return build_v1_leaf(event, row.index, row.time, owner, credential).to_bytes(), None
+            opened = build_leaf(event, row.index, row.time, owner, credential, row.salt)
+        except AuditChainError:
+            return b"", None
+        return opened.leaf.to_bytes(), opened.opening
 
-        Never repairs: the stored leaf goes out unless its event disagrees with
-        it, in which case whichever of the two is *not* the logged content goes
-        out, so any edit of either table fails the auditor's root check. A leaf
-        whose event was deleted is left out (the auditor sees the gap).
-        """
-        lines: list[bytes] = []
+    async def _export_lines(self, start: int, end: int, full: bool) -> list[tuple[str, bytes]]:
+        """(kind, line) for leaves [start, end): kind is dropped, withheld,
+        leaf or opened, so the checked writer parses each line as what it
+        must be."""
+        lines: list[tuple[str, bytes]] = []
         for row, event in await self._entry_rows(start, end):
             if row.leaf is None:
-                lines.append(_dropped_line(row.index, row.hash))
+                lines.append(("dropped", _hash_line("dropped", row.index, row.hash)))
                 continue
             if event is None:
                 continue
-            owner, credential = await self._tags.tags_for(event)
-            try:
-                derived = build_leaf(event, row.index, row.time, owner, credential).to_bytes()
-            except AuditChainError:
-                derived = b""
+            derived, opening = await self._derive(row, event)
+            # Never repair: the stored leaf goes out unless its event (and
+            # salt) disagree with it, in which case whichever of the two is
+            # *not* the logged content goes out, so any edit of either table
+            # fails the auditor's root check.
             if derived == row.leaf or leaf_hash(derived) == row.hash:
-                lines.append(row.leaf + b"\n")
+                content = row.leaf
             else:
-                lines.append((derived or row.leaf) + b"\n")
+                content = derived or row.leaf
+            if row.salt is None:
+                # v1: the content carries the owner tag in the clear; the
+                # public sees its hash (of what goes out, so edits still show).
+                if full:
+                    lines.append(("leaf", content + b"\n"))
+                else:
+                    lines.append(
+                        ("withheld", _hash_line("withheld", row.index, leaf_hash(content)))
+                    )
+            elif full and opening is not None:
+                opened = b'{"leaf":' + content + b',"opening":' + opening.to_bytes() + b"}\n"
+                lines.append(("opened", opened))
+            else:
+                # Public v2 leaf; in a full export, one whose opening cannot be
+                # derived any more goes out bare, which the auditor flags.
+                lines.append(("leaf", content + b"\n"))
         return lines
 
-    async def iter_export_lines(self, day: date) -> AsyncIterator[bytes]:
+    async def export_chunk(self, start: int, end: int, *, full: bool = False) -> list[bytes]:
+        """The export lines of leaves [start, end), as the database has them.
+
+        Public (default): v2 leaves as stored, v1 leaves as their hash. Full
+        (`full=True`, auditors): v2 leaves with their openings, v1 leaves in
+        the clear. A leaf whose event was deleted is left out (the auditor
+        sees the gap).
+        """
+        return [line for _, line in await self._export_lines(start, end, full)]
+
+    async def iter_export_lines(self, day: date, *, full: bool = False) -> AsyncIterator[bytes]:
         """The day export as the database has it (no self-check): what an
         auditor would receive from a compromised service."""
-        header = await self.export_header(day)
+        header = await self.export_header(day, full=full)
         yield header.to_line()
         start = header.previous_size
         end = start + header.leaf_count
         for lo in range(start, end, EXPORT_CHUNK):
-            for line in await self.export_chunk(lo, min(end, lo + EXPORT_CHUNK)):
+            for line in await self.export_chunk(lo, min(end, lo + EXPORT_CHUNK), full=full):
                 yield line
 
-    async def write_export(self, day: date, out: Path) -> Path:
+    async def write_export(self, day: date, out: Path, *, full: bool = False) -> Path:
         """Write the day export to `out` through audit_chain's checked writer.
 
         Refuses (TamperedLogError, naming the day) to publish a file whose
-        entries do not rebuild the signed checkpoint. The writer runs on a
-        thread; chunks are fetched on the event loop.
+        entries do not rebuild the signed checkpoint, or (full) whose
+        openings do not open their leaves. A public export never holds an
+        opening or a v1 leaf's content (the writer refuses an opening there).
+        The writer runs on a thread; chunks are fetched on the event loop.
         """
-        header = await self.export_header(day)
+        header = await self.export_header(day, full=full)
         loop = asyncio.get_running_loop()
         start = header.previous_size
         end = start + header.leaf_count
 
-        def entries() -> Iterator[EventLeaf | DroppedLeaf]:
+        def entries() -> Iterator[ExportItem]:
             for lo in range(start, end, EXPORT_CHUNK):
                 future = asyncio.run_coroutine_threadsafe(
-                    self.export_chunk(lo, min(end, lo + EXPORT_CHUNK)), loop
+                    self._export_lines(lo, min(end, lo + EXPORT_CHUNK), full), loop
                 )
-                for line in future.result():
-                    yield _parse_line(line)
+                for kind, line in future.result():
+                    yield _parse_line(kind, line)
 
         def write() -> None:
             fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
@@ -567,18 +664,89 @@ class AuditLog:
 
         try:
             await loop.run_in_executor(None, write)
-        except AuditChainError as e:
+        except (AuditChainError, ValueError, KeyError, TypeError) as e:
+            message = e.message if isinstance(e, AuditChainError) else type(e).__name__
             raise TamperedLogError(
                 f"day {day.isoformat()}: the stored log does not rebuild its checkpoint "
-                f"({e.message}); export refused"
+                f"({message}); export refused"
             ) from e
         return out
+
+    # -- the owner's own events ------------------------------------------------
+
+    async def owner_events(
+        self, owner_id: str, *, start: int = 0, limit: int = 100
+    ) -> list[OwnerEvent]:
+        """The owner's events from leaf index `start` on, at most `limit`, in
+        log order: leaf, opening (re-derived from the event and the stored
+        salt) and, once the day has closed, the inclusion bundle with both.
+
+        Fails closed (TamperedLogError) if a stored leaf does not match its
+        event: an owner is never handed an opening of another leaf."""
+        limit = max(1, min(limit, MAX_OWNER_PAGE))
+        async with self.db.read() as conn:
+            rows = (
+                await conn.execute(
+                    select(log_leaves, events)
+                    .select_from(log_leaves.join(events, events.c.seq == log_leaves.c.event_seq))
+                    .where(events.c.owner_id == owner_id, log_leaves.c.leaf_index >= start)
+                    .order_by(log_leaves.c.leaf_index)
+                    .limit(limit)
+                )
+            ).mappings()
+            found = [(_LeafRow.from_mapping(r), EventRow.from_mapping(r)) for r in rows]
+            checkpoints: list[CheckpointRecord] = []
+            if found:
+                checkpoints = [
+                    _checkpoint(r)
+                    for r in (
+                        await conn.execute(
+                            select(log_checkpoints)
+                            .where(log_checkpoints.c.tree_size > found[0][0].index)
+                            .order_by(log_checkpoints.c.day)
+                        )
+                    ).mappings()
+                ]
+        sizes = [cp.tree_size for cp in checkpoints]
+        if checkpoints and self._tree.size < sizes[-1]:
+            await self.refresh()
+        out: list[OwnerEvent] = []
+        for row, event in found:
+            leaf, opening = await self._owner_content(row, event)
+            # The first checkpoint whose tree holds the leaf: that of its day.
+            at = bisect.bisect_right(sizes, row.index)
+            bundle = None
+            if at < len(checkpoints):
+                cp = checkpoints[at]
+                try:
+                    bundle = build_inclusion_bundle(
+                        self._tree, row.index, cp.tree_size, cp.day, cp.note, leaf, opening=opening
+                    )
+                except AuditChainError as e:
+                    raise TamperedLogError(f"cannot prove leaf {row.index}: {e.message}") from e
+            out.append(OwnerEvent(row.index, row.hash, leaf, opening, bundle))
+        return out
+
+    async def _owner_content(
+        self, row: _LeafRow, event: EventRow
+    ) -> tuple[Leaf | None, LeafOpening | None]:
+        if row.leaf is None:
+            return None, None  # retention dropped it: nothing left to open
+        derived, opening = await self._derive(row, event)
+        if derived != row.leaf or leaf_hash(derived) != row.hash:
+            raise TamperedLogError(f"leaf {row.index} does not match its event")
+        try:
+            return parse_leaf(derived), opening
+        except AuditChainError as e:  # pragma: no cover - derived bytes are canonical
+            raise TamperedLogError(f"leaf {row.index} does not parse") from e
 
     # -- retention -----------------------------------------------------------
 
     async def apply_retention(self) -> int:
         """Drop leaf contents (keep hashes) of owners whose last certificate
-        expired more than a year ago, for their events up to a year after it."""
+        expired more than a year ago, for their events up to a year after it.
+        The salt goes with the content, so those commitments can never be
+        opened again."""
         now = self._now()
         async with self.db.read() as conn:
             owners = (
@@ -599,7 +767,7 @@ class AuditLog:
                 result = await conn.execute(
                     update(log_leaves)
                     .where(log_leaves.c.leaf.is_not(None), log_leaves.c.event_seq.in_(seqs))
-                    .values(leaf=None)
+                    .values(leaf=None, salt=None)
                 )
                 dropped += max(0, result.rowcount or 0)
         if dropped:
@@ -611,15 +779,32 @@ def _aware(t: datetime) -> datetime:
     return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
 
 
-def _dropped_line(index: int, h: bytes) -> bytes:
-    return b'{"dropped":"' + h.hex().encode() + b'","index":' + str(index).encode() + b"}\n"
+def _hash_line(key: str, index: int, h: bytes) -> bytes:
+    # Canonical (sorted keys): {"dropped":…,"index":…} and {"index":…,"withheld":…}.
+    if key == "dropped":
+        return b'{"dropped":"' + h.hex().encode() + b'","index":' + str(index).encode() + b"}\n"
+    return b'{"index":' + str(index).encode() + b',"withheld":"' + h.hex().encode() + b'"}\n'
 
 
-def _parse_line(line: bytes) -> EventLeaf | DroppedLeaf:
+def _parse_line(kind: str, line: bytes) -> ExportItem:
+    """An export line back as the item the checked writer takes; the kind
+    says what it must be, so stored bytes cannot pass for another kind."""
     body = line[:-1]
-    if body.startswith(b'{"dropped":'):
+    if kind in ("dropped", "withheld"):
         obj = json.loads(body)
-        return DroppedLeaf(int(obj["index"]), bytes.fromhex(obj["dropped"]))
+        if kind == "dropped":
+            return DroppedLeaf(int(obj["index"]), bytes.fromhex(obj["dropped"]))
+        return WithheldLeaf(int(obj["index"]), bytes.fromhex(obj["withheld"]))
+    if kind == "opened":
+        # Stored bytes inside: parse strictly, and the leaf part must re-encode
+        # to itself, as any leaf line must.
+        leaf_part, sep, rest = body.removeprefix(b'{"leaf":').partition(b',"opening":')
+        if not sep or not rest.endswith(b"}"):
+            raise AuditChainError("malformed opened line")
+        leaf = parse_leaf(leaf_part)
+        if not isinstance(leaf, CommittedLeaf):
+            raise AuditChainError("an opened line holds a v2 leaf")
+        return OpenedLeaf(leaf, opening_from_json_obj(loads_strict(rest[:-1])))
     return parse_leaf(body)
 
 

@@ -1,8 +1,11 @@
-"""The audit log's tables: the sequenced leaves, the log head (the lock every
-sequencer and day close takes), signed day checkpoints and on-chain anchors.
+"""The audit log's tables: the sequenced leaves (with each v2 leaf's
+commitment salt), the log head (the lock every sequencer and day close
+takes), signed day checkpoints and on-chain anchors.
 
 `events` (storage.schema) stays the record each change writes in its own
 transaction; `log_leaves` is the log proper, one row per sequenced event.
+The index on `events.owner_id` is declared here because the audit log is
+what reads events by owner (an owner's own log events, retention).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from sqlalchemy import (
     Column,
     Date,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -20,7 +24,7 @@ from sqlalchemy import (
     Text,
 )
 
-from cloudsign.storage.schema import metadata
+from cloudsign.storage.schema import events, metadata
 from cloudsign.storage.types import UTCDateTime
 
 #: The one row of `log_head`.
@@ -47,12 +51,22 @@ log_leaves = Table(
     metadata,
     Column("leaf_index", BigInteger, primary_key=True, autoincrement=False),
     Column("event_seq", BigInteger, nullable=False, unique=True),
-    # Canonical leaf bytes; NULL once retention dropped the content.
+    # Canonical leaf bytes (v2: the public leaf); NULL once retention dropped
+    # the content.
     Column("leaf", LargeBinary),
     Column("leaf_hash", LargeBinary(32), nullable=False, index=True),
     # The leaf's time, stamped when it was sequenced.
     Column("sequenced_at", UTCDateTime(), nullable=False, index=True),
+    # The v2 commitment salt: with the event row it re-derives the leaf's
+    # opening, so it never leaves the database except inside an opening (the
+    # owner's, an auditor's). NULL for a v1 leaf (logged before commitments)
+    # and once retention dropped the content: the commitment can then never
+    # be opened again.
+    Column("salt", LargeBinary(32)),
 )
+
+#: An owner's events (their own log view, retention) are found through this.
+Index("ix_events_owner_id", events.c.owner_id)
 
 log_checkpoints = Table(
     "log_checkpoints",

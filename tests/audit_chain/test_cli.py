@@ -12,14 +12,14 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from ac_support import SampleLog
+from ac_support import DATA, SampleLog, document_of
 
 from audit_chain.anvil import AnvilProcess, free_port, rpc_call
 from audit_chain.bundle import InclusionBundle, build_inclusion_bundle
 from audit_chain.cli import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, main
 from audit_chain.errors import VerificationError
 from audit_chain.ethereum import AnchorClient, SoftwareSecp256k1Signer
-from audit_chain.leaf import EventLeaf
+from audit_chain.leaf import CommittedLeaf
 from audit_chain.verify import ProvenEvent, verify_inclusion_bundle
 
 D1, D2, D3 = date(2025, 3, 1), date(2025, 3, 2), date(2025, 3, 3)
@@ -72,7 +72,8 @@ def test_verify_day_ok(
     out = capsys.readouterr()
     assert code == EXIT_OK, out.err
     assert "day 2025-03-02: VERIFIED" in out.out
-    assert "9. confirmations" in out.out
+    assert "10. confirmations" in out.out
+    assert "7. openings" in out.out and "skipped" in out.out
     assert "anchored in block" in out.out
 
 
@@ -87,12 +88,12 @@ def test_verify_fails_naming_step_and_day(
     )
     err = capsys.readouterr().err
     assert "day 2025-03-01" in err
-    assert "step 9 (confirmations)" in err
+    assert "step 10 (confirmations)" in err
     # Not anchored at all.
     assert _run(anvil, log, address, "verify", str(log.days[2].path)) == EXIT_FAILED
     err = capsys.readouterr().err
     assert "day 2025-03-03" in err
-    assert "step 8 (anchor)" in err
+    assert "step 9 (anchor)" in err
     # Tampered export.
     lines = log.days[0].path.read_bytes().splitlines(keepends=True)
     del lines[7]
@@ -121,7 +122,7 @@ def test_anchor_of_other_root_detected(
     address = asyncio.run(anchor_wrong())
     code = _run(anvil, log, address, "verify", str(day.path), "--min-confirmations", "1")
     assert code == EXIT_FAILED
-    assert "step 8 (anchor)" in capsys.readouterr().err
+    assert "step 9 (anchor)" in capsys.readouterr().err
 
 
 def test_verify_unreachable_chain_exit_code(
@@ -168,7 +169,7 @@ def test_prove_event_inclusion(
     log, address = anchored
     day = log.days[1]
     entry = day.entries[2]
-    assert isinstance(entry, EventLeaf)
+    assert isinstance(entry, CommittedLeaf)
     bundle = build_inclusion_bundle(
         log.tree, entry.index, day.checkpoint.size, day.day, day.note, leaf=entry
     )
@@ -237,18 +238,116 @@ async def test_prove_with_document(
 ) -> None:
     log, address = anchored
     day = log.days[0]
-    use = next(e for e in day.entries if isinstance(e, EventLeaf) and e.document_hash is not None)
-    bundle = build_inclusion_bundle(
-        log.tree, use.index, day.checkpoint.size, day.day, day.note, use
+    use = next(e for e in day.opened() if e.opening.document_hash is not None)
+    public = build_inclusion_bundle(
+        log.tree, use.index, day.checkpoint.size, day.day, day.note, use.leaf
     )
-    document = f"doc{use.index}".encode()  # ac_support hashes this as the signed document
+    owners = build_inclusion_bundle(
+        log.tree, use.index, day.checkpoint.size, day.day, day.note, use.leaf, opening=use.opening
+    )
+    document = document_of(use.index)
+    key = log.signer.verifier()
     async with AnchorClient(anvil.rpc_url, address) as client:
+        proven = await verify_inclusion_bundle(
+            owners, key, client, min_confirmations=1, document=document
+        )
+        assert proven.opening == use.opening
+        # The same with the opening held apart from the public bundle.
         await verify_inclusion_bundle(
-            bundle, log.signer.verifier(), client, min_confirmations=1, document=document
+            public, key, client, min_confirmations=1, document=document, opening=use.opening
         )
         with pytest.raises(VerificationError) as e:
             await verify_inclusion_bundle(
-                bundle, log.signer.verifier(), client, min_confirmations=1, document=b"forged"
+                owners, key, client, min_confirmations=1, document=b"forged"
             )
-        assert e.value.step_name == "document"
+        assert e.value.step_name == "document" and e.value.step == 6
         assert e.value.day == day.day.isoformat()
+        # A public bundle alone cannot match a document: the digest is committed.
+        with pytest.raises(VerificationError) as e:
+            await verify_inclusion_bundle(
+                public, key, client, min_confirmations=1, document=document
+            )
+        assert e.value.step_name == "document" and "opening" in e.value.detail
+
+
+def _prove(log: SampleLog, bundle: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "audit_chain", "prove", str(bundle), "--offline",
+         "--log-key", log.signer.verifier().vkey, *extra],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def test_prove_checks_an_opening_against_the_leaf(tmp_path: Path) -> None:
+    log = SampleLog(tmp_path)
+    day = log.add_day(D1, 20)
+    first, second = day.opened()[3:5]
+    bundle = build_inclusion_bundle(
+        log.tree, first.index, day.checkpoint.size, D1, day.note, first.leaf, opening=first.opening
+    )
+    path = tmp_path / "owner-bundle.json"
+    path.write_text(bundle.to_json())
+    ok = _prove(log, path)
+    assert ok.returncode == EXIT_OK, ok.stderr
+    assert "3. opening                ok" in ok.stdout
+    assert f"opened: a {first.leaf.event_type.value} event" in ok.stdout
+    # An opening of another leaf, inside the bundle: refused at step 3.
+    obj = json.loads(bundle.to_json())
+    obj["opening"] = second.opening.to_json_obj()
+    path.write_text(json.dumps(obj))
+    bad = _prove(log, path)
+    assert bad.returncode == EXIT_FAILED
+    assert "step 3 (opening)" in bad.stderr and "day 2025-03-01" in bad.stderr
+    # The public bundle with the opening given apart (--opening).
+    public = build_inclusion_bundle(
+        log.tree, first.index, day.checkpoint.size, D1, day.note, first.leaf
+    )
+    path.write_text(public.to_json())
+    assert "3. opening                skipped" in _prove(log, path).stdout
+    opening = tmp_path / "opening.json"
+    opening.write_text(json.dumps(first.opening.to_json_obj(), indent=2))
+    assert _prove(log, path, "--opening", str(opening)).returncode == EXIT_OK
+    opening.write_text(json.dumps(second.opening.to_json_obj()))
+    assert _prove(log, path, "--opening", str(opening)).returncode == EXIT_FAILED
+    opening.write_text('{"salt": "zz"}')
+    assert _prove(log, path, "--opening", str(opening)).returncode == EXIT_USAGE
+
+
+def test_verify_a_full_export_checks_every_opening(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = SampleLog(tmp_path)
+    day = log.add_day(D1, 30, drop_every=7)
+    key = log.signer.verifier().vkey
+    assert main(["verify", str(day.full_path), "--offline", "--log-key", key]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "7. openings               ok" in out
+    assert f"full contents: {len(day.opened())} openings match" in out
+    lines = day.full_path.read_bytes().splitlines(keepends=True)
+    obj = json.loads(lines[3])
+    obj["opening"]["salt"] = "00" * 32
+    lines[3] = json.dumps(obj, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+    bad = tmp_path / "bad.full.jsonl"
+    bad.write_bytes(b"".join(lines))
+    assert main(["verify", str(bad), "--offline", "--log-key", key]) == EXIT_FAILED
+    err = capsys.readouterr().err
+    assert "day 2025-03-01: step 7 (openings) failed: line 4" in err
+
+
+def test_v1_bundle_made_before_commitments_still_proves(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = str(DATA / "v1-log.vkey")
+    bundle = str(DATA / "v1-bundle.json")
+    assert main(["prove", bundle, "--offline", "--log-key", key]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "event 2 of day 2025-03-01: PROVEN" in out
+    assert "3. opening                skipped" in out
+    # Its document hash is in the clear: --document works without an opening.
+    doc = tmp_path / "signed.bin"
+    doc.write_bytes(b"doc2")  # the fixture logged SHA-256("doc2")
+    assert main(["prove", bundle, "--offline", "--log-key", key, "--document", str(doc)]) == 0
+    doc.write_bytes(b"doc3")
+    code = main(["prove", bundle, "--offline", "--log-key", key, "--document", str(doc)])
+    assert code == EXIT_FAILED
+    assert "step 6 (document)" in capsys.readouterr().err

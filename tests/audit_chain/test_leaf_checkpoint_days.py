@@ -1,4 +1,6 @@
-"""Leaves, checkpoints/signed notes and day arithmetic."""
+"""v1 leaves (still parsed and verified: days logged before commitments are
+made of them), checkpoints/signed notes and day arithmetic. v2 leaves and
+openings: test_leaf_v2.py."""
 
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ TAG = bytes(range(32))
 T0 = datetime(2025, 3, 1, 10, 30, 0, 123456, tzinfo=UTC)
 
 
-# ----------------------------------------------------------------------- leaves
+# -------------------------------------------------------------------- v1 leaves
 
 
 def test_leaf_canonical_bytes_are_fixed() -> None:

@@ -1,9 +1,11 @@
 """Accounts: owners, access tokens and login, consent to the texts of rule 6,
 the TOTP factor, and deleting an account (with what other features erase)."""
 
-from cloudsign.accounts.access import current_owner, login_fields
+from cloudsign.accounts.access import current_owner
 from cloudsign.accounts.consents import ConsentText, current_texts
 from cloudsign.accounts.service import (
+    ENROLMENT,
+    FULL,
     AcceptedConsent,
     AccountEraser,
     AccountService,
@@ -14,6 +16,8 @@ from cloudsign.accounts.service import (
 )
 
 __all__ = [
+    "ENROLMENT",
+    "FULL",
     "AcceptedConsent",
     "AccountEraser",
     "AccountService",
@@ -24,5 +28,4 @@ __all__ = [
     "Session",
     "current_owner",
     "current_texts",
-    "login_fields",
 ]

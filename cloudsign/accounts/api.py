@@ -1,5 +1,7 @@
-"""Accounts over HTTP (`/api/v1`): open an account, log in, the profile,
-consent, TOTP, the key-password parameters, and deleting the account."""
+"""Accounts over HTTP (`/api/v1`): the profile, consent, TOTP and the
+key-password parameters. Accounts are opened by identity proofing
+(cloudsign/proofing); logging in and deleting need the factors
+(cloudsign/lifecycle)."""
 
 from __future__ import annotations
 
@@ -8,39 +10,17 @@ from typing import Any
 
 from aiohttp import web
 
-from cloudsign.accounts.access import current_owner, login_fields
-from cloudsign.accounts.consents import current_texts
-from cloudsign.accounts.service import Session
+from cloudsign.accounts.access import current_owner
+from cloudsign.accounts.consents import LANGUAGES, current_texts
 from cloudsign.appkeys import ACCOUNTS, FACES
-from cloudsign.ca import Identity
+from cloudsign.errors import ValidationError
 from cloudsign.web.body import read_json
+from cloudsign.web.params import query_text
 
 routes = web.RouteTableDef()
 
 #: Answers that carry a token or a seed are never cached.
 NO_STORE = {"Cache-Control": "no-store"}
-
-
-def session_json(session: Session) -> dict[str, str]:
-    return {
-        "owner_id": session.owner_id,
-        "access_token": session.access_token,
-        "token_type": "Bearer",
-    }
-
-
-@routes.post("/api/v1/owners")
-async def create_owner(request: web.Request) -> web.Response:
-    identity = Identity.from_json(await read_json(request))
-    session = await request.app[ACCOUNTS].create_owner(identity)
-    return web.json_response(session_json(session), status=201, headers=NO_STORE)
-
-
-@routes.post("/api/v1/sessions")
-async def login(request: web.Request) -> web.Response:
-    iin, otp = login_fields(await read_json(request))
-    session = await request.app[ACCOUNTS].login(iin, otp)
-    return web.json_response(session_json(session), headers=NO_STORE)
 
 
 @routes.get("/api/v1/me")
@@ -53,26 +33,29 @@ async def me(request: web.Request) -> web.Response:
         "iin": owner.iin,
         "full_name": owner.full_name,
         "email": owner.email,
+        "status": owner.status,
+        "session": owner.scope,
         "totp_confirmed": owner.totp_confirmed,
         "face_enrolled": await request.app[FACES].enrolled(owner.id),
         "consents": [
-            {"kind": c.kind, "version": c.version, "accepted_at": c.accepted_at.isoformat()}
+            {
+                "kind": c.kind,
+                "version": c.version,
+                "language": c.language,
+                "accepted_at": c.accepted_at.isoformat(),
+            }
             for c in accepted
         ],
     }
     return web.json_response(body)
 
 
-@routes.delete("/api/v1/me")
-async def delete_account(request: web.Request) -> web.Response:
-    owner = await current_owner(request)
-    body = await read_json(request)
-    await request.app[ACCOUNTS].delete_account(owner, body.otp())
-    return web.json_response({"deleted": True})
-
-
 @routes.get("/api/v1/consent-texts")
 async def consent_texts(request: web.Request) -> web.Response:
+    """The texts to consent to, in `?language=kk|ru|en` (default en)."""
+    language = query_text(request, "language", max_len=2) or "en"
+    if language not in LANGUAGES:
+        raise ValidationError("language must be kk, ru or en", field="language")
     return web.json_response(
         [
             {
@@ -82,7 +65,7 @@ async def consent_texts(request: web.Request) -> web.Response:
                 "sha256": t.sha256,
                 "text": t.text,
             }
-            for t in current_texts()
+            for t in current_texts(language)
         ]
     )
 
@@ -96,6 +79,7 @@ async def record_consent(request: web.Request) -> web.Response:
         body.text("kind", max_len=64),
         body.text("version", max_len=16),
         body.text("sha256", max_len=64),
+        body.choice("language", {lang: lang for lang in LANGUAGES}, default="en"),
     )
     return web.json_response({"recorded": True}, status=201)
 

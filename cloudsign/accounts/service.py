@@ -1,6 +1,14 @@
-"""Accounts: owners, access tokens, login, consent, the TOTP factor and the
-deletion of an account.
+"""Accounts: owners, access tokens, consent, the TOTP factor and the end of
+an account.
 
+An account exists only for a proofed identity (cloudsign/proofing): a
+redeemed proofing opens a *pending* account (or re-opens an active one) with
+an *enrolment* token, good for the steps of enrolment only, until
+`activation_ttl` lapses; the first credential makes it active. Logins
+(two factors, cloudsign/lifecycle) get *full* tokens.
+
+Every TOTP check is counted by the guard (per account and per address):
+a handful of wrong codes locks the account's codes for a while (423).
 Every change commits in one transaction with its audit events. Deleting an
 account reaches into what other features keep about the owner (keys,
 certificates, the face template) through the `AccountEraser`s the app
@@ -9,22 +17,20 @@ registers, inside the same transaction: accounts imports none of them.
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import re
 import secrets
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Final, Protocol
 
-import pyotp
-from sqlalchemy import or_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from cloudsign import totp
 from cloudsign.accounts.consents import REQUIRED_KINDS, current_text
 from cloudsign.accounts.tables import access_tokens, consents, owners
 from cloudsign.ca import Identity
@@ -32,22 +38,25 @@ from cloudsign.clock import Clock
 from cloudsign.errors import (
     ConflictError,
     FactorError,
+    ForbiddenError,
     PreconditionError,
     UnauthorizedError,
     ValidationError,
 )
 from cloudsign.events import EventType, append_event
+from cloudsign.guard import Guard, Limits
 from cloudsign.settings import AccountSettings
 from cloudsign.storage import Database
+from cloudsign.web.client import client_address
 from cloudsign.web.inputs import preview
 from hsm_bridge import Sealer
 
-TOTP_SEED_BYTES: Final = 20
 ARGON2_SALT_BYTES: Final = 16
 ARGON2_HASH_LEN: Final = 32
-#: ASCII digits only: `str.isdigit()` also takes '²' and '١', which
-#: `compare_digest` then refuses with a TypeError.
-OTP_FORMAT: Final = re.compile(r"[0-9]{6}")
+FULL: Final = "full"
+ENROLMENT: Final = "enrolment"
+#: Who may still use the service: proofed (pending) or enrolled (active).
+LIVE_STATUSES: Final = ("pending", "active")
 
 AfterCommit = Callable[[], None]
 
@@ -68,12 +77,19 @@ def hash_token(token: str) -> str:
 
 @dataclass(frozen=True)
 class Owner:
+    """An owner as their access token presents them."""
+
     id: str
     kind: str
     iin: str
     full_name: str
     email: str
+    status: str  # pending | active
     totp_confirmed: bool
+    #: full (a login) or enrolment (a redeemed proofing)
+    scope: str = FULL
+    #: The proofing an enrolment token came from.
+    proofing_id: str | None = None
 
     @classmethod
     def from_row(cls, row: RowMapping) -> Owner:
@@ -83,20 +99,31 @@ class Owner:
             iin=row["iin"],
             full_name=row["full_name"],
             email=row["email"],
+            status=row["status"],
             totp_confirmed=row["totp_confirmed_at"] is not None,
+            scope=row.get("scope", FULL),
+            proofing_id=row.get("token_proofing_id"),
         )
+
+    def require_full(self) -> None:
+        """Refuse an enrolment token where only a login will do."""
+        if self.scope != FULL:
+            raise ForbiddenError("finish enrolment and log in first")
 
 
 @dataclass(frozen=True)
 class Session:
     owner_id: str
     access_token: str
+    scope: str = FULL
+    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True)
 class AcceptedConsent:
     kind: str
     version: str
+    language: str
     accepted_at: datetime
 
 
@@ -117,6 +144,8 @@ class AccountService:
         db: Database,
         sealer: Sealer,
         settings: AccountSettings,
+        guard: Guard,
+        limits: Limits,
         *,
         clock: Clock,
         totp_clock: Clock | None = None,
@@ -124,6 +153,8 @@ class AccountService:
         self.db = db
         self.sealer = sealer
         self.settings = settings
+        self.guard = guard
+        self.limits = limits
         self.clock = clock
         self.totp_clock = totp_clock or clock
         self._erasers: list[AccountEraser] = []
@@ -132,61 +163,148 @@ class AccountService:
         """Register what another feature erases with an account."""
         self._erasers.append(eraser)
 
-    # -- accounts and access tokens -----------------------------------------
+    # -- accounts of proofed identities --------------------------------------------
 
-    async def create_owner(self, identity: Identity) -> Session:
+    async def open_for_proofing(
+        self,
+        conn: AsyncConnection,
+        identity: Identity,
+        proofing_id: str,
+        *,
+        until: datetime,
+    ) -> tuple[str, bool]:
+        """Inside the proofing's transaction: the active account of this
+        identity (re-proofing: its names and address become the proofing's),
+        else a new pending one that lapses at `until`. Returns (owner id,
+        whether it was already active)."""
+        found = (
+            await conn.execute(
+                select(owners.c.id).where(
+                    owners.c.kind == identity.kind,
+                    owners.c.iin == identity.iin,
+                    owners.c.bin == identity.bin,
+                    owners.c.status == "active",
+                )
+            )
+        ).first()
+        now = self.clock()
+        if found is not None:
+            await conn.execute(
+                update(owners)
+                .where(owners.c.id == found[0])
+                .values(
+                    proofing_id=proofing_id,
+                    surname=identity.surname,
+                    given_name=identity.given_name,
+                    full_name=identity.full_name,
+                    email=identity.email,
+                    organisation=identity.organisation,
+                )
+            )
+            return str(found[0]), True
         owner_id = str(uuid.uuid4())
         s = self.settings
-        try:
-            async with self.db.transaction() as conn:
-                await conn.execute(
-                    owners.insert().values(
-                        id=owner_id,
-                        kind=identity.kind,
-                        iin=identity.iin,
-                        bin=identity.bin,
-                        surname=identity.surname,
-                        given_name=identity.given_name,
-                        full_name=identity.full_name,
-                        email=identity.email,
-                        organisation=identity.organisation,
-                        created_at=self.clock(),
-                        argon2_salt=secrets.token_bytes(ARGON2_SALT_BYTES),
-                        argon2_time_cost=s.argon2_time_cost,
-                        argon2_memory_kib=s.argon2_memory_kib,
-                        argon2_parallelism=s.argon2_parallelism,
-                    )
-                )
-                token = await self._issue_token(conn, owner_id)
-        except IntegrityError as e:
-            raise ConflictError("an account with this identity already exists") from e
-        return Session(owner_id, token)
+        await conn.execute(
+            owners.insert().values(
+                id=owner_id,
+                kind=identity.kind,
+                iin=identity.iin,
+                bin=identity.bin,
+                surname=identity.surname,
+                given_name=identity.given_name,
+                full_name=identity.full_name,
+                email=identity.email,
+                organisation=identity.organisation,
+                status="pending",
+                pending_until=until,
+                proofing_id=proofing_id,
+                created_at=now,
+                argon2_salt=secrets.token_bytes(ARGON2_SALT_BYTES),
+                argon2_time_cost=s.argon2_time_cost,
+                argon2_memory_kib=s.argon2_memory_kib,
+                argon2_parallelism=s.argon2_parallelism,
+            )
+        )
+        await append_event(
+            conn,
+            EventType.ACCOUNT_CREATE,
+            owner_id=owner_id,
+            data={"proofing": proofing_id, "kind": identity.kind},
+            at=now,
+        )
+        return owner_id, False
 
-    async def _issue_token(self, conn: AsyncConnection, owner_id: str) -> str:
+    async def activate(self, conn: AsyncConnection, owner_id: str) -> None:
+        """Inside the first credential's transaction: the account is enrolled.
+        Refused (conflict) when another account of the identity became
+        active meanwhile."""
+        try:
+            await conn.execute(
+                update(owners)
+                .where(owners.c.id == owner_id, owners.c.status.in_(LIVE_STATUSES))
+                .values(status="active", pending_until=None)
+            )
+        except IntegrityError as e:
+            raise ConflictError("this identity already has an active account") from e
+
+    async def issue_token(
+        self,
+        conn: AsyncConnection,
+        owner_id: str,
+        *,
+        scope: str = FULL,
+        proofing_id: str | None = None,
+        ttl: timedelta | None = None,
+    ) -> Session:
         token = secrets.token_urlsafe(32)
         now = self.clock()
+        expires = now + (ttl or self.settings.access_token_ttl)
         await conn.execute(
             access_tokens.insert().values(
                 token_hash=hash_token(token),
                 owner_id=owner_id,
                 created_at=now,
-                expires_at=now + self.settings.access_token_ttl,
+                expires_at=expires,
+                scope=scope,
+                proofing_id=proofing_id,
             )
         )
-        return token
+        return Session(owner_id, token, scope, expires)
+
+    async def upgrade_token(self, conn: AsyncConnection, owner_id: str, proofing_id: str) -> None:
+        """Inside the first credential's transaction: the enrolment tokens of
+        this proofing become full ones (the owner just passed face, code and
+        a new key password)."""
+        await conn.execute(
+            update(access_tokens)
+            .where(
+                access_tokens.c.owner_id == owner_id,
+                access_tokens.c.proofing_id == proofing_id,
+                access_tokens.c.scope == ENROLMENT,
+            )
+            .values(scope=FULL, expires_at=self.clock() + self.settings.access_token_ttl)
+        )
 
     async def authenticate(self, token: str) -> Owner:
+        now = self.clock()
         async with self.db.read() as conn:
             row = (
                 (
                     await conn.execute(
-                        select(owners)
+                        select(
+                            owners,
+                            access_tokens.c.scope,
+                            access_tokens.c.proofing_id.label("token_proofing_id"),
+                        )
                         .join(access_tokens, access_tokens.c.owner_id == owners.c.id)
                         .where(
                             access_tokens.c.token_hash == hash_token(token),
                             access_tokens.c.revoked.is_(False),
-                            access_tokens.c.expires_at > self.clock(),
-                            owners.c.status == "active",
+                            access_tokens.c.expires_at > now,
+                            or_(
+                                owners.c.status == "active",
+                                and_(owners.c.status == "pending", owners.c.pending_until > now),
+                            ),
                         )
                     )
                 )
@@ -206,8 +324,8 @@ class AccountService:
                 .values(revoked=True)
             )
 
-    async def login(self, iin: str, otp: str) -> Session:
-        """A new access token for an enrolled owner: IIN plus a fresh TOTP code."""
+    async def active_owner_by_iin(self, iin: str) -> str | None:
+        """The active person account of an IIN (logins), or None."""
         async with self.db.read() as conn:
             row = (
                 await conn.execute(
@@ -219,18 +337,11 @@ class AccountService:
                     )
                 )
             ).first()
-        if row is None:
-            raise UnauthorizedError("unknown IIN or OTP")
-        owner_id: str = row[0]
-        try:
-            await self.verify_otp(owner_id, otp)
-        except FactorError as e:
-            raise UnauthorizedError("unknown IIN or OTP") from e
-        async with self.db.transaction() as conn:
-            return Session(owner_id, await self._issue_token(conn, owner_id))
+        return None if row is None else str(row[0])
 
     async def identity(self, owner_id: str) -> Identity:
-        """Who the owner is, as their certificate names them."""
+        """Who the owner is, as their proofing established and their
+        certificate names them."""
         async with self.db.read() as conn:
             row = (
                 (await conn.execute(select(owners).where(owners.c.id == owner_id))).mappings().one()
@@ -245,23 +356,42 @@ class AccountService:
             organisation=row["organisation"],
         )
 
+    async def lapse_pending(self) -> int:
+        """Unfinished enrolments past their time lapse (and stop being anyone's)."""
+        now = self.clock()
+        async with self.db.transaction() as conn:
+            done = await conn.execute(
+                update(owners)
+                .where(owners.c.status == "pending", owners.c.pending_until <= now)
+                .values(status="lapsed", totp_sealed=None)
+            )
+        return int(done.rowcount or 0)
+
     # -- consent ------------------------------------------------------------
 
     async def consents(self, owner_id: str) -> list[AcceptedConsent]:
         async with self.db.read() as conn:
             rows = (
                 await conn.execute(
-                    select(consents.c.kind, consents.c.text_version, consents.c.accepted_at).where(
-                        consents.c.owner_id == owner_id
-                    )
+                    select(
+                        consents.c.kind,
+                        consents.c.text_version,
+                        consents.c.language,
+                        consents.c.accepted_at,
+                    ).where(consents.c.owner_id == owner_id)
                 )
             ).all()
-        return [AcceptedConsent(kind, version, at) for kind, version, at in rows]
+        return [AcceptedConsent(kind, version, lang, at) for kind, version, lang, at in rows]
 
-    async def record_consent(self, owner: Owner, kind: str, version: str, sha256: str) -> None:
-        text = current_text(kind)
+    async def record_consent(
+        self, owner: Owner, kind: str, version: str, sha256: str, language: str = "en"
+    ) -> None:
+        text = current_text(kind, language)
         if text is None:
-            raise ValidationError(f"unknown consent kind {preview(kind)}", field="kind")
+            raise ValidationError(
+                f"unknown consent kind or language {preview(kind)}/{preview(language)}",
+                field="kind",
+            )
         if version != text.version or sha256 != text.sha256:
             raise ConflictError("the consent text shown is not the current version")
         now = self.clock()
@@ -274,6 +404,7 @@ class AccountService:
                         kind=kind,
                         text_version=version,
                         text_sha256=sha256,
+                        language=language,
                         accepted_at=now,
                     )
                 )
@@ -281,14 +412,19 @@ class AccountService:
                     conn,
                     EventType.CONSENT_RECORD,
                     owner_id=owner.id,
-                    data={"kind": kind, "version": version, "text_sha256": sha256},
+                    data={
+                        "kind": kind,
+                        "version": version,
+                        "language": language,
+                        "text_sha256": sha256,
+                    },
                     at=now,
                 )
         except IntegrityError:
             return  # already recorded: accepting twice changes nothing
 
     async def missing_consents(self, owner_id: str) -> list[str]:
-        """The consent kinds whose current text the owner has not accepted."""
+        """The consent kinds whose current version the owner has not accepted."""
         have = {(c.kind, c.version) for c in await self.consents(owner_id)}
         missing = []
         for kind in REQUIRED_KINDS:
@@ -301,34 +437,52 @@ class AccountService:
 
     async def begin_totp(self, owner: Owner) -> str:
         """A fresh seed, sealed by the HSM; returns the otpauth:// URI once.
-        Refused once confirmed: a second factor is not silently replaced."""
-        if owner.totp_confirmed:
-            raise ConflictError("TOTP is already set up for this account")
-        seed = base64.b32encode(secrets.token_bytes(TOTP_SEED_BYTES)).decode()
-        sealed = await self.sealer.seal("totp", seed.encode(), owner.id.encode())
+        Only while enrolling: a confirmed factor is replaced only through a
+        proofing (enrolment token) or with the other factors (lifecycle)."""
+        if owner.scope != ENROLMENT:
+            raise ConflictError(
+                "TOTP is set up while enrolling; replace it with the face and the key "
+                "password (POST /api/v1/me/totp/reset)"
+            )
+        return await self.reset_totp(owner.id, owner.iin)
+
+    async def reset_totp(self, owner_id: str, label: str) -> str:
+        """A new, unconfirmed seed (the caller has checked who may)."""
+        seed = totp.new_seed()
+        sealed = await self.sealer.seal("totp", seed.encode(), owner_id.encode())
         async with self.db.transaction() as conn:
             await conn.execute(
                 update(owners)
-                .where(owners.c.id == owner.id, owners.c.totp_confirmed_at.is_(None))
-                .values(totp_sealed=sealed, totp_last_step=None)
+                .where(owners.c.id == owner_id)
+                .values(totp_sealed=sealed, totp_confirmed_at=None, totp_last_step=None)
             )
-        totp = pyotp.TOTP(seed, interval=self.settings.totp_period_seconds)
-        return totp.provisioning_uri(name=owner.iin, issuer_name=self.settings.totp_issuer)
+        return totp.provisioning_uri(
+            seed,
+            name=label,
+            issuer=self.settings.totp_issuer,
+            period=self.settings.totp_period_seconds,
+        )
 
     async def confirm_totp(self, owner: Owner, otp: str | None) -> None:
         await self.verify_otp(owner.id, otp, require_confirmed=False)
+        now = self.clock()
         async with self.db.transaction() as conn:
             await conn.execute(
-                update(owners).where(owners.c.id == owner.id).values(totp_confirmed_at=self.clock())
+                update(owners).where(owners.c.id == owner.id).values(totp_confirmed_at=now)
+            )
+            await append_event(
+                conn, EventType.FACTOR_CHANGE, owner_id=owner.id, data={"factor": "totp"}, at=now
             )
 
     async def verify_otp(
         self, owner_id: str, otp: object, *, require_confirmed: bool = True
     ) -> None:
         """Accept a TOTP code once: the matched time step must be newer than
-        the last accepted one, recorded with a compare-and-set."""
-        if not isinstance(otp, str) or not OTP_FORMAT.fullmatch(otp):
+        the last accepted one, recorded with a compare-and-set. Counted and
+        limited per account and per address."""
+        if not totp.well_formed(otp):
             raise FactorError("OTP must be 6 digits")
+        assert isinstance(otp, str)
         async with self.db.read() as conn:
             row = (
                 await conn.execute(
@@ -341,14 +495,21 @@ class AccountService:
             raise PreconditionError("TOTP is not set up")
         if require_confirmed and row[1] is None:
             raise PreconditionError("TOTP is not confirmed")
+        attempt = await self.guard.attempt(
+            [(self.limits.otp, owner_id), (self.limits.address, client_address())],
+            factor="otp",
+            owner_id=owner_id,
+        )
         seed = (await self.sealer.unseal("totp", row[0], owner_id.encode())).decode()
-        matched = matching_step(
-            pyotp.TOTP(seed, interval=self.settings.totp_period_seconds),
+        matched = totp.matching_step(
+            seed,
             otp,
             self.totp_clock(),
-            self.settings.totp_valid_window,
+            period=self.settings.totp_period_seconds,
+            window=self.settings.totp_valid_window,
         )
         if matched is None:
+            await self.guard.failure(attempt, "wrong code")
             raise FactorError("OTP is wrong")
         async with self.db.transaction() as conn:
             result = await conn.execute(
@@ -360,7 +521,9 @@ class AccountService:
                 .values(totp_last_step=matched)
             )
         if result.rowcount != 1:
+            await self.guard.failure(attempt, "code already used")
             raise FactorError("OTP was already used")
+        await self.guard.success(attempt)
 
     # -- key password parameters ----------------------------------------------
 
@@ -378,14 +541,23 @@ class AccountService:
             ).one()
         return KeyParams(row[0], row[1], row[2], row[3])
 
+    def decoy_key_params(self, salt: bytes) -> KeyParams:
+        """Parameters for an IIN with no account (the caller derives a salt
+        stable per IIN), so a login challenge looks the same whether or not
+        the IIN is a customer."""
+        s = self.settings
+        return KeyParams(
+            salt[:ARGON2_SALT_BYTES], s.argon2_time_cost, s.argon2_memory_kib, s.argon2_parallelism
+        )
+
     # -- deletion -------------------------------------------------------------
 
-    async def delete_account(self, owner: Owner, otp: str | None) -> None:
-        """Withdrawal of consent: every feature erases what it keeps of the
-        owner (keys destroyed, certificates revoked, the face template
-        wiped), the TOTP seed is wiped and the access tokens revoked, in one
-        transaction. The audit trail and the cabinet stay (rules 12 and 14)."""
-        await self.verify_otp(owner.id, otp)
+    async def delete_account(self, owner: Owner) -> None:
+        """Withdrawal of consent (the caller has checked the factors): every
+        feature erases what it keeps of the owner (keys destroyed,
+        certificates revoked, the face template wiped), the TOTP seed is
+        wiped and the access tokens revoked, in one transaction. The audit
+        trail and the cabinet stay (rules 12 and 14)."""
         now = self.clock()
         after: list[AfterCommit] = []
         async with self.db.transaction() as conn:
@@ -396,7 +568,7 @@ class AccountService:
             await conn.execute(
                 update(owners)
                 .where(owners.c.id == owner.id)
-                .values(status="deleted", deleted_at=now, totp_sealed=None)
+                .values(status="deleted", deleted_at=now, totp_sealed=None, pending_until=None)
             )
             await conn.execute(
                 update(access_tokens)
@@ -406,15 +578,3 @@ class AccountService:
             await append_event(conn, EventType.ACCOUNT_DELETE, owner_id=owner.id, at=now)
         for done in after:
             done()
-
-
-def matching_step(totp: pyotp.TOTP, otp: str, now: datetime, window: int) -> int | None:
-    """The time step within `window` steps of `now` whose code is `otp`."""
-    current = totp.timecode(now)
-    period = totp.interval
-    steps: Sequence[int] = range(-window, window + 1)
-    for off in steps:
-        at = datetime.fromtimestamp(now.timestamp() + off * period, tz=now.tzinfo)
-        if secrets.compare_digest(totp.at(at), otp):
-            return current + off
-    return None

@@ -35,6 +35,10 @@ owners = Table(
     Column("status", String(16), nullable=False, server_default="active"),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("deleted_at", UTCDateTime()),
+    # pending: proofed, enrolment not finished; it lapses at this time.
+    Column("pending_until", UTCDateTime()),
+    # The proofing that established (or last re-established) this identity.
+    Column("proofing_id", String(36)),
     # Argon2id parameters the device uses to derive K_pw (public, per owner).
     Column("argon2_salt", LargeBinary(32), nullable=False),
     Column("argon2_time_cost", Integer, nullable=False),
@@ -45,7 +49,7 @@ owners = Table(
     Column("totp_confirmed_at", UTCDateTime()),
     Column("totp_last_step", BigInteger),
     CheckConstraint("kind IN ('person', 'organisation')", name="kind"),
-    CheckConstraint("status IN ('active', 'deleted')", name="status"),
+    CheckConstraint("status IN ('pending', 'active', 'deleted', 'lapsed')", name="status"),
 )
 Index(
     "uq_owners_identity",
@@ -65,6 +69,10 @@ access_tokens = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("expires_at", UTCDateTime(), nullable=False),
     Column("revoked", Boolean, nullable=False, server_default=text("false")),
+    # full: a login (two factors); enrolment: a redeemed proofing, for the
+    # steps of enrolment only.
+    Column("scope", String(16), nullable=False, server_default="full"),
+    Column("proofing_id", String(36)),
 )
 
 consents = Table(
@@ -75,6 +83,7 @@ consents = Table(
     Column("kind", String(32), nullable=False),  # personal_data | cloud_key_storage
     Column("text_version", String(32), nullable=False),
     Column("text_sha256", String(64), nullable=False),
+    Column("language", String(8), nullable=False, server_default="en"),
     Column("accepted_at", UTCDateTime(), nullable=False),
     UniqueConstraint("owner_id", "kind", "text_version", name="uq_consents_owner_kind_version"),
 )

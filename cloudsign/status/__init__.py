@@ -9,6 +9,7 @@ Public surface for the rest of the service:
 - `StatusUrls` for the TSA/OCSP/CRL URLs pyHanko needs.
 """
 
+from cloudsign.status.operations import StatusOperations
 from cloudsign.status.reasons import GROUNDS, RevocationReason, parse_reason
 from cloudsign.status.revocation import Revocation, RevocationService
 from cloudsign.status.services import StatusServices, StatusUrls, crl_policy
@@ -18,6 +19,7 @@ __all__ = [
     "Revocation",
     "RevocationReason",
     "RevocationService",
+    "StatusOperations",
     "StatusServices",
     "StatusUrls",
     "crl_policy",

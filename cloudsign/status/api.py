@@ -9,8 +9,8 @@ Protocol endpoints answer in their protocol's format, whatever happens:
 Publication: `GET /pki` (JSON), `/pki/index.html`, `/pki/notices` (HTML),
 `/pki/notices.json`, `/pki/notices.atom`, `/pki/ca/{ocsp,tsa}.{cer,pem}`.
 
-Operator API (Bearer `operator_token`, problem+json errors):
-`POST /api/v1/operator/revocations`, `POST /api/v1/operator/notices`.
+Operator listener (a signed-in operator, problem+json errors):
+`POST /operator/api/v1/revocations`, `/revocations/bulk`, `/notices`.
 """
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from cloudsign.appkeys import CA, STATUS
+from cloudsign.appkeys import CA, STATUS, STATUS_OPERATIONS
 from cloudsign.ca import to_pem
 from cloudsign.errors import NotFoundError, ServiceUnavailableError
+from cloudsign.operators import ApprovalPendingError, Role, current_operator, pending_response
 from cloudsign.status.crl import ISSUING, ROOT
 from cloudsign.status.notices import MAX_SERIALS as MAX_NOTICE_SERIALS
 from cloudsign.status.notices import MAX_TEXT as MAX_NOTICE_TEXT
@@ -36,9 +37,7 @@ from cloudsign.status.notices import Notice
 from cloudsign.status.ocsp import MALFORMED, MAX_REQUEST_BYTES
 from cloudsign.status.tsa import MAX_REQUEST_BYTES as MAX_TSA_BYTES
 from cloudsign.status.tsa import rejection
-from cloudsign.web.auth import require_operator
 from cloudsign.web.body import read_json
-from cloudsign.web.inputs import Fields
 
 routes = web.RouteTableDef()
 
@@ -307,40 +306,66 @@ async def notices_atom(request: web.Request) -> web.Response:
     return web.Response(body=body, content_type="application/atom+xml", charset="utf-8")
 
 
-# -- operator API --------------------------------------------------------------
+# -- operators (the operator listener) ------------------------------------------------
+
+#: Routes of the operator listener.
+operator_routes = web.RouteTableDef()
 
 
-def _actor(base: str, body: Fields) -> str:
-    name = body.optional_text("operator", max_len=100)
-    if name and name.strip():
-        return f"{base}:{name.strip()}"
-    return base
-
-
-@routes.post("/api/v1/operator/revocations")
+@operator_routes.post("/operator/api/v1/revocations")
 async def operator_revoke(request: web.Request) -> web.Response:
-    actor = require_operator(request)
+    """`{serial, reason[, reference]}`: revoked (201), or waiting for a
+    second operator (202) on the ground of a CA compromise."""
+    by = await current_operator(request, Role.REVOCATION)
     body = await read_json(request)
-    body.only({"serial", "reason", "operator", "reference"})
-    revocation = await request.app[STATUS].revocation.revoke(
-        body.text("serial", max_len=128),
-        body.text("reason", max_len=64),
-        _actor(actor, body),
-        reference=body.optional_text("reference", max_len=500),
-    )
+    body.only({"serial", "reason", "reference"})
+    try:
+        revocation = await request.app[STATUS_OPERATIONS].revoke(
+            by,
+            body.text("serial", max_len=128),
+            body.text("reason", max_len=64),
+            body.optional_text("reference", max_len=500),
+        )
+    except ApprovalPendingError as p:
+        return pending_response(p)
     return web.json_response(revocation.to_json(), status=201)
 
 
-@routes.post("/api/v1/operator/notices")
-async def operator_notice(request: web.Request) -> web.Response:
-    actor = require_operator(request)
+@operator_routes.post("/operator/api/v1/revocations/bulk")
+async def operator_revoke_many(request: web.Request) -> web.Response:
+    """`{serials, reason[, reference]}`: more than `bulk_revocation_threshold`
+    at once waits for a second operator (202)."""
+    by = await current_operator(request, Role.REVOCATION)
     body = await read_json(request)
-    body.only({"title", "summary", "measures", "serials", "operator"})
-    notice = await request.app[STATUS].notices.publish(
-        title=body.text("title", max_len=MAX_NOTICE_TITLE),
-        summary=body.text("summary", max_len=MAX_NOTICE_TEXT, multiline=True),
-        measures=body.text("measures", max_len=MAX_NOTICE_TEXT, multiline=True),
-        serials=body.texts("serials", max_items=MAX_NOTICE_SERIALS, max_len=128),
-        actor=_actor(actor, body),
-    )
+    body.only({"serials", "reason", "reference"})
+    try:
+        done = await request.app[STATUS_OPERATIONS].revoke_many(
+            by,
+            body.texts("serials", max_items=MAX_NOTICE_SERIALS, max_len=128, min_items=1),
+            body.text("reason", max_len=64),
+            body.optional_text("reference", max_len=500),
+        )
+    except ApprovalPendingError as p:
+        return pending_response(p)
+    return web.json_response({"revoked": [r.to_json() for r in done]}, status=201)
+
+
+@operator_routes.post("/operator/api/v1/notices")
+async def operator_notice(request: web.Request) -> web.Response:
+    """`{title, summary, measures[, serials][, ca_compromise]}`; a
+    CA-compromise notice waits for a second operator (202)."""
+    by = await current_operator(request, Role.REVOCATION, Role.SECURITY)
+    body = await read_json(request)
+    body.only({"title", "summary", "measures", "serials", "ca_compromise"})
+    try:
+        notice = await request.app[STATUS_OPERATIONS].publish(
+            by,
+            title=body.text("title", max_len=MAX_NOTICE_TITLE),
+            summary=body.text("summary", max_len=MAX_NOTICE_TEXT, multiline=True),
+            measures=body.text("measures", max_len=MAX_NOTICE_TEXT, multiline=True),
+            serials=body.texts("serials", max_items=MAX_NOTICE_SERIALS, max_len=128),
+            ca_compromise=body.boolean("ca_compromise"),
+        )
+    except ApprovalPendingError as p:
+        return pending_response(p)
     return web.json_response(notice.to_json(), status=201)

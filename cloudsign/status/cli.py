@@ -1,5 +1,8 @@
-"""Operator commands of the status services, registered on the `cloudsign`
-command line: `revoke` and `notice publish`.
+"""Server-side commands of the status services, registered on the
+`cloudsign` command line: `revoke` and `notice publish`, for the centre's
+administrators on the server itself (the actor recorded is their login
+name). Operators use the operator API or console; a CA-compromise
+revocation or notice needs two of them there and is refused here.
 
 Both write straight to the database (the server need not run); a running
 server picks a CLI revocation up within `status_poll_ms` and answers for it
@@ -18,7 +21,7 @@ from typing import Any
 
 from cloudsign.settings import Settings
 from cloudsign.status.notices import NoticeService
-from cloudsign.status.reasons import GROUNDS
+from cloudsign.status.reasons import GROUNDS, RevocationReason, parse_reason
 from cloudsign.status.revocation import RevocationService
 from cloudsign.storage import Database
 
@@ -40,6 +43,10 @@ async def _with_db(settings: Settings, fn: Callable[[Database], Any]) -> Any:
 
 
 def cmd_revoke(args: argparse.Namespace, load: SettingsLoader) -> int:
+    if parse_reason(args.reason) is RevocationReason.CA_COMPROMISE:
+        # Two operators must agree (the operator API); one shell does not.
+        raise SystemExit("cloudsign: a CA-compromise revocation needs two operators (operator API)")
+
     async def run(db: Database) -> dict[str, Any]:
         revocation = await RevocationService(db).revoke(
             args.serial, args.reason, _actor(args), reference=args.reference

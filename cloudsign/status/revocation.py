@@ -116,10 +116,31 @@ class RevocationService:
         at: datetime,
         reference: str | None = None,
     ) -> Revocation:
-        """`revoke` inside the caller's transaction (key deletion revokes in
-        the transaction that destroys the key). The caller calls `notify`
-        once it has committed; the watcher would find it within
+        """`revoke` inside the caller's transaction. The caller calls
+        `notify` once it has committed; the watcher would find it within
         `status_poll_ms` anyway."""
+        done = await self._revoke_in(conn, serial, reason, actor, at=at, reference=reference)
+        if done is None:
+            raise ConflictError(f"certificate {normalise_serial(serial)} is already revoked")
+        return done
+
+    async def revoke_if_good_in(
+        self, conn: AsyncConnection, serial: object, reason: object, actor: str, *, at: datetime
+    ) -> Revocation | None:
+        """`revoke_in`, or None when the certificate is revoked already (key
+        deletion after the owner revoked the certificate)."""
+        return await self._revoke_in(conn, serial, reason, actor, at=at, reference=None)
+
+    async def _revoke_in(
+        self,
+        conn: AsyncConnection,
+        serial: object,
+        reason: object,
+        actor: str,
+        *,
+        at: datetime,
+        reference: str | None,
+    ) -> Revocation | None:
         hex_serial = normalise_serial(serial)
         code = parse_reason(reason)
         actor = actor.strip()
@@ -143,7 +164,7 @@ class RevocationService:
         if row is None:
             raise NotFoundError(f"no certificate with serial {hex_serial}")
         if row.status != "good":
-            raise ConflictError(f"certificate {hex_serial} is already revoked")
+            return None
         await conn.execute(
             update(certificates)
             .where(certificates.c.serial == hex_serial, certificates.c.status == "good")

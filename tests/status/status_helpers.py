@@ -18,9 +18,9 @@ import aiohttp
 from asn1crypto import ocsp, pem, x509
 
 from cloudsign.settings import Settings
-from tests.helpers import FAST_SETTINGS, REPO
+from tests.helpers import REPO
+from tests.staff import STAFF
 
-OPERATOR_TOKEN = str(FAST_SETTINGS["operator_token"])
 T = TypeVar("T")
 
 
@@ -126,17 +126,26 @@ async def healthy(http: aiohttp.ClientSession, base_url: str) -> None:
         assert r.status == 200
 
 
-def operator_headers(token: str = OPERATOR_TOKEN) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
+def operator_headers(base_url: str, role: str = "revocation") -> dict[str, str]:
+    """The Bearer header of the server's signed-in operator with `role`
+    (tests/staff.py)."""
+    operator = getattr(STAFF[base_url], role)
+    return {"Authorization": f"Bearer {operator.token}"}
+
+
+def operator_url(base_url: str, path: str) -> str:
+    """`path` on the operator listener of the server at `base_url`."""
+    return STAFF[base_url].url + path
 
 
 async def operator_revoke(
     http: aiohttp.ClientSession, base_url: str, serial: str, reason: str, **extra: str
 ) -> tuple[int, dict[str, Any]]:
+    """A revocation officer revokes, over the operator listener."""
     async with http.post(
-        f"{base_url}/api/v1/operator/revocations",
+        operator_url(base_url, "/operator/api/v1/revocations"),
         json={"serial": serial, "reason": reason, **extra},
-        headers=operator_headers(),
+        headers=operator_headers(base_url),
     ) as r:
         return r.status, await r.json(content_type=None)
 

@@ -14,7 +14,7 @@ from asn1crypto import ocsp
 
 from cloudsign.appkeys import CA, STATUS
 from device_client.client import CloudsignClient
-from tests.helpers import enrolled
+from tests.helpers import enrolled, passed_face_check
 from tests.status.status_helpers import (
     cert_id,
     chain_files,
@@ -43,9 +43,7 @@ async def test_openssl_good_then_revoked_by_operator(
     assert f"{files.leaf}: good" in out, out
     assert "WARNING: no nonce" not in out and "nonce verify error" not in out.lower(), out
 
-    status, body = await operator_revoke(
-        http, base_url, files.serial, "key-compromise", operator="alice"
-    )
+    status, body = await operator_revoke(http, base_url, files.serial, "key-compromise")
     assert status == 201, body
     assert body["reason"] == "keyCompromise"
     # At once: the very next query, with a nonce, and the next one without.
@@ -64,7 +62,13 @@ async def test_revoked_after_owner_deletes_key(
     files = chain_files(tmp_path, cred)
     # Warm the cache with a pre-signed good answer: deletion must evict it.
     assert f"{files.leaf}: good" in await openssl_ocsp(files, base_url, "-no_nonce")
-    await client.delete_credential(cred["credential_id"], await totp.fresh_code())
+    face = await passed_face_check(client)
+    await client.delete_credential(
+        cred["credential_id"],
+        password="correct horse battery",
+        otp=await totp.fresh_code(),
+        face_challenge_id=face,
+    )
     out = await eventually(
         lambda: openssl_ocsp(files, base_url, "-no_nonce"),
         lambda o: f"{files.leaf}: revoked" in o,

@@ -14,7 +14,14 @@ from cloudsign.appkeys import DATABASE
 from cloudsign.storage.schema import events
 from device_client.client import CloudsignClient
 from tests.helpers import enrolled
-from tests.status.status_helpers import cli, healthy, operator_headers, operator_revoke
+from tests.staff import STAFF
+from tests.status.status_helpers import (
+    cli,
+    healthy,
+    operator_headers,
+    operator_revoke,
+    operator_url,
+)
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 
@@ -49,15 +56,21 @@ async def test_pki_listing_json_and_page(http: aiohttp.ClientSession, base_url: 
     assert listing["tsa"] in page and listing["delta_crl"] in page
 
 
-async def test_operator_api_needs_the_operator_token(
+async def test_operator_api_needs_a_signed_in_revocation_officer(
     http: aiohttp.ClientSession, base_url: str
 ) -> None:
-    url = f"{base_url}/api/v1/operator/revocations"
     body = {"serial": "abc", "reason": "key-compromise"}
+    # Not on the public listener at all.
+    async with http.post(f"{base_url}/operator/api/v1/revocations", json=body) as r:
+        assert r.status == 404
+    url = operator_url(base_url, "/operator/api/v1/revocations")
     async with http.post(url, json=body) as r:
         assert r.status == 401
         assert r.content_type == "application/problem+json"
-    async with http.post(url, json=body, headers=operator_headers("x" * 30)) as r:
+    async with http.post(url, json=body, headers={"Authorization": "Bearer " + "x" * 43}) as r:
+        assert r.status == 401
+    # Signed in, but an auditor: reads, never writes.
+    async with http.post(url, json=body, headers=operator_headers(base_url, "auditor")) as r:
         assert r.status == 403
         assert (await r.json(content_type=None))["code"] == "forbidden"
 
@@ -91,7 +104,7 @@ async def test_revocation_is_an_event_and_keeps_the_trail(
     assert status == 201
     async with app[DATABASE].read() as conn:
         rows = (
-            (await conn.execute(select(events).where(events.c.seq > before[-1][0])))
+            (await conn.execute(select(events).where(events.c.seq > max(before)[0])))
             .mappings()
             .all()
         )
@@ -103,7 +116,7 @@ async def test_revocation_is_an_event_and_keeps_the_trail(
     assert revoke[0]["data"] == {
         "serial": cred["certificate_serial"],
         "reason": "privilege_withdrawn",
-        "actor": "operator:api",
+        "actor": f"operator:{STAFF[base_url].revocation.username}",
         "reference": "No. 7-77/2026",
     }
 
@@ -112,17 +125,19 @@ async def test_notice_published_on_page_feed_json_and_as_event(
     http: aiohttp.ClientSession, base_url: str, app: Any, settings: Any
 ) -> None:
     title = "Owner key exposed <script>alert(1)</script>"
+    body = {
+        "title": title,
+        "summary": "A citizen reported that the device holding the password was stolen.",
+        "measures": "The certificate was revoked at once (keyCompromise).",
+        "serials": ["0A:BC"],
+    }
+    url = operator_url(base_url, "/operator/api/v1/notices")
+    # Who published is the signed-in operator; a name in the body is refused.
     async with http.post(
-        f"{base_url}/api/v1/operator/notices",
-        json={
-            "title": title,
-            "summary": "A citizen reported that the device holding the password was stolen.",
-            "measures": "The certificate was revoked at once (keyCompromise).",
-            "serials": ["0A:BC"],
-            "operator": "alice",
-        },
-        headers=operator_headers(),
+        url, json={**body, "operator": "alice"}, headers=operator_headers(base_url)
     ) as r:
+        assert r.status == 400
+    async with http.post(url, json=body, headers=operator_headers(base_url)) as r:
         assert r.status == 201, await r.text()
         notice = await r.json()
     assert notice["serials"] == ["abc"]
@@ -146,7 +161,7 @@ async def test_notice_published_on_page_feed_json_and_as_event(
             .all()
         )
     ev = next(r for r in rows if r["data"]["notice_id"] == notice["id"])
-    assert ev["data"]["actor"] == "operator:api:alice"
+    assert ev["data"]["actor"] == f"operator:{STAFF[base_url].revocation.username}"
     assert len(ev["data"]["sha256"]) == 64
 
     done = cli(
@@ -169,9 +184,9 @@ async def test_bad_notice_is_400(
     http: aiohttp.ClientSession, base_url: str, tmp_path: Path
 ) -> None:
     async with http.post(
-        f"{base_url}/api/v1/operator/notices",
+        operator_url(base_url, "/operator/api/v1/notices"),
         json={"title": "", "summary": "x", "measures": "y"},
-        headers=operator_headers(),
+        headers=operator_headers(base_url),
     ) as r:
         assert r.status == 400
         assert (await r.json(content_type=None))["field"] == "title"

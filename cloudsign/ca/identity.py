@@ -87,6 +87,12 @@ class Identity:
     def full_name(self) -> str:
         return f"{self.surname} {self.given_name}"
 
+    @staticmethod
+    def checked_email(email: str) -> str:
+        if not _EMAIL.fullmatch(email):
+            raise ValidationError("email is invalid", field="email")
+        return email
+
     @classmethod
     def from_json(cls, data: object) -> Identity:
         """An applicant's identity from a JSON object (or its `Fields`)."""
@@ -96,9 +102,7 @@ class Identity:
             "kind", {"person": "person", "organisation": "organisation"}, default="person"
         )
         iin = validate_iin(body.text("iin", max_len=12))
-        email = body.text("email", max_len=320)
-        if not _EMAIL.fullmatch(email):
-            raise ValidationError("email is invalid", field="email")
+        email = cls.checked_email(body.text("email", max_len=320))
         bin_ = ""
         organisation = ""
         if kind == "organisation":

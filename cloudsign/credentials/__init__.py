@@ -2,6 +2,7 @@
 one-time transport keys the key password travels under, and the wire forms
 of that password (service.py, transport.py)."""
 
+from cloudsign.credentials.api import DEFAULT_ALGORITHM, transport_key_json
 from cloudsign.credentials.service import (
     Credential,
     CredentialService,
@@ -16,6 +17,7 @@ from cloudsign.credentials.transport import (
 )
 
 __all__ = [
+    "DEFAULT_ALGORITHM",
     "Credential",
     "CredentialService",
     "CredentialSummary",
@@ -24,4 +26,5 @@ __all__ = [
     "TransportKeys",
     "parse_transport_message",
     "parse_transport_pin",
+    "transport_key_json",
 ]

@@ -1,47 +1,57 @@
-"""Credentials over HTTP: one-time transport keys, creating the cloud key
-and its certificate, listing and destroying it."""
+"""Credentials over HTTP: one-time transport keys, the cloud key and
+certificate that finish an enrolment, the list of an owner's credentials.
+Destroying or replacing a key needs every factor (cloudsign/lifecycle)."""
 
 from __future__ import annotations
 
 import base64
+from typing import Final
 
 from aiohttp import web
 
 from cloudsign.accounts import current_owner
-from cloudsign.appkeys import CA, CREDENTIALS, TRANSPORT_KEYS
+from cloudsign.appkeys import CA, CREDENTIALS, GUARD, LIMITS, TRANSPORT_KEYS
 from cloudsign.ca import to_pem
 from cloudsign.credentials.transport import (
     KDF,
     KEY_AGREEMENT,
     PURPOSES,
     WRAP,
+    TransportKey,
     parse_transport_message,
 )
 from cloudsign.web.body import read_json
-from cloudsign.web.params import path_id
 
 routes = web.RouteTableDef()
 
-DEFAULT_ALGORITHM = "ec-p256"
+DEFAULT_ALGORITHM: Final = "ec-p256"
+
+
+#: What an owner may ask a transport key for (logins have their own challenge).
+OWNER_PURPOSES: Final = {p: p for p in sorted(PURPOSES - {"login"})}
+
+
+def transport_key_json(key: TransportKey) -> dict[str, str]:
+    return {
+        "transport_key_id": key.id,
+        "public_key": base64.b64encode(key.public_key).decode(),
+        "expires_at": key.expires_at.isoformat(),
+        "key_agreement": KEY_AGREEMENT,
+        "kdf": KDF,
+        "wrap": WRAP,
+    }
 
 
 @routes.post("/api/v1/me/transport-keys")
 async def new_transport_key(request: web.Request) -> web.Response:
     owner = await current_owner(request)
     body = await read_json(request)
-    purpose = body.choice("purpose", {p: p for p in sorted(PURPOSES)})
-    key = await request.app[TRANSPORT_KEYS].issue(owner.id, purpose)
-    return web.json_response(
-        {
-            "transport_key_id": key.id,
-            "public_key": base64.b64encode(key.public_key).decode(),
-            "expires_at": key.expires_at.isoformat(),
-            "key_agreement": KEY_AGREEMENT,
-            "kdf": KDF,
-            "wrap": WRAP,
-        },
-        status=201,
+    purpose = body.choice("purpose", OWNER_PURPOSES)
+    await request.app[GUARD].counted(
+        [(request.app[LIMITS].transport_keys, owner.id)], factor="transport-key"
     )
+    key = await request.app[TRANSPORT_KEYS].issue(owner.id, purpose)
+    return web.json_response(transport_key_json(key), status=201)
 
 
 @routes.get("/api/v1/me/credentials")
@@ -72,7 +82,13 @@ async def create_credential(request: web.Request) -> web.Response:
     body = await read_json(request)
     message = parse_transport_message(body.obj("password_key"))
     algorithm = body.optional_text("algorithm", max_len=32) or DEFAULT_ALGORITHM
-    issued = await request.app[CREDENTIALS].create(owner, algorithm, message, body.otp())
+    issued = await request.app[CREDENTIALS].create(
+        owner,
+        algorithm,
+        message,
+        body.otp(),
+        body.optional_text("face_challenge_id", max_len=64),
+    )
     return web.json_response(
         {
             "credential_id": issued.id,
@@ -83,12 +99,3 @@ async def create_credential(request: web.Request) -> web.Response:
         },
         status=201,
     )
-
-
-@routes.delete("/api/v1/me/credentials/{credential_id}")
-async def delete_credential(request: web.Request) -> web.Response:
-    owner = await current_owner(request)
-    credential_id = path_id(request, "credential_id")
-    body = await read_json(request)
-    await request.app[CREDENTIALS].delete(owner, credential_id, body.otp())
-    return web.json_response({"deleted": True})

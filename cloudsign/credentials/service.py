@@ -13,6 +13,7 @@ through the revocation service, in one transaction.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
@@ -22,34 +23,55 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cloudsign.accounts import AccountService, AfterCommit, Owner
-from cloudsign.ca import CertificateAuthority, certificates, issue_and_register, serial_hex
+from cloudsign.accounts import ENROLMENT, AccountService, AfterCommit, Owner
+from cloudsign.ca import (
+    CertificateAuthority,
+    Identity,
+    certificates,
+    issue_and_register,
+    serial_hex,
+)
 from cloudsign.clock import Clock
 from cloudsign.credentials.tables import credentials
 from cloudsign.credentials.transport import TransportKeys
 from cloudsign.errors import (
     ConflictError,
     FactorError,
+    ForbiddenError,
     NotFoundError,
     PreconditionError,
     ValidationError,
 )
 from cloudsign.events import EventType, append_event
 from cloudsign.faces import FaceService
+from cloudsign.proofing import ProofingService
 from cloudsign.settings import CredentialSettings
 from cloudsign.status import RevocationService
 from cloudsign.storage import Database
 from hsm_bridge import (
     OWNER_KEY_ALGORITHMS,
+    CreatedKey,
     KeyAlgorithm,
     KeyCustody,
     TransportKeyError,
     TransportMessage,
+    UnlockedKey,
     UnsupportedAlgorithmError,
 )
 
-#: The revocation ground of a certificate whose key was destroyed.
+#: The revocation grounds of a certificate whose key was destroyed, or replaced.
 DELETION_GROUND: Final = "key-deletion"
+SUPERSEDED_GROUND: Final = "superseded"
+
+
+def _owner_algorithm(name: str) -> KeyAlgorithm:
+    try:
+        algorithm = KeyAlgorithm.parse(name)
+    except UnsupportedAlgorithmError as e:
+        raise ValidationError(e.message, field="algorithm") from e
+    if algorithm not in OWNER_KEY_ALGORITHMS:
+        raise ValidationError(f"{algorithm.value} is not offered for owner keys", field="algorithm")
+    return algorithm
 
 
 @dataclass(frozen=True)
@@ -98,6 +120,7 @@ class CredentialService:
         faces: FaceService,
         transport: TransportKeys,
         revocation: RevocationService,
+        proofing: ProofingService,
         settings: CredentialSettings,
         *,
         clock: Clock,
@@ -109,21 +132,30 @@ class CredentialService:
         self.faces = faces
         self.transport = transport
         self.revocation = revocation
+        self.proofing = proofing
         self.settings = settings
         self.clock = clock
 
     # -- creation -----------------------------------------------------------
 
     async def create(
-        self, owner: Owner, algorithm_name: str, message: TransportMessage, otp: str | None
+        self,
+        owner: Owner,
+        algorithm_name: str,
+        message: TransportMessage,
+        otp: str | None,
+        face_challenge_id: str | None,
     ) -> IssuedCredential:
-        try:
-            algorithm = KeyAlgorithm.parse(algorithm_name)
-        except UnsupportedAlgorithmError as e:
-            raise ValidationError(e.message, field="algorithm") from e
-        if algorithm not in OWNER_KEY_ALGORITHMS:
-            raise ValidationError(
-                f"{algorithm.value} is not offered for owner keys", field="algorithm"
+        """The key and certificate that finish an enrolment: needs the
+        enrolment token of a redeemed proofing, the consents, a confirmed
+        TOTP (and a fresh code), a face check passed just now against the
+        proofed face, and the new key password wrapped for a transport key.
+        A re-proofed owner's old key is destroyed (superseded) with it."""
+        algorithm = _owner_algorithm(algorithm_name)
+        if owner.scope != ENROLMENT or owner.proofing_id is None:
+            raise ForbiddenError(
+                "a new key needs a fresh identity proofing (activation), "
+                "or the current key's factors (rekey)"
             )
         missing = await self.accounts.missing_consents(owner.id)
         if missing:
@@ -132,23 +164,107 @@ class CredentialService:
             raise PreconditionError("TOTP must be set up and confirmed first")
         if self.settings.require_face and not await self.faces.enrolled(owner.id):
             raise PreconditionError("the face must be enrolled first")
-        if await self._has_active(owner.id):
-            raise ConflictError("this owner already has an active credential")
         await self.accounts.verify_otp(owner.id, otp)
+        if self.settings.require_face:
+            await self.faces.consume(owner.id, face_challenge_id)
+        new_key = await self._new_key(owner.id, algorithm, message)
+        identity = await self.accounts.identity(owner.id)
+        proofing_id = owner.proofing_id
+        revoked: list[str] = []
+
+        async def finish(conn: AsyncConnection, now: datetime) -> None:
+            revoked.extend(await self._destroy_all(conn, owner.id, now, SUPERSEDED_GROUND))
+            await self.accounts.activate(conn, owner.id)
+            await self.accounts.upgrade_token(conn, owner.id, proofing_id)
+            await self.proofing.consume(conn, proofing_id, owner.id)
+
+        issued = await self._store(owner.id, identity, algorithm, new_key, finish)
+        for serial in revoked:
+            self.revocation.notify(serial)
+        return issued
+
+    async def rekey(
+        self, owner: Owner, old: Credential, algorithm_name: str, message: TransportMessage
+    ) -> IssuedCredential:
+        """A new key (and certificate) replacing `old`, whose factors the
+        caller has checked (cloudsign/lifecycle); the old one is destroyed
+        and its certificate revoked as superseded."""
+        algorithm = _owner_algorithm(algorithm_name)
+        new_key = await self._new_key(owner.id, algorithm, message)
+        identity = await self.accounts.identity(owner.id)
+        revoked: list[str] = []
+
+        async def finish(conn: AsyncConnection, now: datetime) -> None:
+            serial = await self._destroy(conn, owner.id, old.id, now, SUPERSEDED_GROUND)
+            if serial is None:
+                raise ConflictError("the credential to replace is no longer active")
+            revoked.append(serial)
+
+        issued = await self._store(owner.id, identity, algorithm, new_key, finish)
+        for serial in revoked:
+            self.revocation.notify(serial)
+        return issued
+
+    async def change_password(
+        self, owner: Owner, cred: Credential, unlocked: UnlockedKey, message: TransportMessage
+    ) -> None:
+        """The same key under a new password (the caller checked the
+        factors, the current password among them): the HSM seals the opened
+        key again under the new K_pw; the certificate stays."""
         await self.transport.consume(owner.id, "credential.create", message.transport_key_id)
+        try:
+            blob = await self.custody.rewrap_owner_key(unlocked, message)
+        except TransportKeyError as e:
+            raise FactorError("the wrapped new password could not be opened by the HSM") from e
+        now = self.clock()
+        async with self.db.transaction() as conn:
+            done = await conn.execute(
+                update(credentials)
+                .where(credentials.c.id == cred.id, credentials.c.status == "active")
+                .values(key_blob=blob)
+            )
+            if done.rowcount != 1:
+                raise ConflictError("the credential is no longer active")
+            await append_event(
+                conn,
+                EventType.FACTOR_CHANGE,
+                owner_id=owner.id,
+                credential_id=cred.id,
+                data={"factor": "password"},
+                at=now,
+            )
+
+    async def _new_key(
+        self, owner_id: str, algorithm: KeyAlgorithm, message: TransportMessage
+    ) -> tuple[str, CreatedKey]:
+        await self.transport.consume(owner_id, "credential.create", message.transport_key_id)
         credential_id = str(uuid.uuid4())
         try:
-            created = await self.custody.create_owner_key(message, algorithm, credential_id)
+            return credential_id, await self.custody.create_owner_key(
+                message, algorithm, credential_id
+            )
         except TransportKeyError as e:
             raise FactorError("the wrapped key password could not be opened by the HSM") from e
-        identity = await self.accounts.identity(owner.id)
+
+    async def _store(
+        self,
+        owner_id: str,
+        identity: Identity,
+        algorithm: KeyAlgorithm,
+        new_key: tuple[str, CreatedKey],
+        finish: Callable[[AsyncConnection, datetime], Awaitable[None]],
+    ) -> IssuedCredential:
+        """The credential, its certificate and their events, with `finish`,
+        in one transaction."""
+        credential_id, created = new_key
         now = self.clock()
         try:
             async with self.db.transaction() as conn:
+                await finish(conn, now)
                 await conn.execute(
                     credentials.insert().values(
                         id=credential_id,
-                        owner_id=owner.id,
+                        owner_id=owner_id,
                         status="active",
                         key_algorithm=algorithm.value,
                         public_key=created.public_key_info,
@@ -159,7 +275,7 @@ class CredentialService:
                 await append_event(
                     conn,
                     EventType.KEY_CREATE,
-                    owner_id=owner.id,
+                    owner_id=owner_id,
                     credential_id=credential_id,
                     data={"algorithm": algorithm.value},
                     at=now,
@@ -170,7 +286,7 @@ class CredentialService:
                     identity,
                     created.public_key_info,
                     at=now,
-                    owner_id=owner.id,
+                    owner_id=owner_id,
                     credential_id=credential_id,
                 )
                 serial = serial_hex(cert.serial_number)
@@ -275,24 +391,12 @@ class CredentialService:
 
     # -- destruction ----------------------------------------------------------
 
-    async def delete(self, owner: Owner, credential_id: str, otp: str | None) -> None:
+    async def delete(self, owner: Owner, cred: Credential) -> None:
         """Destroy the key (the blob is its only stored form) and revoke its
-        certificate. No recovery: a new key means a new certificate."""
-        async with self.db.read() as conn:
-            row = (
-                await conn.execute(
-                    select(credentials.c.certificate_serial).where(
-                        credentials.c.id == credential_id,
-                        credentials.c.owner_id == owner.id,
-                        credentials.c.status == "active",
-                    )
-                )
-            ).first()
-        if row is None:
-            raise NotFoundError("no active credential with this id")
-        await self.accounts.verify_otp(owner.id, otp)
+        certificate (the caller checked the factors). No recovery: a new key
+        means a new certificate."""
         async with self.db.transaction() as conn:
-            serial = await self._destroy(conn, owner.id, credential_id, self.clock())
+            serial = await self._destroy(conn, owner.id, cred.id, self.clock(), DELETION_GROUND)
             if serial is None:
                 raise NotFoundError("no active credential with this id")
         self.revocation.notify(serial)
@@ -302,14 +406,7 @@ class CredentialService:
     ) -> AfterCommit | None:
         """Account deletion: every active key destroyed, its certificate
         revoked (accounts.AccountEraser)."""
-        ids = (
-            await conn.execute(
-                select(credentials.c.id).where(
-                    credentials.c.owner_id == owner_id, credentials.c.status == "active"
-                )
-            )
-        ).all()
-        serials = [s for (cid,) in ids if (s := await self._destroy(conn, owner_id, cid, at))]
+        serials = await self._destroy_all(conn, owner_id, at, DELETION_GROUND)
 
         def announce() -> None:
             for serial in serials:
@@ -317,12 +414,24 @@ class CredentialService:
 
         return announce
 
+    async def _destroy_all(
+        self, conn: AsyncConnection, owner_id: str, at: datetime, ground: str
+    ) -> list[str]:
+        ids = (
+            await conn.execute(
+                select(credentials.c.id).where(
+                    credentials.c.owner_id == owner_id, credentials.c.status == "active"
+                )
+            )
+        ).all()
+        return [s for (cid,) in ids if (s := await self._destroy(conn, owner_id, cid, at, ground))]
+
     async def _destroy(
-        self, conn: AsyncConnection, owner_id: str, credential_id: str, at: datetime
+        self, conn: AsyncConnection, owner_id: str, credential_id: str, at: datetime, ground: str
     ) -> str | None:
         """Inside the caller's transaction: wipe the blob, revoke the
-        certificate, log both; the revoked serial, or None if the credential
-        was not active."""
+        certificate (unless the owner revoked it before), log both; the
+        certificate's serial, or None if the credential was not active."""
         serial = (
             await conn.execute(
                 update(credentials)
@@ -336,5 +445,5 @@ class CredentialService:
         await append_event(
             conn, EventType.KEY_DESTROY, owner_id=owner_id, credential_id=credential_id, at=at
         )
-        await self.revocation.revoke_in(conn, serial, DELETION_GROUND, f"owner:{owner_id}", at=at)
+        await self.revocation.revoke_if_good_in(conn, serial, ground, f"owner:{owner_id}", at=at)
         return str(serial)

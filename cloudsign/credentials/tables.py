@@ -12,7 +12,8 @@ transport_keys = Table(
     "transport_keys",
     metadata,
     Column("id", String(36), primary_key=True),
-    Column("owner_id", String(36), ForeignKey("owners.id"), nullable=False, index=True),
+    # NULL: issued for a login of an IIN no account has (a decoy)
+    Column("owner_id", String(36), ForeignKey("owners.id"), index=True),
     Column("purpose", String(32), nullable=False),
     Column("public_key", LargeBinary, nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),

@@ -32,7 +32,7 @@ from cloudsign.storage import Database
 from cloudsign.web.inputs import Fields, check_text, decode_b64
 from hsm_bridge import InvalidTransportMessageError, KeyCustody, TransportMessage
 
-PURPOSES: Final = frozenset({"credential.create", "authorize"})
+PURPOSES: Final = frozenset({"credential.create", "authorize", "login"})
 #: The JSON form's fields.
 TRANSPORT_FIELDS: Final = frozenset({"transport_key_id", "device_public_key", "wrapped_key"})
 PIN_PREFIX: Final = "CSPW1"
@@ -100,7 +100,9 @@ class TransportKeys:
         self.ttl = ttl
         self.clock = clock
 
-    async def issue(self, owner_id: str, purpose: str) -> TransportKey:
+    async def issue(self, owner_id: str | None, purpose: str) -> TransportKey:
+        """A one-time key for `owner_id` (None: a login for an IIN no account
+        has, which must look like any other)."""
         if purpose not in PURPOSES:
             raise ValidationError("unknown transport key purpose", field="purpose")
         key_id = str(uuid.uuid4())

@@ -1,5 +1,6 @@
-"""The face factor over HTTP: enrol the reference face, get a liveness
-challenge, submit the burst captured for it."""
+"""The face factor over HTTP: get a liveness challenge, submit the burst
+captured for it. The reference face comes from identity proofing
+(cloudsign/proofing); replacing it needs every factor (cloudsign/lifecycle)."""
 
 from __future__ import annotations
 
@@ -8,48 +9,20 @@ from typing import Final
 from aiohttp import web
 
 from cloudsign.accounts import current_owner
-from cloudsign.appkeys import ACCOUNTS, FACES, SETTINGS
+from cloudsign.appkeys import FACES, SETTINGS
 from cloudsign.faces.service import BurstVerdict
 from cloudsign.web.body import read_images
-from cloudsign.web.params import header_digits, path_id
+from cloudsign.web.params import path_id
 from cloudsign.web.problems import problem
 
 routes = web.RouteTableDef()
 
-MAX_ENROL_IMAGES: Final = 3
 MAX_BURST_FRAMES: Final = 16
 
 
 def verdict_json(v: BurstVerdict) -> dict[str, object]:
-    return {
-        "challenge_id": v.challenge_id,
-        "passed": v.passed,
-        "reason": v.reason,
-        "score": v.score,
-        "threshold": v.threshold,
-    }
-
-
-@routes.post("/api/v1/me/face")
-async def enrol_face(request: web.Request) -> web.Response:
-    """1..3 photos. Replacing an enrolled face needs a fresh TOTP code
-    (`X-OTP` header), so a stolen access token cannot swap the face."""
-    owner = await current_owner(request)
-    faces = request.app[FACES]
-    if owner.totp_confirmed and await faces.enrolled(owner.id):
-        otp = header_digits(request, "X-OTP", min_len=6, max_len=8)
-        await request.app[ACCOUNTS].verify_otp(owner.id, otp)
-    images = await read_images(
-        request,
-        field_name="image",
-        max_count=MAX_ENROL_IMAGES,
-        limit=request.app[SETTINGS].max_upload_bytes,
-    )
-    done = await faces.enrol(owner.id, images)
-    return web.json_response(
-        {"enrolled": True, "images": done.images, "enrolled_at": done.enrolled_at.isoformat()},
-        status=201,
-    )
+    # No distance, no threshold: they would tell an impostor how close it came.
+    return {"challenge_id": v.challenge_id, "passed": v.passed, "reason": v.reason}
 
 
 @routes.post("/api/v1/me/face-challenges")

@@ -43,8 +43,10 @@ from cloudsign.errors import (
 )
 from cloudsign.events import EventType, append_event
 from cloudsign.faces.tables import face_challenges, face_frames_seen, face_templates
+from cloudsign.guard import Guard, Limits
 from cloudsign.settings import FaceSettings
 from cloudsign.storage import Database
+from cloudsign.web.client import client_address
 from hsm_bridge import Sealer
 
 TEMPLATE_AAD_LABEL: Final = b"cloudsign/face-template/v1\x00"
@@ -113,11 +115,13 @@ class IssuedChallenge:
 
 @dataclass(frozen=True)
 class BurstVerdict:
+    """What a client learns of a burst: passed or not, and why not. The
+    distance and the threshold stay inside: they would teach an impostor
+    how close a forgery came."""
+
     challenge_id: str
     passed: bool
     reason: str
-    score: float | None
-    threshold: float
 
 
 class FaceService:
@@ -127,6 +131,8 @@ class FaceService:
         sealer: Sealer,
         pool: FaceWorkerPool,
         settings: FaceSettings,
+        guard: Guard,
+        limits: Limits,
         *,
         clock: Clock,
     ) -> None:
@@ -134,22 +140,92 @@ class FaceService:
         self.sealer = sealer
         self.pool = pool
         self.settings = settings
+        self.guard = guard
+        self.limits = limits
         self.clock = clock
 
-    async def enrol(self, owner_id: str, images: list[bytes]) -> FaceEnrolment:
-        """Build the reference template from 1..3 images; replaces any earlier one."""
+    async def replacement(self, owner_id: str, images: list[bytes]) -> FaceTemplate:
+        """A new reference template from 1..3 images, which must be the same
+        face as the current template (a different face is a new identity
+        proofing, not a replacement). Nothing is stored yet."""
+        # Face work costs CPU: counted like a challenge.
+        await self.guard.counted([(self.limits.challenges, owner_id)], factor="face-replacement")
         try:
             template = await self.pool.enrol(images)
         except BiometricsError as e:
             raise translate(e) from e
-        sealed = await self.sealer.seal("biometric", template.to_bytes(), _template_aad(owner_id))
+        if (await self._template(owner_id)).distance_to(template) > self.settings.match_threshold:
+            raise FaceRefusedError(
+                "these images are not the enrolled face; a new face needs a new identity "
+                "proofing at a registration desk",
+                "face_mismatch",
+            )
+        return template
+
+    async def replace(self, owner_id: str, template: FaceTemplate) -> FaceEnrolment:
+        """Install a `replacement`; the caller has checked the other factors
+        and a live match against the current template (cloudsign/lifecycle)."""
         now = self.clock()
         async with self.db.transaction() as conn:
-            await _upsert_template(conn, owner_id, sealed, now)
-            await append_event(
-                conn, EventType.FACE_ENROL, owner_id=owner_id, data={"images": len(images)}, at=now
+            await self.install_template(conn, owner_id, template, now, source="replacement")
+        return FaceEnrolment(template.images, now)
+
+    async def install_template(
+        self,
+        conn: AsyncConnection,
+        owner_id: str,
+        template: FaceTemplate,
+        at: datetime,
+        *,
+        source: str,
+    ) -> None:
+        """Inside the caller's transaction: this template is the owner's
+        reference from now on (a proofing's capture, or a replacement)."""
+        sealed = await self.sealer.seal("biometric", template.to_bytes(), _template_aad(owner_id))
+        await _upsert_template(conn, owner_id, sealed, at)
+        await append_event(
+            conn, EventType.FACE_ENROL, owner_id=owner_id, data={"source": source}, at=at
+        )
+
+    # -- live captures for identity proofing -------------------------------------
+
+    def fresh_challenge(self) -> Challenge:
+        return Challenge.new(
+            vocabulary=self.settings.liveness_vocabulary,
+            length=self.settings.liveness_action_count,
+            lifetime=self.settings.challenge_ttl,
+            now=self.clock(),
+        )
+
+    async def capture_live(self, frames: list[bytes], challenge: Challenge) -> FaceTemplate:
+        """A face captured live (the challenge's actions), as a template:
+        what a registration officer records at the desk."""
+        try:
+            verdict, template = await self.pool.enrol_live(frames, challenge, now=self.clock())
+        except BiometricsError as e:
+            raise translate(e) from e
+        if not verdict.accepted or template is None:
+            raise FaceRefusedError(
+                f"the capture was refused: {verdict.reason.value}", verdict.reason.value
             )
-        return FaceEnrolment(len(images), now)
+        return template
+
+    async def reference_from_photo(self, photo: bytes) -> FaceTemplate:
+        """A template from an official reference photo (the registry's)."""
+        try:
+            return await self.pool.enrol([photo])
+        except BiometricsError as e:
+            raise translate(e) from e
+
+    async def matches_live(
+        self, template: FaceTemplate, frames: list[bytes], challenge: Challenge
+    ) -> tuple[bool, str]:
+        """Liveness and a match against `template` (no account involved)."""
+        try:
+            verdict = await self.pool.verify(template, frames, challenge, now=self.clock())
+        except BiometricsError as e:
+            raise translate(e) from e
+        return verdict.accepted, verdict.reason.value
 
     async def enrolled(self, owner_id: str) -> bool:
         async with self.db.read() as conn:
@@ -181,12 +257,8 @@ class FaceService:
 
     async def new_challenge(self, owner_id: str) -> IssuedChallenge:
         await self._template(owner_id)  # refuse early if there is nothing to match
-        challenge = Challenge.new(
-            vocabulary=self.settings.liveness_vocabulary,
-            length=self.settings.liveness_action_count,
-            lifetime=self.settings.challenge_ttl,
-            now=self.clock(),
-        )
+        await self.guard.counted([(self.limits.challenges, owner_id)], factor="face-challenge")
+        challenge = self.fresh_challenge()
         challenge_id = str(uuid.uuid4())
         async with self.db.transaction() as conn:
             await conn.execute(
@@ -234,16 +306,28 @@ class FaceService:
             if claimed.rowcount != 1:
                 raise ConflictError("face challenge already used or expired; request a new one")
         challenge = Challenge.from_dict(row[0])
+        # Counted before any matching: parallel bursts cannot exceed the limit.
+        attempt = await self.guard.attempt(
+            [(self.limits.face, owner_id), (self.limits.address, client_address())],
+            factor="face",
+            owner_id=owner_id,
+        )
         digests = sorted({hashlib.sha256(f).hexdigest() for f in frames})
         replayed = await self._remember_frames(owner_id, digests, now)
         if replayed:
+            await self.guard.failure(attempt, "burst_replayed")
             return await self._decide(owner_id, challenge_id, False, "burst_replayed", None)
         template = await self._template(owner_id)
         try:
             verdict = await self.pool.verify(template, frames, challenge, now=now)
         except BiometricsError as e:
+            await self.guard.failure(attempt, e.code)
             await self._decide(owner_id, challenge_id, False, e.code, None)
             raise translate(e) from e
+        if verdict.accepted:
+            await self.guard.success(attempt)
+        else:
+            await self.guard.failure(attempt, verdict.reason.value)
         return await self._decide(
             owner_id, challenge_id, verdict.accepted, verdict.reason.value, verdict.score
         )
@@ -285,21 +369,7 @@ class FaceService:
                     decided_at=now,
                 )
             )
-            if not accepted:
-                await append_event(
-                    conn,
-                    EventType.AUTH_FAILURE,
-                    owner_id=owner_id,
-                    data={"factor": "face", "reason": reason},
-                    at=now,
-                )
-        return BurstVerdict(
-            challenge_id,
-            accepted,
-            reason,
-            round(score, 4) if score is not None else None,
-            self.settings.match_threshold,
-        )
+        return BurstVerdict(challenge_id, accepted, reason)
 
     async def consume(self, owner_id: str, challenge_id: object) -> None:
         """Spend a passed face check on one authorisation."""

@@ -4,7 +4,7 @@ and the citizen API and CSC API over them."""
 
 from cloudsign.signing.cabinet import Cabinet, SignedDocument, StoredSignature
 from cloudsign.signing.cms import DocumentWorker
-from cloudsign.signing.factors import CredentialLockedError, FactorCheck, Lockout
+from cloudsign.signing.factors import FactorCheck
 from cloudsign.signing.sad import Authorization, SadError, SadStore
 from cloudsign.signing.service import (
     AUTH_EXPRESSION,
@@ -18,11 +18,9 @@ __all__ = [
     "Authorization",
     "AuthorizeRequest",
     "Cabinet",
-    "CredentialLockedError",
     "DocumentRequest",
     "DocumentWorker",
     "FactorCheck",
-    "Lockout",
     "SadError",
     "SadStore",
     "SignedDocument",

@@ -14,9 +14,9 @@ from cloudsign.accounts import current_owner
 from cloudsign.appkeys import CABINET, CREDENTIALS, REVOCATION, SETTINGS, SIGNING
 from cloudsign.credentials import parse_transport_message
 from cloudsign.errors import ValidationError
+from cloudsign.operators import Role, current_operator
 from cloudsign.signing.cabinet import SignedDocument
 from cloudsign.signing.service import AuthorizeRequest, DocumentRequest
-from cloudsign.web.auth import require_auditor
 from cloudsign.web.body import read_json
 from cloudsign.web.inputs import Fields
 from cloudsign.web.params import path_id, query_text
@@ -199,10 +199,14 @@ async def my_document(request: web.Request) -> web.Response:
     return _download(signature_id, stored.format, stored.name, stored.signature)
 
 
-@routes.get("/api/v1/audit/documents")
+#: Routes of the operator listener.
+operator_routes = web.RouteTableDef()
+
+
+@operator_routes.get("/operator/api/v1/audit/documents")
 async def auditor_documents(request: web.Request) -> web.Response:
     """Read-only auditor view: every signed document, without document names."""
-    require_auditor(request)
+    await current_operator(request, Role.AUDITOR)
     owner_id = query_text(request, "owner_id", max_len=64)
     documents = await request.app[CABINET].documents(owner_id)
     return web.json_response([_document_json(d, with_name=False) for d in documents])

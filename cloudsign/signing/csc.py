@@ -23,7 +23,7 @@ from aiohttp import web
 from asn1crypto import x509
 
 from cloudsign.accounts import current_owner
-from cloudsign.appkeys import CA, CREDENTIALS, LOCKOUT, SETTINGS, SIGNING
+from cloudsign.appkeys import CA, CREDENTIALS, SETTINGS, SIGNING
 from cloudsign.credentials import parse_transport_pin
 from cloudsign.errors import ValidationError
 from cloudsign.signing.algorithms import implied_hash, signature_mechanisms
@@ -118,7 +118,7 @@ async def credentials_info(request: web.Request) -> web.Response:
     )
     chain = [cert] + (request.app[CA].chain if which == "chain" else [])
     settings = request.app[SETTINGS]
-    locked = await request.app[LOCKOUT].locked_until(cred.id) is not None
+    locked = await request.app[SIGNING].factors.locked_until(cred.id) is not None
     body: dict[str, Any] = {
         "description": f"{cred.algorithm.value} key of {cert.subject.native.get('common_name')}",
         "key": {

@@ -1,9 +1,8 @@
-"""Tables of signing: the personal cabinet of signed documents, and the
-failed-authorisation count and lock of each credential."""
+"""Tables of signing: the personal cabinet of signed documents."""
 
 from __future__ import annotations
 
-from sqlalchemy import Column, ForeignKey, Index, Integer, LargeBinary, String, Table
+from sqlalchemy import Column, ForeignKey, Index, LargeBinary, String, Table
 
 from cloudsign.storage.schema import metadata
 from cloudsign.storage.types import UTCDateTime
@@ -25,13 +24,4 @@ signed_documents = Table(
 )
 Index(
     "ix_signed_documents_owner_signed_at", signed_documents.c.owner_id, signed_documents.c.signed_at
-)
-
-#: Failed authorisations since the last success, and the lock they set.
-credential_lockouts = Table(
-    "credential_lockouts",
-    metadata,
-    Column("credential_id", String(36), ForeignKey("credentials.id"), primary_key=True),
-    Column("failed_attempts", Integer, nullable=False, server_default="0"),
-    Column("locked_until", UTCDateTime()),
 )

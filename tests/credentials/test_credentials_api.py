@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from asn1crypto import x509
 from sqlalchemy import func, select
@@ -17,9 +17,18 @@ from cloudsign.ca.identity import check_digit
 from cloudsign.ca.tables import certificates
 from cloudsign.credentials.tables import credentials
 from cloudsign.storage.schema import events
-from device_client.client import ApiError, CloudsignClient
-from tests.face_images import photo
-from tests.helpers import enrolled, make_bin, person
+from device_client.client import ApiError, CloudsignClient, TotpDevice
+from tests.face_images import live_burst
+from tests.helpers import (
+    activated,
+    enrolled,
+    make_bin,
+    new_client,
+    passed_face_check,
+    person,
+)
+
+PASSWORD = "correct horse battery"
 
 WRONG_CHECK_DIGIT_IIN = "90010131234" + str(((check_digit("90010131234") or 0) + 1) % 10)
 
@@ -118,7 +127,12 @@ async def test_events_written_with_the_change(client: CloudsignClient, app: Any)
     assert all(r[1] == client.owner_id for r in rows)
     assert all(r[2].tzinfo is not None for r in rows)
 
-    await client.delete_credential(cred["credential_id"], await totp.fresh_code())
+    await client.delete_credential(
+        cred["credential_id"],
+        password=PASSWORD,
+        face_challenge_id=await passed_face_check(client),
+        otp=await totp.fresh_code(),
+    )
     async with db.read() as conn:
         kinds = (
             (
@@ -152,115 +166,152 @@ async def test_events_written_with_the_change(client: CloudsignClient, app: Any)
     assert listed[0]["status"] == "deleted"
     # Deleting again: nothing left to delete.
     with pytest.raises(ApiError) as err:
-        await client.delete_credential(cred["credential_id"], await totp.fresh_code())
+        await client.delete_credential(
+            cred["credential_id"],
+            password=PASSWORD,
+            face_challenge_id=await passed_face_check(client),
+            otp=await totp.fresh_code(),
+        )
     assert err.value.status == 404
 
 
-async def test_replayed_transport_message_is_refused(client: CloudsignClient) -> None:
-    await client.create_account(person())
+async def _enrolment(client: CloudsignClient) -> TotpDevice:
+    """Proofed and activated, consents and TOTP done: the key is next."""
+    await activated(client)
     await client.accept_consents()
-    totp = await client.setup_totp()
-    await client.enrol_face([photo("obama_1.jpg")])
-    wrapped = await client.wrap_password("pw-1", "credential.create")
-    body = {"algorithm": "ec-p256", "password_key": wrapped.to_json()}
-    await client.request("POST", "/api/v1/me/credentials", {**body, "otp": await totp.fresh_code()})
-    creds = await client.credentials()
-    await client.delete_credential(creds[0]["credential_id"], await totp.fresh_code())
+    return await client.setup_totp()
+
+
+async def _create(
+    client: CloudsignClient, wrapped: Any, otp: str | None, face: str | None
+) -> dict[str, Any]:
+    result: dict[str, Any] = await client.request(
+        "POST",
+        "/api/v1/me/credentials",
+        {
+            "algorithm": "ec-p256",
+            "password_key": wrapped.to_json(),
+            "otp": otp,
+            "face_challenge_id": face,
+        },
+    )
+    return result
+
+
+async def test_no_certificate_without_identity_proofing(
+    client: CloudsignClient, http: aiohttp.ClientSession, base_url: str
+) -> None:
+    """No token, or a full session of a citizen who already has a key: no
+    new key; an enrolment session of a redeemed proofing backs exactly one."""
+    anonymous = new_client(base_url, http)
     with pytest.raises(ApiError) as err:
-        await client.request(
-            "POST", "/api/v1/me/credentials", {**body, "otp": await totp.fresh_code()}
+        await anonymous.request("POST", "/api/v1/me/credentials", {"algorithm": "ec-p256"})
+    assert err.value.status == 401
+    # The old self-service routes are gone.
+    for path in ("/api/v1/owners", "/portal/session/register"):
+        async with http.post(base_url + path, json=person()) as resp:
+            assert resp.status in (404, 405), path
+    totp, cred = await enrolled(client)
+    wrapped = await client.wrap_password(PASSWORD, "credential.create")
+    face = await passed_face_check(client)
+    with pytest.raises(ApiError) as err:
+        await _create(client, wrapped, await totp.fresh_code(), face)
+    assert err.value.status == 403
+    assert "proofing" in err.value.body["detail"]
+    assert [c["credential_id"] for c in await client.credentials()] == [cred["credential_id"]]
+
+
+async def test_a_redeemed_proofing_backs_one_key(client: CloudsignClient) -> None:
+    totp = await _enrolment(client)
+    face = await passed_face_check(client)
+    await _create(
+        client,
+        await client.wrap_password(PASSWORD, "credential.create"),
+        await totp.fresh_code(),
+        face,
+    )
+    # The session is a full one now, and a second key needs a new proofing.
+    assert (await client.request("GET", "/api/v1/me"))["session"] == "full"
+    face = await passed_face_check(client)
+    with pytest.raises(ApiError) as err:
+        await _create(
+            client,
+            await client.wrap_password(PASSWORD, "credential.create"),
+            await totp.fresh_code(),
+            face,
         )
-    assert err.value.status == 409
-    assert "transport key" in err.value.body["detail"]
-    assert len([c for c in await client.credentials() if c["status"] == "active"]) == 0
+    assert err.value.status == 403
+    assert len(await client.credentials()) == 1
 
 
 async def test_otp_wrong_or_replayed_is_refused(client: CloudsignClient) -> None:
-    await client.create_account(person())
-    await client.accept_consents()
-    totp = await client.setup_totp()
-    await client.enrol_face([photo("obama_1.jpg")])
+    totp = await _enrolment(client)
     wrapped = await client.wrap_password("pw", "credential.create")
+    face = await passed_face_check(client)
     code = await totp.fresh_code()
     wrong = f"{(int(code) + 1) % 1_000_000:06d}"
     with pytest.raises(ApiError) as err:
-        await client.request(
-            "POST",
-            "/api/v1/me/credentials",
-            {"algorithm": "ec-p256", "password_key": wrapped.to_json(), "otp": wrong},
-        )
+        await _create(client, wrapped, wrong, face)
     assert err.value.status == 403 and err.value.code == "factor_failed"
-    await client.request(
-        "POST",
-        "/api/v1/me/credentials",
-        {"algorithm": "ec-p256", "password_key": wrapped.to_json(), "otp": code},
-    )
+    # The wrong code spent neither the face check nor the transport key.
+    await _create(client, wrapped, code, face)
     creds = await client.credentials()
     with pytest.raises(ApiError) as err:
-        await client.delete_credential(creds[0]["credential_id"], code)
+        await client.delete_credential(
+            creds[0]["credential_id"],
+            password="pw",
+            otp=code,
+            face_challenge_id=await passed_face_check(client),
+        )
     assert err.value.status == 403 and "already used" in err.value.body["detail"]
 
 
-async def test_credential_requires_consent_and_totp(client: CloudsignClient) -> None:
-    await client.create_account(person())
+async def test_credential_requires_consent_totp_and_a_face_check(client: CloudsignClient) -> None:
+    await activated(client)
     wrapped = await client.wrap_password("pw", "credential.create")
     with pytest.raises(ApiError) as err:
-        await client.request(
-            "POST",
-            "/api/v1/me/credentials",
-            {"algorithm": "ec-p256", "password_key": wrapped.to_json(), "otp": "123456"},
-        )
+        await _create(client, wrapped, "123456", None)
     assert err.value.status == 409 and err.value.code == "precondition_failed"
     assert "consent" in err.value.body["detail"]
     await client.accept_consents()
     with pytest.raises(ApiError) as err:
-        await client.request(
-            "POST",
-            "/api/v1/me/credentials",
-            {"algorithm": "ec-p256", "password_key": wrapped.to_json(), "otp": "123456"},
-        )
+        await _create(client, wrapped, "123456", None)
     assert err.value.status == 409 and "TOTP" in err.value.body["detail"]
     totp = await client.setup_totp()
-    wrapped = await client.wrap_password("pw", "credential.create")
     with pytest.raises(ApiError) as err:
-        await client.request(
-            "POST",
-            "/api/v1/me/credentials",
-            {
-                "algorithm": "ec-p256",
-                "password_key": wrapped.to_json(),
-                "otp": await totp.fresh_code(),
-            },
-        )
-    assert err.value.status == 409 and "face" in err.value.body["detail"]
+        await _create(client, wrapped, await totp.fresh_code(), None)
+    assert err.value.status == 403 and "face" in err.value.body["detail"]
+    # A face that is not the one captured at the desk.
+    ch = await client.face_challenge()
+    with pytest.raises(ApiError):
+        await client.send_burst(ch["challenge_id"], live_burst("biden_2.jpg", ch["actions"]))
+    with pytest.raises(ApiError) as err:
+        await _create(client, wrapped, await totp.fresh_code(), ch["challenge_id"])
+    assert err.value.status == 403
     assert await client.credentials() == []
 
 
 async def test_racing_credential_requests_create_exactly_one(
     client: CloudsignClient, app: Any
 ) -> None:
-    await client.create_account(person())
-    await client.accept_consents()
-    totp = await client.setup_totp()
-    await client.enrol_face([photo("obama_1.jpg")])
+    totp = await _enrolment(client)
     first = await client.wrap_password("pw", "credential.create")
     second = await client.wrap_password("pw", "credential.create")
+    faces = [await passed_face_check(client), await passed_face_check(client)]
     code = await totp.fresh_code()
     # The next time step: the two requests must not lose on the OTP replay check.
-    later = totp.totp.at(time.time() + totp.totp.interval)
+    later = totp.totp.at(totp.clock.time() + totp.totp.interval)
 
-    async def attempt(wrapped: Any, otp: str) -> int:
+    async def attempt(wrapped: Any, otp: str, face: str) -> int:
         try:
-            await client.request(
-                "POST",
-                "/api/v1/me/credentials",
-                {"algorithm": "ec-p256", "password_key": wrapped.to_json(), "otp": otp},
-            )
+            await _create(client, wrapped, otp, face)
         except ApiError as e:
             return e.status
         return 201
 
-    statuses = sorted(await asyncio.gather(attempt(first, code), attempt(second, later)))
+    statuses = sorted(
+        await asyncio.gather(attempt(first, code, faces[0]), attempt(second, later, faces[1]))
+    )
     assert statuses[0] == 201
     assert statuses[1] in (403, 409)
     async with app[DATABASE].read() as conn:

@@ -1,4 +1,6 @@
-"""The face factor over HTTP: enrolment gate, caps, challenges and refusals."""
+"""The face factor over HTTP: replacement of the template (images checked
+first, the same face only, every factor), caps, challenges and refusals,
+and the lock after refused bursts."""
 
 from __future__ import annotations
 
@@ -14,17 +16,29 @@ from PIL import Image
 from sqlalchemy import select, update
 
 from biometrics import enrol as library_enrol
-from cloudsign.appkeys import DATABASE
+from cloudsign.appkeys import DATABASE, GUARD, LIMITS
 from cloudsign.faces.tables import face_challenges, face_templates
-from device_client.client import ApiError, CloudsignClient
+from cloudsign.storage.schema import events
+from device_client.client import ApiError, CloudsignClient, frames_form
 from tests.face_images import live_burst, photo
-from tests.helpers import enrolled, new_client, passed_face_check, person
+from tests.helpers import activated, enrolled, new_client, passed_face_check
+
+PASSWORD = "correct horse battery"
 
 
-async def _account(client: CloudsignClient) -> Any:
-    await client.create_account(person())
-    await client.accept_consents()
-    return await client.setup_totp()
+async def _replace(
+    client: CloudsignClient, totp: Any, images: list[bytes], *, face: str = "obama_2.jpg"
+) -> dict[str, Any]:
+    return await client.replace_face(
+        images,
+        password=PASSWORD,
+        face_challenge_id=await passed_face_check(client, face),
+        otp=await totp.fresh_code(),
+    )
+
+
+async def _face_enrolled(client: CloudsignClient) -> bool:
+    return bool((await client.request("GET", "/api/v1/me"))["face_enrolled"])
 
 
 def _png_header_bomb(width: int = 50_000, height: int = 50_000) -> bytes:
@@ -54,10 +68,11 @@ def _gif() -> bytes:
         (b"PNGBOMB", 413, "image_too_large"),
     ],
 )
-async def test_enrolment_refusals(
-    client: CloudsignClient, image: str | bytes, status: int, code: str, base_url: str
+async def test_replacement_refusals_spend_no_factor(
+    client: CloudsignClient, image: str | bytes, status: int, code: str, base_url: str, app: Any
 ) -> None:
-    await _account(client)
+    totp, _ = await enrolled(client)
+    before = await _template(app, client)
     if image == b"GIF":
         data = _gif()
     elif image == b"PNGBOMB":
@@ -68,60 +83,120 @@ async def test_enrolment_refusals(
         data = photo(image)
     else:
         data = image
+    face = await passed_face_check(client)
+    otp = await totp.fresh_code()
     with pytest.raises(ApiError) as err:
-        await client.enrol_face([data])
+        await client.replace_face([data], password=PASSWORD, otp=otp, face_challenge_id=face)
     assert err.value.status == status, err.value.body
     assert err.value.code == code or err.value.body.get("reason") == code
-    assert not (await client.request("GET", "/api/v1/me"))["face_enrolled"]
+    assert await _template(app, client) == before
     async with client.session.get(f"{base_url}/healthz") as resp:
         assert resp.status == 200
+    # The images were refused before any factor was checked: both still work.
+    await client.replace_face(
+        [photo("obama_2.jpg")], password=PASSWORD, otp=otp, face_challenge_id=face
+    )
+    assert await _template(app, client) != before
 
 
 async def test_upload_caps(client: CloudsignClient, base_url: str) -> None:
-    await _account(client)
+    await enrolled(client)
     with pytest.raises(ApiError) as err:
-        await client.enrol_face([photo("obama_1.jpg")] * 4)
+        await client.replace_face(
+            [photo("obama_1.jpg")] * 4, password=None, otp=None, face_challenge_id=None
+        )
     assert err.value.status == 400
-    big = b"\xff\xd8" + b"\0" * (17 << 20)
+    big = b"\xff\xd8" + b"\0" * (9 << 20)  # over the 8 MiB an image may have
     with pytest.raises(ApiError) as err:
-        await client.enrol_face([big])
+        await client.replace_face([big], password=None, otp=None, face_challenge_id=None)
+    assert err.value.status == 400 and err.value.body["field"] == "images"
+    huge = b"\xff\xd8" + b"\0" * (25 << 20)  # over what the whole body may have
+    with pytest.raises(ApiError) as err:
+        await client.replace_face([huge], password=None, otp=None, face_challenge_id=None)
     assert err.value.status == 413
     async with client.session.get(f"{base_url}/healthz") as resp:
         assert resp.status == 200
 
 
-async def test_template_is_sealed_and_reenrolment_needs_otp(
+async def _template(app: Any, client: CloudsignClient) -> bytes:
+    async with app[DATABASE].read() as conn:
+        return bytes(
+            (
+                await conn.execute(
+                    select(face_templates.c.template_sealed).where(
+                        face_templates.c.owner_id == client.owner_id
+                    )
+                )
+            ).scalar_one()
+        )
+
+
+async def test_template_is_sealed_and_replaced_only_with_every_factor(
     client: CloudsignClient, app: Any
 ) -> None:
-    totp = await _account(client)
-    await client.enrol_face([photo("obama_1.jpg")])
+    totp, _ = await enrolled(client, face="obama_1.jpg")
+    sealed = await _template(app, client)
     plain = library_enrol([photo("obama_1.jpg")]).to_bytes()
+    assert plain not in sealed and plain[16:48] not in sealed
+    # One factor, or two, change nothing.
+    attempts: list[dict[str, Any]] = [
+        {"password": None, "otp": await totp.fresh_code(), "face_challenge_id": None},
+        {"password": PASSWORD, "otp": await totp.fresh_code(), "face_challenge_id": None},
+        {"password": None, "otp": await totp.fresh_code(), "face_challenge_id": "x"},
+        {
+            "password": None,
+            "face_challenge_id": await passed_face_check(client),
+            "otp": await totp.fresh_code(),
+        },
+        {
+            "password": "wrong password",
+            "face_challenge_id": await passed_face_check(client),
+            "otp": await totp.fresh_code(),
+        },
+    ]
+    for factors in attempts:
+        with pytest.raises(ApiError) as err:
+            await client.replace_face([photo("obama_2.jpg")], **factors)
+        assert err.value.status in (400, 403), err.value.body
+    assert await _template(app, client) == sealed
+    # Another person's photos are no replacement, even with every factor.
+    with pytest.raises(ApiError) as err:
+        await _replace(client, totp, [photo("biden_1.jpg")])
+    assert err.value.status == 422 and err.value.body["reason"] == "face_mismatch"
+    assert await _template(app, client) == sealed
+    # All three, and the same face: replaced, and an event says so.
+    done = await _replace(client, totp, [photo("obama_2.jpg")])
+    assert done["replaced"] and done["images"] == 1
+    assert await _template(app, client) != sealed
     async with app[DATABASE].read() as conn:
-        sealed = (
-            await conn.execute(
-                select(face_templates.c.template_sealed).where(
-                    face_templates.c.owner_id == client.owner_id
+        sources = [
+            r[0]["source"]
+            for r in (
+                await conn.execute(
+                    select(events.c.data).where(
+                        events.c.owner_id == client.owner_id, events.c.event_type == "face.enrol"
+                    )
                 )
-            )
-        ).scalar_one()
-    assert sealed and plain not in sealed and plain[16:48] not in sealed
+            ).all()
+        ]
+    assert sources == ["desk", "replacement"]
+
+
+async def test_an_enrolment_session_cannot_replace_the_face(client: CloudsignClient) -> None:
+    await activated(client)
     with pytest.raises(ApiError) as err:
-        await client.enrol_face([photo("biden_1.jpg")])
-    assert err.value.status == 403
-    await client.enrol_face([photo("biden_1.jpg")], otp=await totp.fresh_code())
-    # Re-enrolment replaced the template: Obama no longer matches.
-    challenge = await client.face_challenge()
-    with pytest.raises(ApiError) as err:
-        await client.send_burst(
-            challenge["challenge_id"], live_burst("obama_2.jpg", challenge["actions"])
+        await client.replace_face(
+            [photo("obama_2.jpg")], password=PASSWORD, otp="123456", face_challenge_id="x"
         )
     assert err.value.status == 403
-    assert err.value.body["passed"] is False and err.value.body["reason"] == "face_mismatch"
 
 
 async def test_challenge_refusals_each_with_its_reason(client: CloudsignClient, app: Any) -> None:
-    await _account(client)
-    await client.enrol_face([photo("obama_1.jpg")])
+    await activated(client, face="obama_1.jpg")
+
+    async def unlock() -> None:
+        # Six refusals follow; the lock after five has its own test.
+        await app[GUARD].clear(app[LIMITS].face, str(client.owner_id))
 
     # Another person.
     ch = await client.face_challenge()
@@ -154,6 +229,7 @@ async def test_challenge_refusals_each_with_its_reason(client: CloudsignClient, 
     assert err.value.body["reason"] in ("actions_missing", "static_replay")
 
     # Two faces, no face.
+    await unlock()
     ch = await client.face_challenge()
     with pytest.raises(ApiError) as err:
         await client.send_burst(ch["challenge_id"], [photo("two_people.jpg")] * 3)
@@ -179,8 +255,7 @@ async def test_challenge_refusals_each_with_its_reason(client: CloudsignClient, 
 
     # Someone else's challenge does not exist for us.
     other = new_client(client.base_url, client.session)
-    await _account(other)
-    await other.enrol_face([photo("biden_1.jpg")])
+    await activated(other, face="biden_1.jpg")
     theirs = await other.face_challenge()
     with pytest.raises(ApiError) as err:
         await client.send_burst(theirs["challenge_id"], live_burst("obama_2.jpg", ["blink"]))
@@ -210,3 +285,36 @@ async def test_a_passed_check_backs_one_authorisation(
             face_challenge_id=face,
         )
     assert err.value.status == 403 and "face" in err.value.body["detail"]
+
+
+async def test_refused_bursts_lock_the_face_factor(client: CloudsignClient, app: Any) -> None:
+    """Five refused bursts in a row lock face checks for the account (423,
+    `Retry-After`), with an `auth.failure` per refusal and a `lock` event;
+    answers carry no distance or threshold."""
+    await activated(client, face="obama_1.jpg")
+    for _ in range(5):
+        ch = await client.face_challenge()
+        with pytest.raises(ApiError) as err:
+            await client.send_burst(ch["challenge_id"], live_burst("biden_2.jpg", ch["actions"]))
+        assert err.value.status == 403
+        assert set(err.value.body) >= {"passed", "reason"}
+        assert not {"score", "distance", "threshold"} & set(err.value.body)
+    ch = await client.face_challenge()
+    async with client.session.post(
+        f"{client.base_url}/api/v1/me/face-challenges/{ch['challenge_id']}/burst",
+        data=frames_form(live_burst("obama_2.jpg", ch["actions"])),
+        headers={"Authorization": f"Bearer {client.access_token}"},
+    ) as resp:
+        assert resp.status == 423
+        assert int(resp.headers["Retry-After"]) > 0
+    async with app[DATABASE].read() as conn:
+        kinds = (
+            (
+                await conn.execute(
+                    select(events.c.event_type).where(events.c.owner_id == client.owner_id)
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert kinds.count("auth.failure") == 5 and kinds.count("lock") == 1

@@ -3,8 +3,8 @@ or wrong yields a SAD, and whatever the refused authorisation answered,
 signing with it produces nothing.
 
 Every (face, OTP, password) combination but the all-correct one is tried on
-one enrolled citizen per database; each case starts unlocked (the lockout
-has its own test), then tries to sign with what the authorisation returned.
+one enrolled citizen per database; each case starts with its counters
+cleared (the lockout has its own test), then tries to sign with what the authorisation returned.
 """
 
 from __future__ import annotations
@@ -15,10 +15,9 @@ import os
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 
-from cloudsign.appkeys import DATABASE
-from cloudsign.signing.tables import credential_lockouts
+from cloudsign.appkeys import DATABASE, GUARD, LIMITS
 from cloudsign.storage.schema import events
 from device_client.client import ApiError, CloudsignClient, TotpDevice
 from tests.face_images import live_burst
@@ -141,12 +140,10 @@ async def _signatures(app: Any, credential_id: str) -> int:
 async def test_any_missing_or_wrong_factor_yields_nothing(
     citizen: Citizen, app: Any, face_kind: str, otp_kind: str, password_kind: str
 ) -> None:
-    async with app[DATABASE].transaction() as conn:
-        await conn.execute(
-            delete(credential_lockouts).where(
-                credential_lockouts.c.credential_id == citizen.cred["credential_id"]
-            )
-        )
+    limits = app[LIMITS]
+    await app[GUARD].clear(limits.password, citizen.cred["credential_id"])
+    await app[GUARD].clear(limits.otp, str(citizen.client.owner_id))
+    await app[GUARD].clear(limits.face, str(citizen.client.owner_id))
     before = await _signatures(app, citizen.cred["credential_id"])
     digest = os.urandom(32)
     face = await citizen.face(face_kind)

@@ -33,6 +33,7 @@ from device_client.client import ApiError, CloudsignClient
 from device_client.csc_auth import CloudsignAuthorizationManager
 from tests.helpers import enrolled, new_client, passed_face_check
 from tests.pdfs import simple_pdf
+from tests.staff import Staff
 
 
 def openssl_cms_verify(
@@ -361,10 +362,10 @@ async def test_lockout_after_repeated_failures(client: CloudsignClient, app: Any
                 face_challenge_id=None,
             )
         assert err.value.status == 403
-    # Now even all-correct factors are refused, and nothing was signed.
+    # Now even all-correct factors are refused (423), and nothing was signed.
     with pytest.raises(ApiError) as err:
         await _sad(client, totp, cred, [digest])
-    assert err.value.code == "credential_locked"
+    assert (err.value.status, err.value.code) == (423, "locked")
     async with app[DATABASE].read() as conn:
         kinds = (
             (
@@ -378,7 +379,7 @@ async def test_lockout_after_repeated_failures(client: CloudsignClient, app: Any
             .all()
         )
     assert kinds.count("auth.failure") == 5
-    assert kinds.count("credential.lock") == 1
+    assert kinds.count("lock") == 1
     assert "key.use" not in kinds
 
 
@@ -435,28 +436,29 @@ async def test_csc_v2_sign_doc_and_extend_transaction(
 
 
 async def test_auditor_reads_the_cabinet_without_names(
-    client: CloudsignClient, http: aiohttp.ClientSession, base_url: str, app: Any
+    client: CloudsignClient, http: aiohttp.ClientSession, base_url: str, staff: Staff
 ) -> None:
-    from cloudsign.appkeys import SETTINGS
-
     totp, cred = await enrolled(client)
     digest = os.urandom(32)
     sad = await _sad(client, totp, cred, [digest])
     await client.sign_document(
         cred["credential_id"], sad, document_hash=digest, name="secret-contract.txt"
     )
-    url = f"{base_url}/api/v1/audit/documents?owner_id={client.owner_id}"
+    path = f"/operator/api/v1/audit/documents?owner_id={client.owner_id}"
+    # Not on the public listener at all.
+    async with http.get(base_url + path) as resp:
+        assert resp.status == 404
+    url = staff.url + path
     async with http.get(url) as resp:
         assert resp.status == 401
     async with http.get(url, headers={"Authorization": "Bearer not-the-token"}) as resp:
         assert resp.status == 401
-    token = app[SETTINGS].auditor_token
-    assert token is not None
-    async with http.get(url, headers={"Authorization": f"Bearer {token.reveal()}"}) as resp:
-        assert resp.status == 200
-        rows = await resp.json()
+    rows = await staff.auditor.request("GET", path)
     assert [r["document_hash"] for r in rows] == [digest.hex()]
     assert "name" not in rows[0] and "secret-contract" not in str(rows)
-    # The owner's own token is not an auditor's.
+    # Another role is not an auditor; the owner's own token is no operator's.
+    with pytest.raises(ApiError) as err:
+        await staff.registration.request("GET", path)
+    assert err.value.status == 403
     async with http.get(url, headers={"Authorization": f"Bearer {client.access_token}"}) as resp:
         assert resp.status == 401

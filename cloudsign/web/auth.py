@@ -9,8 +9,15 @@
   token that needs no server state. A cross-site page can neither read it
   nor, with SameSite=Strict, send the cookie; the Origin check is a third
   line. `owner_token` returns the token; the accounts feature resolves it.
-- **Operators and auditors**: the Bearer tokens of the settings
-  (`operator_token`, `auditor_token`).
+- **Operators** (on the operator listener only): a Bearer session token
+  (API clients), or the console's session cookie with the same CSRF rules
+  as the portal's. `operator_token` returns the token; the operators
+  feature resolves it and checks the role. There is no shared operator
+  token: every operator signs in with their own factors.
+
+Cookies carry the `__Host-` prefix: Secure, Path=/ and no Domain, so no
+other host or path can set or shadow them (browsers treat loopback as
+secure, so this works on http://127.0.0.1 too).
 
 A header may hold anything a client sends, including bytes that aiohttp
 decodes to lone surrogates; a token is checked as printable ASCII of bounded
@@ -28,12 +35,12 @@ from typing import Final
 
 from aiohttp import web
 
-from cloudsign.appkeys import SETTINGS
 from cloudsign.errors import ForbiddenError, UnauthorizedError
 
 MAX_TOKEN_CHARS: Final = 512
 _TOKEN: Final = re.compile(rf"[\x21-\x7e]{{1,{MAX_TOKEN_CHARS}}}")
-SESSION_COOKIE: Final = "cloudsign_session"
+SESSION_COOKIE: Final = "__Host-cloudsign_session"
+OPERATOR_COOKIE: Final = "__Host-cloudsign_operator"
 CSRF_HEADER: Final = "X-CSRF-Token"
 SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 _CSRF_LABEL: Final = b"cloudsign/portal-csrf/v1\x00"
@@ -84,10 +91,10 @@ def check_origin(request: web.Request) -> None:
         raise CsrfError("the request comes from another origin")
 
 
-def session_token(request: web.Request) -> str | None:
-    """The access token from the portal cookie, or None without one. Unsafe
-    methods must carry the matching CSRF header and a same-site Origin."""
-    token = well_formed_token(request.cookies.get(SESSION_COOKIE))
+def session_token(request: web.Request, cookie: str = SESSION_COOKIE) -> str | None:
+    """The token from a session cookie, or None without one. Unsafe methods
+    must carry the matching CSRF header and a same-site Origin."""
+    token = well_formed_token(request.cookies.get(cookie))
     if token is None:
         return None
     if request.method not in SAFE_METHODS:
@@ -108,20 +115,13 @@ def owner_token(request: web.Request) -> str:
     return bearer_token(request)
 
 
-# -- operators and auditors ------------------------------------------------------------
+# -- operators ---------------------------------------------------------------------
 
 
-def require_operator(request: web.Request) -> str:
-    """Check the operator bearer token; returns the actor to record."""
-    token = request.app[SETTINGS].operator_token
-    if token is None:
-        raise ForbiddenError("the operator API is disabled (set CLOUDSIGN_OPERATOR_TOKEN)")
-    if not same_token(bearer_token(request), token.reveal()):
-        raise ForbiddenError("not an operator token")
-    return "operator:api"
-
-
-def require_auditor(request: web.Request) -> None:
-    token = request.app[SETTINGS].auditor_token
-    if token is None or not same_token(bearer_token(request), token.reveal()):
-        raise UnauthorizedError("auditor token required")
+def operator_token(request: web.Request) -> str:
+    """An operator's session token: Bearer, else the console cookie."""
+    if "Authorization" not in request.headers:
+        token = session_token(request, OPERATOR_COOKIE)
+        if token is not None:
+            return token
+    return bearer_token(request)

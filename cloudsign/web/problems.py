@@ -28,7 +28,7 @@ MAX_DETAIL_CHARS: Final = 300
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 #: CSC's error names for our statuses (CSC API §10: error, error_description).
-_CSC_ERRORS: Final = {401: "invalid_token", 403: "access_denied"}
+_CSC_ERRORS: Final = {401: "invalid_token", 403: "access_denied", 423: "access_denied"}
 
 
 def _cut(text: str) -> str:
@@ -80,7 +80,11 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         reason = getattr(e, "reason", None)
         if isinstance(reason, str):
             extra["reason"] = reason
-        return error_response(request, e.status, e.title, e.detail, e.code, **extra)
+        response = error_response(request, e.status, e.title, e.detail, e.code, **extra)
+        retry_after = getattr(e, "retry_after", None)
+        if isinstance(retry_after, int):
+            response.headers["Retry-After"] = str(retry_after)
+        return response
     except HsmError as e:
         if e.code in ("hsm_unavailable", "hsm_misconfigured"):
             log.warning(

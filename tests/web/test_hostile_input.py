@@ -20,12 +20,15 @@ from cloudsign.interpreter import SERVICE_RECURSION_LIMIT
 from cloudsign.web.inputs import PREVIEW_CHARS
 from cloudsign.web.problems import problem_middleware
 from device_client.client import ApiError, CloudsignClient
-from tests.helpers import enrolled, passed_face_check, person
+from tests.helpers import activated, enrolled, passed_face_check, person
 
 UNAUTHENTICATED_JSON_ROUTES = (
-    "/api/v1/owners",
+    "/api/v1/activations",
+    "/api/v1/sessions/challenge",
     "/api/v1/sessions",
-    "/portal/session/register",
+    "/api/v1/proofings/remote",
+    "/portal/session/activate",
+    "/portal/session/challenge",
     "/portal/session/login",
 )
 NON_ASCII_CODES = ("١٢٣٤٥٦", "²²²²²²", "１２３４５６")
@@ -87,10 +90,10 @@ async def test_deep_nesting_is_a_400(
 async def test_integer_of_thousands_of_digits_is_a_400(
     http: aiohttp.ClientSession, base_url: str, client: CloudsignClient
 ) -> None:
-    await client.create_account(person())
+    await activated(client)
     huge = b"9" * 4400
     for route, headers in (
-        ("/api/v1/owners", {}),
+        ("/api/v1/sessions/challenge", {}),
         ("/api/v1/sessions", {}),
         ("/api/v1/me/transport-keys", _auth(client)),
         ("/csc/v2/credentials/authorize", _auth(client)),
@@ -113,7 +116,7 @@ async def test_otp_in_non_ascii_digits_is_refused_everywhere(
     auth = _auth(client)
     for code in NON_ASCII_CODES:
         assert code.isdigit()  # what made the old check pass
-        login = json.dumps({"iin": identity["iin"], "otp": code}).encode()
+        login = json.dumps({"iin": identity["iin"], "otp": code, "password_key": {}}).encode()
         for route in ("/api/v1/sessions", "/portal/session/login"):
             status, _, _ = await _post(http, base_url + route, login)
             assert status == 400
@@ -128,13 +131,13 @@ async def test_otp_in_non_ascii_digits_is_refused_everywhere(
                 url, data=otp, headers={**auth, "Content-Type": "application/json"}
             ) as r:
                 assert r.status == 400
-        form = aiohttp.FormData()
-        form.add_field("image", b"x", filename="f.jpg", content_type="image/jpeg")
-        async with http.post(
-            f"{base_url}/api/v1/me/face", data=form, headers={**auth, "X-OTP": code}
+        replace = json.dumps({"otp": code, "images": []}).encode()
+        async with http.put(
+            f"{base_url}/api/v1/me/face",
+            data=replace,
+            headers={**auth, "Content-Type": "application/json"},
         ) as r:
             assert r.status == 400
-            assert (await r.json(content_type=None))["field"] == "X-OTP"
     # The account is untouched: the credential is still there and usable.
     assert [c["status"] for c in await client.credentials()] == ["active"]
     await _healthy(http, base_url)
@@ -143,10 +146,11 @@ async def test_otp_in_non_ascii_digits_is_refused_everywhere(
 async def test_lone_surrogates_are_refused(
     http: aiohttp.ClientSession, base_url: str, client: CloudsignClient
 ) -> None:
-    await client.create_account(person())
+    await activated(client)
     surrogate = b'"\\ud800"'
     cases = [
-        ("/api/v1/owners", b'{"iin": ' + surrogate + b"}", {}),
+        ("/api/v1/sessions/challenge", b'{"iin": ' + surrogate + b"}", {}),
+        ("/api/v1/activations", b'{"code": ' + surrogate + b"}", {}),
         ("/csc/v2/signatures/signHash", b'{"SAD": ' + surrogate + b"}", _auth(client)),
         ("/csc/v2/credentials/info", b'{"credentialID": ' + surrogate + b"}", _auth(client)),
     ]
@@ -240,7 +244,7 @@ async def test_overlong_static_path_is_a_404(http: aiohttp.ClientSession, base_u
 async def test_errors_quote_only_a_short_prefix_of_the_input(
     http: aiohttp.ClientSession, base_url: str, client: CloudsignClient
 ) -> None:
-    await client.create_account(person())
+    await activated(client)
     big = "p" * 900_000
     status, _, answer = await _post(
         http,
@@ -251,7 +255,7 @@ async def test_errors_quote_only_a_short_prefix_of_the_input(
     assert status == 400
     assert len(answer) < 1000 and "p" * (PREVIEW_CHARS + 1) not in answer.decode()
     status, _, answer = await _post(
-        http, f"{base_url}/api/v1/owners", json.dumps({big[:50_000]: 1}).encode()
+        http, f"{base_url}/api/v1/sessions/challenge", json.dumps({big[:50_000]: 1}).encode()
     )
     assert status == 400 and len(answer) < 1000
 
@@ -263,11 +267,12 @@ async def test_client_garbage_logs_one_line_and_no_traceback(
     for raw in (
         b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
         b"GET /\x00\x01 HTTP/1.1\r\nHost: x\r\n\r\n",
-        b"POST /api/v1/owners HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"POST /api/v1/sessions/challenge HTTP/1.1\r\nHost: x\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\nzz\r\n",
     ):
         status_line = await _raw(base_url, raw)
         assert status_line.split(b" ")[1].startswith(b"4"), status_line
-    status, _, _ = await _post(http, f"{base_url}/api/v1/owners", b"[" * 70_000)
+    status, _, _ = await _post(http, f"{base_url}/api/v1/sessions/challenge", b"[" * 70_000)
     assert status == 400
     await _healthy(http, base_url)
     assert not [r for r in caplog.records if r.exc_info], [r.getMessage() for r in caplog.records]
@@ -327,8 +332,8 @@ async def test_hostile_pdfs_are_a_400_and_do_not_spend_the_sad(client: Cloudsign
         cred["credential_id"],
         digests,
         password="correct horse battery",
-        otp=await totp.fresh_code(),
         face_challenge_id=await passed_face_check(client),
+        otp=await totp.fresh_code(),
     )
     for document in documents:
         with pytest.raises(ApiError) as err:

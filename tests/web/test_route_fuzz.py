@@ -16,17 +16,22 @@ and after each route the service must still answer /healthz.
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from yarl import URL
 
+from cloudsign.app import OPERATOR_ROUTES
+from cloudsign.operators.api import ROLES
 from cloudsign.web.auth import CSRF_HEADER, SESSION_COOKIE, csrf_token
 from device_client.client import CloudsignClient
-from tests.helpers import FAST_SETTINGS, enrolled, new_client, person
+from tests.helpers import activated, enrolled, new_client
+from tests.staff import OperatorClient, Staff, set_up
 from tests.web.fuzzing import (
     ECHO_PROBE,
     HOSTILE_PATH,
@@ -58,15 +63,17 @@ class Findings:
 class Credentials:
     owner: dict[str, str]
     cookie: dict[str, str]
+    #: An operator holding every role, so every operator route is reached.
     operator: dict[str, str]
-    auditor: dict[str, str]
+    #: A second operator session, for the sign-out route (which ends it).
+    operator_throwaway: dict[str, str]
 
     def best_for(self, target: Target) -> dict[str, str]:
         """The credentials that get a request past authentication."""
-        if target.formatter.startswith("/api/v1/operator"):
+        if target.formatter == "/operator/api/v1/sessions/logout":
+            return self.operator_throwaway
+        if target.formatter.startswith(("/operator/", "/console")):
             return self.operator
-        if target.formatter.startswith("/api/v1/audit"):
-            return self.auditor
         if target.formatter.startswith("/portal"):
             return self.cookie
         return self.owner
@@ -199,9 +206,25 @@ def _jobs_for(
     return jobs
 
 
+async def _all_roles_operator(staff: Staff, http: aiohttp.ClientSession) -> OperatorClient:
+    """Created by one security officer, approved by the other (it holds the
+    security role too), set up with its setup code."""
+    name = f"fuzz.{secrets.token_hex(3)}"
+    status, pending = await staff.security.request_status(
+        "POST",
+        "/operator/api/v1/operators",
+        {"username": name, "display_name": "Fuzz", "roles": sorted(ROLES)},
+    )
+    assert status == 202, pending
+    done = await staff.security2.request(
+        "POST", f"/operator/api/v1/approvals/{pending['approval_id']}/approve"
+    )
+    return await set_up(staff.url, http, name, done["result"]["setup_code"])
+
+
 @pytest.fixture
 async def credentials(
-    client: CloudsignClient, http: aiohttp.ClientSession, base_url: str
+    client: CloudsignClient, http: aiohttp.ClientSession, base_url: str, staff: Staff
 ) -> Credentials:
     # A fully enrolled owner, so that routes behind each enrolment step are reached.
     await enrolled(client)
@@ -209,37 +232,55 @@ async def credentials(
     assert owner_token is not None
     # A second session for the portal cookie (logout may revoke it mid-fuzz).
     other = new_client(base_url, http)
-    await other.create_account(person())
+    await activated(other)
     cookie_token = other.access_token
     assert cookie_token is not None
+    operator = await _all_roles_operator(staff, http)
+    throwaway = await OperatorClient(
+        staff.url, http, operator.username, operator.password, operator.totp
+    ).sign_in()
     return Credentials(
         owner={"Authorization": f"Bearer {owner_token}"},
         cookie={
             "Cookie": f"{SESSION_COOKIE}={cookie_token}",
             CSRF_HEADER: csrf_token(cookie_token),
         },
-        operator={"Authorization": f"Bearer {FAST_SETTINGS['operator_token']}"},
-        auditor={"Authorization": f"Bearer {FAST_SETTINGS['auditor_token']}"},
+        operator={"Authorization": f"Bearer {operator.token}"},
+        operator_throwaway={"Authorization": f"Bearer {throwaway.token}"},
     )
+
+
+def _operator_routes() -> web.Application:
+    """The operator listener's routes, as the app mounts them."""
+    operator_app = web.Application()
+    for routes in OPERATOR_ROUTES:
+        operator_app.add_routes(routes)
+    return operator_app
 
 
 @pytest.mark.slow
 async def test_every_route_refuses_hostile_input_and_keeps_serving(
-    app: Any, base_url: str, credentials: Credentials
+    app: Any, base_url: str, credentials: Credentials, staff: Staff
 ) -> None:
-    walk = targets(app)
-    assert len(walk) >= 40, [str(t) for t in walk]
+    public, operator = targets(app), targets(_operator_routes())
+    assert len(public) >= 40, [str(t) for t in public]
+    assert len(operator) >= 15, [str(t) for t in operator]
     findings = Findings()
     timeout = aiohttp.ClientTimeout(total=60)
     connector = aiohttp.TCPConnector(limit=CONCURRENCY)
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as http:
-        for target in walk:
-            await _run_all(_jobs_for(http, base_url, target, credentials, findings))
-            if not await _healthy(http, base_url):
-                findings.add(f"{target}: the service stopped answering /healthz")
-                break
+        for listener, walk in ((base_url, public), (staff.url, operator)):
+            for target in walk:
+                await _run_all(_jobs_for(http, listener, target, credentials, findings))
+                if not await _healthy(http, listener) or not await _healthy(http, base_url):
+                    findings.add(f"{target}: the service stopped answering /healthz")
+                    break
         # The fuzzed owner's account is intact and still served.
         async with http.get(f"{base_url}/api/v1/me", headers=credentials.owner) as resp:
+            assert resp.status == 200
+        async with http.get(
+            f"{staff.url}/operator/api/v1/me", headers=credentials.operator
+        ) as resp:
             assert resp.status == 200
     assert not findings.failures, "\n".join(findings.failures)
     assert findings.requests > 5000

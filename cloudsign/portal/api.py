@@ -15,10 +15,10 @@ from typing import Final
 
 from aiohttp import web
 
-from cloudsign.accounts import Session, login_fields
-from cloudsign.appkeys import ACCOUNTS, SETTINGS
-from cloudsign.ca import Identity
+from cloudsign.accounts import Session
+from cloudsign.appkeys import ACCOUNTS, LIFECYCLE, PROOFING, SETTINGS
 from cloudsign.errors import NotFoundError, UnauthorizedError
+from cloudsign.lifecycle import challenge_json, login_fields
 from cloudsign.web.auth import SESSION_COOKIE, check_origin, csrf_token, session_token
 from cloudsign.web.body import read_json
 
@@ -126,33 +126,52 @@ def _session_response(request: web.Request, session: Session, status: int) -> we
         status=status,
         headers={"Cache-Control": "no-store"},
     )
+    # A `__Host-` cookie: Secure (browsers keep it on loopback too), Path=/,
+    # no Domain, so no other host or path can set or shadow it.
+    ttl = session.expires_at - request.app[ACCOUNTS].clock() if session.expires_at else None
     response.set_cookie(
         SESSION_COOKIE,
         token,
-        max_age=settings.access_token_ttl_seconds,
+        max_age=int(ttl.total_seconds()) if ttl else settings.access_token_ttl_seconds,
         path="/",
         httponly=True,
-        secure=request.secure or settings.effective_public_url.startswith("https://"),
+        secure=True,
         samesite="Strict",
     )
     return response
 
 
-@routes.post("/portal/session/register")
-async def register(request: web.Request) -> web.Response:
-    """Open an account (as POST /api/v1/owners) and start a cookie session."""
+@routes.post("/portal/session/activate")
+async def activate(request: web.Request) -> web.Response:
+    """Redeem an activation code from the registration desk (as POST
+    /api/v1/activations) and start an enrolment cookie session."""
     check_origin(request)
-    identity = Identity.from_json(await read_json(request))
-    session = await request.app[ACCOUNTS].create_owner(identity)
+    body = await read_json(request)
+    body.only({"code"})
+    session = await request.app[PROOFING].redeem(body.text("code", max_len=40))
     return _session_response(request, session, 201)
+
+
+@routes.post("/portal/session/challenge")
+async def login_challenge(request: web.Request) -> web.Response:
+    """The transport key and key parameters of a login (as POST
+    /api/v1/sessions/challenge)."""
+    check_origin(request)
+    body = await read_json(request)
+    body.only({"iin"})
+    challenge = await request.app[LIFECYCLE].login_challenge(body.digits("iin", min_len=12))
+    return web.json_response(
+        challenge_json(challenge), status=201, headers={"Cache-Control": "no-store"}
+    )
 
 
 @routes.post("/portal/session/login")
 async def login(request: web.Request) -> web.Response:
-    """Log in again with IIN + a TOTP code (as POST /api/v1/sessions)."""
+    """Log in with IIN, a TOTP code and the key password wrapped on the
+    device (as POST /api/v1/sessions)."""
     check_origin(request)
-    iin, otp = login_fields(await read_json(request))
-    session = await request.app[ACCOUNTS].login(iin, otp)
+    iin, otp, password_key = login_fields(await read_json(request))
+    session = await request.app[LIFECYCLE].login(iin, otp, password_key)
     return _session_response(request, session, 200)
 
 
@@ -160,14 +179,14 @@ async def login(request: web.Request) -> web.Response:
 async def current_session(request: web.Request) -> web.Response:
     """The page asks, on load, whether its cookie is still a session (nulls if not)."""
     token = session_token(request)
-    body: dict[str, str | None] = {"owner_id": None, "csrf_token": None}
+    body: dict[str, str | None] = {"owner_id": None, "csrf_token": None, "scope": None}
     if token is not None:
         try:
             owner = await request.app[ACCOUNTS].authenticate(token)
         except UnauthorizedError:
             pass  # expired or logged out: the page starts anonymous
         else:
-            body = {"owner_id": owner.id, "csrf_token": csrf_token(token)}
+            body = {"owner_id": owner.id, "csrf_token": csrf_token(token), "scope": owner.scope}
     return web.json_response(body, headers={"Cache-Control": "no-store"})
 
 
@@ -177,5 +196,6 @@ async def logout(request: web.Request) -> web.Response:
     if token is not None:
         await request.app[ACCOUNTS].revoke_token(token)
     response = web.json_response({"logged_out": True}, headers={"Cache-Control": "no-store"})
-    response.del_cookie(SESSION_COOKIE, path="/")
+    # Browsers ignore a `__Host-` cookie sent without Secure, its deletion included.
+    response.del_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="Strict")
     return response

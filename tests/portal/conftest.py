@@ -1,6 +1,7 @@
 """Fixtures of the portal browser tests: one Playwright driver per session
-over Debian's Chromium, and a factory of browsers each watching its own
-fake-webcam clip."""
+over Debian's Chromium, a factory of browsers each watching its own
+fake-webcam clip, and the registration desk that proofs a citizen and hands
+out the activation code the portal starts from."""
 
 from __future__ import annotations
 
@@ -14,9 +15,13 @@ from playwright.async_api import Browser, BrowserContext, Playwright, async_play
 
 # The audit log's fixtures (fresh database, fake clock, real anvil) for the auditor page.
 from tests.audit.conftest import anvil, anvil_binary, audit_db, clock  # noqa: F401
+from tests.helpers import person
 from tests.portal.browser import Traffic, launch, make_clip, require_tools
+from tests.staff import Staff
 
 Opener = Callable[..., Awaitable[BrowserContext]]
+#: `await proof(identity=None, face=...)` -> (identity, activation code).
+Proofer = Callable[..., Awaitable[tuple[dict[str, str], str]]]
 
 
 @pytest.fixture(scope="session")
@@ -59,3 +64,18 @@ async def open_browser(
     yield open_
     for browser in browsers:
         await browser.close()
+
+
+@pytest.fixture
+def proof(staff: Staff) -> Proofer:
+    """The registration desk: a live capture of `face` (a file in
+    tests/data/faces), the identity approved, the activation code handed out."""
+
+    async def proof_(
+        identity: dict[str, str] | None = None, face: str = "obama_1.jpg"
+    ) -> tuple[dict[str, str], str]:
+        who = identity or person()
+        done = await staff.registration.proof(who, face=face)
+        return who, str(done["activation_code"])
+
+    return proof_

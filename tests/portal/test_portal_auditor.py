@@ -1,7 +1,9 @@
 """The auditor's page in a real browser: daily checkpoints with their anchors
 on a real anvil, and an inclusion proof checked by the page itself (RFC 9162
 hashing and the log's Ed25519 note signature, in WebCrypto) — a proof
-altered on the way is caught by the browser.
+altered on the way is caught by the browser. Leaves are v2: the page checks
+public leaves (commitments), and an owner's bundle with its opening is
+checked against the commitment too (the same formula as audit_chain's).
 
 SQLite only (the /log endpoints run on both databases in tests/audit/)."""
 
@@ -11,6 +13,7 @@ import json
 import re
 from collections.abc import AsyncIterator
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -62,7 +65,7 @@ async def audit_portal(
 
 
 async def test_auditor_sees_anchors_and_checks_a_proof_in_the_browser(
-    audit_portal: TestServer, open_browser: Opener, traffic: Traffic
+    audit_portal: TestServer, open_browser: Opener, traffic: Traffic, tmp_path: Path
 ) -> None:
     base = str(audit_portal.make_url("")).rstrip("/")
     ctx = await open_browser("obama_1.jpg", blink=False)
@@ -110,4 +113,52 @@ async def test_auditor_sees_anchors_and_checks_a_proof_in_the_browser(
     await expect(status).to_have_class(re.compile(r"\bbad\b"))
     await expect(page.locator("#proof-steps li.bad")).to_contain_text("root")
     await shot(page, "18-auditor-tampered")
+    await page.unroute("**/log/proof?*", tamper)
+
+    # The public bundle is a commitment only; an owner's bundle carries the
+    # opening, which the page checks with its own SHA-256 (an opening taken
+    # here from the auditor's full export of the day).
+    public = await (await page.request.get(f"{base}/log/proof?index=6")).json()
+    assert public["opening"] is None and set(public["leaf"]) == {
+        "commitment", "index", "time", "type", "v",
+    }  # fmt: skip
+    # (The full export is the auditors', on the operator listener: read it
+    # from the service here.)
+    full = await audit_portal.app[AUDIT_LOG].write_export(
+        date.fromisoformat(public["day"]), tmp_path / "full.jsonl", full=True
+    )
+    opened = {
+        o["leaf"]["index"]: o["opening"]
+        for o in map(json.loads, full.read_bytes().splitlines()[1:])
+    }
+    for path in ("/api/v1/audit/log/exports/", "/operator/api/v1/audit/log/exports/"):
+        assert (await page.request.get(f"{base}{path}{public['day']}")).status == 404
+
+    def owners_bundle(alter: bool) -> Any:
+        async def serve(route: Route) -> None:
+            response = await route.fetch()
+            body: dict[str, Any] = await response.json()
+            opening = dict(opened[body["index"]])
+            if alter:
+                opening["salt"] = ("1" if opening["salt"][0] == "0" else "0") + opening["salt"][1:]
+            body["opening"] = opening
+            await route.fulfill(response=response, body=json.dumps(body))
+
+        return serve
+
+    honest = owners_bundle(alter=False)
+    await page.route("**/log/proof?*", honest)
+    await page.fill("#proof-query", "6")
+    await page.click("#proof-form button[type=submit]")
+    await expect(status).to_have_text(re.compile(r"The event is in the log \(#6\)"))
+    await expect(steps).to_have_count(6)
+    await expect(page.locator("#proof-steps li.ok")).to_have_count(6)
+    await expect(steps.nth(1)).to_contain_text("opening")
+    await page.unroute("**/log/proof?*", honest)
+    await page.route("**/log/proof?*", owners_bundle(alter=True))
+    await page.fill("#proof-query", "7")
+    await page.click("#proof-form button[type=submit]")
+    await expect(status).to_have_class(re.compile(r"\bbad\b"))
+    await expect(page.locator("#proof-steps li.bad")).to_have_count(1)
+    await expect(page.locator("#proof-steps li.bad")).to_contain_text("opening")
     assert not traffic.problems, traffic.problems

@@ -1,10 +1,18 @@
-"""The web portal in a real browser (Debian's Chromium, fake webcam): enrol,
-sign a file and a PDF, find both in the cabinet, delete or revoke; refusals
-for another person's face, a wrong TOTP code and a wrong password; and no
-password or K_pw on the wire in any encoding.
+"""The web portal in a real browser (Debian's Chromium, fake webcam), from
+the registration desk on: the desk proofs the citizen and hands out an
+activation code; the citizen opens the code's link, consents in the page's
+language, sets up TOTP, passes a face check against the desk's photo,
+chooses a key password and gets a certificate; signs a file and a PDF, finds
+both in the cabinet, logs out, logs in again with IIN + TOTP + password and
+deletes the account with every factor. Another owner revokes the
+certificate, another deletes the key, both with every factor.
+Refusals: another person's face (at enrolment and at signing), a wrong TOTP
+code and a wrong password (at login and at signing), a spent activation
+code, and a lock after repeated wrong passwords. No password or K_pw goes
+over the wire in any encoding.
 
 SQLite only: the flow is long, and the API calls it makes run on both
-databases in tests/test_enrolment_api.py and tests/test_signing.py.
+databases in the service tests.
 """
 
 from __future__ import annotations
@@ -26,17 +34,20 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.validation import async_validate_pdf_signature
 from pyhanko_certvalidator import ValidationContext
 
-from device_client.client import CloudsignClient, TotpDevice
+from cloudsign.web.auth import SESSION_COOKIE
+from device_client.client import ApiError, CloudsignClient, TotpDevice
 from device_client.device import Argon2Params, derive_password_key
-from tests.helpers import enrolled, person, totp_device
+from tests.helpers import enrolled, new_client, person, totp_device
 from tests.pdfs import simple_pdf
 from tests.portal.browser import Traffic, leaks, shot
-from tests.portal.conftest import Opener
+from tests.portal.conftest import Opener, Proofer
 
 pytestmark = [pytest.mark.slow, pytest.mark.parametrize("backend", ["sqlite"], indirect=True)]
 
 PASSWORD = "Qazaq-eli 2026 kilt!"
+WRONG_PASSWORD = "not-my-password 42"
 TIMEOUT_MS = 30_000
+LOGIN_REFUSED = "The IIN, the code or the password is wrong."
 
 
 class Portal:
@@ -46,10 +57,10 @@ class Portal:
         self.page = page
         self.base = base_url
 
-    async def open(self, view: str = "", lang: str = "en") -> None:
+    async def open(self, view: str = "", lang: str = "en", *, ready: str | None = None) -> None:
         await self.page.goto(f"{self.base}/portal/#/{view}")
         await self.page.select_option("#lang", lang)
-        await self.ready(view or "home")
+        await self.ready(ready or view or "home")
 
     async def ready(self, view: str) -> None:
         await expect(self.page.locator("body")).to_have_attribute(
@@ -74,6 +85,29 @@ class Portal:
         await self.page.fill("#sign-password", password)
         await self.page.click("#sign-submit")
 
+    async def login(self, iin: str, otp: str, password: str) -> None:
+        """Fill and send the login form; the caller waits for the outcome."""
+        await self.page.fill("#login-iin", iin)
+        await self.page.fill("#login-otp", otp)
+        await self.page.fill("#login-password", password)
+        async with self.page.expect_response(
+            lambda r: r.url.endswith("/portal/session/login"), timeout=TIMEOUT_MS
+        ):
+            await self.page.click("#login-form button[type=submit]")
+
+    async def manage(self, action: str, totp: TotpDevice, password: str) -> None:
+        """A cabinet change (revoke, delete_key, delete_account) after a
+        passed face check, with a code taken then; every confirmation accepted."""
+        page = self.page
+        await page.check(f"input[name=cab-action][value={action}]")
+        verdict = await self.face_check("#cab-face-start", "#cab-face-status")
+        assert "passed" in verdict, verdict
+        await page.fill("#cab-otp", await totp.fresh_code())
+        await page.fill("#cab-password", password)
+        await page.check("#cab-confirm")
+        page.once("dialog", lambda d: d.accept())
+        await page.click("#cab-submit")
+
 
 async def _totp_from_page(page: Page) -> TotpDevice:
     """What an authenticator app does with the key shown for manual entry."""
@@ -81,9 +115,9 @@ async def _totp_from_page(page: Page) -> TotpDevice:
     return totp_device(secret)
 
 
-def _kpw(traffic: Traffic) -> bytes:
-    (params,) = {b for b in traffic.bodies("/api/v1/me/key-params", "<")}
-    return derive_password_key(PASSWORD, Argon2Params.from_json(json.loads(params)))
+def _kpw(traffic: Traffic, password: str = PASSWORD) -> bytes:
+    (params,) = set(traffic.bodies("/api/v1/me/key-params", "<"))
+    return derive_password_key(password, Argon2Params.from_json(json.loads(params)))
 
 
 async def _pem(http: aiohttp.ClientSession, base_url: str, which: str) -> str:
@@ -100,44 +134,59 @@ def _has_route(server: TestServer, method: str, path: str) -> bool:
     return False
 
 
-async def _enrol(portal: Portal) -> tuple[TotpDevice, dict[str, str]]:
-    page = portal.page
-    identity = person()
-    await portal.open("enrol")
-    await shot(page, "01-enrol-identity")
-    await page.fill("#iin", identity["iin"])
-    await page.fill("#surname", identity["surname"])
-    await page.fill("#given-name", identity["given_name"])
-    await page.fill("#email", identity["email"])
-    await page.click("#identity-form button[type=submit]")
+async def _portal_session(page: Page) -> dict[str, Any]:
+    """What the page's cookie is now, as the server sees it."""
+    result: dict[str, Any] = await page.evaluate(
+        "fetch('/portal/session', {credentials: 'same-origin'}).then(r => r.json())"
+    )
+    return result
 
+
+async def _consent_and_totp(portal: Portal, lang: str) -> TotpDevice:
+    """The steps after the code: the consent texts in the page's language,
+    then TOTP from the key shown for manual entry."""
+    page = portal.page
+    texts = page.locator(f"#consent-list .text[lang={lang}]")
+    await expect(texts).to_have_count(2, timeout=TIMEOUT_MS)
     boxes = page.locator("#consent-list input[type=checkbox]")
-    await expect(boxes).to_have_count(2, timeout=TIMEOUT_MS)
-    await shot(page, "02-enrol-consent")
+    await expect(boxes).to_have_count(2)
     for i in range(2):
         await boxes.nth(i).check()
     await page.click("#consent-form button[type=submit]")
 
-    guide = page.locator("#enrol-guide")
-    await expect(guide).to_have_class(re.compile(r"\bok\b"), timeout=TIMEOUT_MS)
-    await shot(page, "03-enrol-face")
-    await page.click("#enrol-capture")
-
     await expect(page.locator("#totp-secret")).not_to_be_empty(timeout=TIMEOUT_MS)
-    await shot(page, "04-enrol-totp")
     totp = await _totp_from_page(page)
     await page.fill("#totp-code", await totp.fresh_code())
     await page.click("#totp-form button[type=submit]")
+    await expect(page.locator("[data-panel=face]")).to_be_visible(timeout=TIMEOUT_MS)
+    return totp
 
-    await expect(page.locator("[data-panel=key]")).to_be_visible(timeout=TIMEOUT_MS)
+
+async def _enrol_from_link(portal: Portal, code: str) -> TotpDevice:
+    """The desk's link opens the enrolment; consent in Russian, the rest in English."""
+    page = portal.page
+    await portal.open(f"activate/{code}", lang="ru", ready="enrol")
+    await expect(page.locator("#activation-code")).to_have_value(code)
+    assert code not in page.url  # the spent code stays out of the history
+    await shot(page, "01-enrol-code")
+    await page.click("#activate-form button[type=submit]")
+    await expect(page.locator("[data-panel=consent]")).to_be_visible(timeout=TIMEOUT_MS)
+    await shot(page, "02-enrol-consent-ru")
+    totp = await _consent_and_totp(portal, "ru")
+    await page.select_option("#lang", "en")
+    await shot(page, "03-enrol-face")
+
+    verdict = await portal.face_check("#enrol-face-start", "#enrol-face-status")
+    assert "passed" in verdict, verdict
+    await expect(page.locator("[data-panel=key]")).to_be_visible()
     await page.fill("#key-password", PASSWORD)
     await page.fill("#key-password2", PASSWORD)
-    await shot(page, "05-enrol-key")
     await page.fill("#key-otp", await totp.fresh_code())
+    await shot(page, "04-enrol-key")
     await page.click("#key-form button[type=submit]")
     await expect(page.locator("#done-serial")).not_to_be_empty(timeout=TIMEOUT_MS)
-    await shot(page, "06-enrol-done")
-    return totp, identity
+    await shot(page, "05-enrol-done")
+    return totp
 
 
 async def _sign_in_new_browser(
@@ -165,34 +214,40 @@ async def _sign_in_new_browser(
     return ctx, portal, Path(await download.path()).read_bytes()
 
 
-async def test_enrol_sign_cabinet_and_delete_in_the_browser(
+async def test_desk_code_enrol_sign_login_and_delete_the_account_in_the_browser(
     open_browser: Opener,
-    server: TestServer,
+    proof: Proofer,
     base_url: str,
     traffic: Traffic,
     http: aiohttp.ClientSession,
     tmp_path: Path,
 ) -> None:
-    # Enrolment: the webcam shows the citizen with open eyes.
-    ctx = await open_browser("obama_1.jpg", blink=False)
+    # The desk proofs the citizen (their live face, obama_1) and prints the code.
+    identity, code = await proof(face="obama_1.jpg")
+
+    # Enrolment: the webcam shows the citizen, blinking, in another picture.
+    ctx = await open_browser("obama_2.jpg", blink=True)
     portal = Portal(await ctx.new_page(), base_url)
-    totp, identity = await _enrol(portal)
+    totp = await _enrol_from_link(portal, code)
+    consents = [json.loads(b) for b in traffic.bodies("/api/v1/me/consents")]
+    assert sorted(c["kind"] for c in consents) == ["cloud_key_storage", "personal_data"]
+    assert {c["language"] for c in consents} == {"ru"}
+    assert (await _portal_session(portal.page))["scope"] == "full"
     state = await ctx.storage_state()
     cookies = {c["name"]: c for c in state["cookies"]}
-    assert cookies["cloudsign_session"]["httpOnly"]
-    assert cookies["cloudsign_session"]["sameSite"] == "Strict"
-    assert state["origins"] == [] or all(
-        "session" not in json.dumps(o.get("localStorage", [])) for o in state["origins"]
-    )
+    session_cookie = cookies[SESSION_COOKIE]
+    assert session_cookie["httpOnly"] and session_cookie["secure"]
+    assert session_cookie["sameSite"] == "Strict" and session_cookie["path"] == "/"
+    assert all("session" not in json.dumps(o.get("localStorage", [])) for o in state["origins"])
 
     # A file: only its hash leaves; the .p7s verifies with openssl.
     content = b"Shart No. 7: the parties agree.\n" * 50
     doc = tmp_path / "contract.txt"
     doc.write_bytes(content)
     _, signer, p7s = await _sign_in_new_browser(
-        open_browser, state, base_url, totp, doc, "cades", "07-sign-face-passed"
+        open_browser, state, base_url, totp, doc, "cades", "06-sign-face-passed"
     )
-    await shot(signer.page, "08-sign-done")
+    await shot(signer.page, "07-sign-done")
     root, issuing = tmp_path / "root.pem", tmp_path / "issuing.pem"
     root.write_text(await _pem(http, base_url, "root"))
     issuing.write_text(await _pem(http, base_url, "issuing"))
@@ -209,8 +264,8 @@ async def test_enrol_sign_cabinet_and_delete_in_the_browser(
     # A PDF: uploaded, signed as PAdES, valid for pyHanko trusting only our root.
     pdf = tmp_path / "agreement.pdf"
     pdf.write_bytes(simple_pdf("Signed in the portal"))
-    _ctx2, portal2, signed = await _sign_in_new_browser(
-        open_browser, state, base_url, totp, pdf, "pades", "09-sign-pdf"
+    ctx2, portal2, signed = await _sign_in_new_browser(
+        open_browser, state, base_url, totp, pdf, "pades", "08-sign-pdf"
     )
     (embedded,) = PdfFileReader(io.BytesIO(signed)).embedded_signatures
     trust = x509.Certificate.load(pem.unarmor(root.read_bytes())[2])
@@ -225,89 +280,141 @@ async def test_enrol_sign_cabinet_and_delete_in_the_browser(
     await expect(page.locator("#cab-docs")).to_contain_text("contract.txt")
     await expect(page.locator("#cab-docs")).to_contain_text("agreement.pdf")
     await expect(page.locator("#cab-creds")).to_contain_text("valid")
-    await shot(page, "10-cabinet")
+    await shot(page, "09-cabinet")
     link = page.locator("#cab-docs tbody tr", has_text="contract.txt").locator("a")
     async with page.expect_download() as again:
         await link.click()
     assert Path(await (await again.value).path()).read_bytes() == p7s
 
-    # Revoke: the same three factors as signing, so a face check in a new browser.
-    assert _has_route(server, "POST", "/api/v1/me/credentials/{credential_id}/revoke")
+    # Log out; log in again with IIN + TOTP + key password.
+    await page.click("#logout")
+    await portal2.ready("home")
+    assert (await _portal_session(page))["owner_id"] is None
+    await portal2.go("login")
+    await shot(page, "10-login")
+    await portal2.login(identity["iin"], await totp.fresh_code(), PASSWORD)
+    await portal2.ready("cabinet")
+    await expect(page.locator("#cab-iin")).to_have_text(identity["iin"])
+    assert (await _portal_session(page))["scope"] == "full"
+    state = await ctx2.storage_state()
+
+    # Delete the account: every factor (the key is still there), in a new browser.
     ctx3 = await open_browser("obama_2.jpg", blink=True, storage_state=state)
     portal3 = Portal(await ctx3.new_page(), base_url)
-    page = portal3.page
     await portal3.open("cabinet")
-    page.on("dialog", lambda d: d.accept())
-    verdict = await portal3.face_check("#cab-face-start", "#cab-face-status")
-    assert "passed" in verdict, verdict
-    await page.select_option("#cab-reason", "key-compromise")
-    await page.fill("#cab-revoke-password", PASSWORD)
-    await page.check("#cab-revoke-confirm")
-    await page.fill("#cab-revoke-otp", await totp.fresh_code())
-    await shot(page, "11-cabinet-revoke")
-    await page.click("#cab-revoke")
-    await expect(page.locator("#cab-manage-status")).to_have_class(
-        re.compile(r"\bok\b"), timeout=TIMEOUT_MS
-    )
-    await expect(page.locator("#cab-creds")).to_contain_text("revoked")
-    await expect(page.locator("#cab-revoke-form")).to_be_hidden()
-    await shot(page, "12-cabinet-revoked")
-
-    # Log in again later with IIN + TOTP.
-    await page.click("#logout")
+    await shot(portal3.page, "11-cabinet-delete-account")
+    await portal3.manage("delete_account", totp, PASSWORD)
+    page = portal3.page
     await portal3.ready("home")
-    await portal3.go("login")
-    await page.fill("#login-iin", identity["iin"])
-    await page.fill("#login-otp", await totp.fresh_code())
-    await page.click("#login-form button[type=submit]")
-    await portal3.ready("cabinet")
-    await expect(page.locator("#cab-iin")).to_have_text(identity["iin"])
+    await expect(page.locator("#flash")).to_have_text("Your account is deleted.")
+    await shot(page, "12-account-deleted")
+    assert (await _portal_session(page))["owner_id"] is None
+    assert SESSION_COOKIE not in {c["name"] for c in await ctx3.cookies()}
 
-    # Nothing secret went over the wire, in any encoding.
+    # Nothing secret went over the wire, in any encoding; nothing was refused.
     assert traffic.bodies("/api/v1/me/credentials")
+    assert traffic.bodies("/portal/session/login")
     found = leaks(traffic, {"password": PASSWORD.encode(), "K_pw": _kpw(traffic)})
     assert not found, found
     assert not traffic.problems, traffic.problems
     assert not traffic.failures, traffic.failures
 
+    # The account is gone: the same factors log no one in.
+    async with aiohttp.ClientSession() as fresh:
+        with pytest.raises(ApiError) as refused:
+            await new_client(base_url, fresh).login(
+                identity["iin"], await totp.fresh_code(), PASSWORD
+            )
+    assert refused.value.status == 401
 
-async def test_other_face_wrong_code_and_wrong_password_get_no_signature(
+
+async def test_another_face_and_a_spent_code_get_no_key(
+    open_browser: Opener, proof: Proofer, base_url: str, traffic: Traffic
+) -> None:
+    """The desk proofed obama; biden in front of the camera passes the code,
+    the consents and TOTP, and is refused at the face check, so no key. The
+    code, typed in by hand (lower case, no dashes), is spent: a second
+    browser gets nothing for it."""
+    _, code = await proof(face="obama_1.jpg")
+    ctx = await open_browser("biden_2.jpg", blink=True)
+    portal = Portal(await ctx.new_page(), base_url)
+    page = portal.page
+    await portal.open("enrol")
+    await page.fill("#activation-code", code.replace("-", "").lower())
+    await page.click("#activate-form button[type=submit]")
+    await _consent_and_totp(portal, "en")
+    verdict = await portal.face_check("#enrol-face-start", "#enrol-face-status")
+    assert "does not match" in verdict, verdict
+    await expect(page.locator("[data-panel=key]")).to_be_hidden()
+    await expect(page.locator("[data-panel=face]")).to_be_visible()
+    assert (await _portal_session(page))["scope"] == "enrolment"
+    assert not [n for n, _ in traffic.items if n.startswith("> POST") and "/me/credentials" in n]
+    await shot(page, "14-refused-other-face-at-enrolment")
+
+    # The same code again, in a browser of its own: refused, no cookie.
+    other = await ctx.browser.new_context() if ctx.browser else None
+    assert other is not None
+    other.on("page", traffic.attach)
+    second = Portal(await other.new_page(), base_url)
+    await second.open("enrol")
+    await second.page.fill("#activation-code", code)
+    await second.page.click("#activate-form button[type=submit]")
+    status = second.status("#activate-form")
+    await expect(status).to_have_class(re.compile(r"\bbad\b"), timeout=TIMEOUT_MS)
+    await expect(status).to_contain_text("unknown, already used or expired")
+    await expect(second.page.locator("[data-panel=consent]")).to_be_hidden()
+    assert SESSION_COOKIE not in {c["name"] for c in await other.cookies()}
+    await shot(second.page, "15-refused-spent-code")
+    await other.close()
+    assert not traffic.problems, traffic.problems
+
+
+async def test_wrong_code_wrong_password_and_other_face_get_no_signature(
     open_browser: Opener,
     base_url: str,
     traffic: Traffic,
     client: CloudsignClient,
     tmp_path: Path,
 ) -> None:
-    """An owner enrolled through the API logs in on the portal (IIN + TOTP);
-    another person's face, a wrong code and a wrong password each end without
-    a signature; then the owner deletes the key from the cabinet."""
+    """An owner enrolled through the API logs in on the portal: a wrong code
+    and a wrong password are refused at login; another person's face, a
+    wrong code and a wrong password each end without a signature; then the
+    owner deletes the key from the cabinet with every factor."""
     identity = person()
     totp, _ = await enrolled(client, password=PASSWORD, identity=identity, face="obama_1.jpg")
+    params = await client.key_params()
     doc = tmp_path / "order.txt"
     doc.write_bytes(b"Order No. 12\n")
-    wrong_password = "not-my-password 42"
+    stale = totp.totp.at(time.time() - 3600)
 
-    # Someone else in front of the camera.
+    # Login: a wrong code, then a wrong password, then right; the webcam
+    # shows someone else.
     ctx = await open_browser("biden_2.jpg", blink=True)
     portal = Portal(await ctx.new_page(), base_url)
+    page = portal.page
     await portal.open("login")
-    await shot(portal.page, "13-login")
-    await portal.page.fill("#login-iin", identity["iin"])
-    await portal.page.fill("#login-otp", await totp.fresh_code())
-    await portal.page.click("#login-form button[type=submit]")
+    status = portal.status("#login-form")
+    for otp, password in ((stale, PASSWORD), (None, WRONG_PASSWORD)):
+        await portal.login(identity["iin"], otp or await totp.fresh_code(), password)
+        await expect(status).to_have_text(LOGIN_REFUSED)
+        await expect(status).to_have_class(re.compile(r"\bbad\b"))
+        assert await page.evaluate("document.body.dataset.current") == "login"
+    await shot(page, "20-login-refused")
+    await portal.login(identity["iin"], await totp.fresh_code(), PASSWORD)
     await portal.ready("cabinet")
     state = await ctx.storage_state()
+
+    # Someone else in front of the camera.
     await portal.go("sign")
-    await portal.page.set_input_files("#sign-file", str(doc))
+    await page.set_input_files("#sign-file", str(doc))
     verdict = await portal.face_check()
     assert "does not match" in verdict, verdict
     await portal.sign(await totp.fresh_code(), PASSWORD)
     await expect(portal.status("#sign-form")).to_have_text("Pass the face check first.")
-    await shot(portal.page, "14-refused-other-face")
+    await shot(page, "21-refused-other-face")
 
     # The owner's face, then a wrong code; then a wrong password.
-    stale = totp.totp.at(time.time() - 3600)
-    for otp, password, name in ((stale, PASSWORD, "otp"), (None, wrong_password, "password")):
+    for otp, password, name in ((stale, PASSWORD, "otp"), (None, WRONG_PASSWORD, "password")):
         ctx = await open_browser("obama_2.jpg", blink=True, storage_state=state)
         portal = Portal(await ctx.new_page(), base_url)
         await portal.open("sign")
@@ -319,34 +426,110 @@ async def test_other_face_wrong_code_and_wrong_password_get_no_signature(
         await expect(status).to_have_class(re.compile(r"\bbad\b"), timeout=TIMEOUT_MS)
         await expect(status).to_have_text("A code or the password is wrong.")
         await expect(portal.page.locator("#sign-result")).to_be_hidden()
-        await shot(portal.page, f"15-refused-wrong-{name}")
+        await shot(portal.page, f"22-refused-wrong-{name}")
 
-    # Nothing was signed; the owner deletes the key (OTP, a clear warning).
+    # Nothing was signed; the owner deletes the key: face, code and password.
     assert await client.documents() == []
+    ctx = await open_browser("obama_2.jpg", blink=True, storage_state=state)
+    portal = Portal(await ctx.new_page(), base_url)
     page = portal.page
-    await portal.go("cabinet")
+    await portal.open("cabinet")
     await expect(page.locator("#cab-nodocs")).to_be_visible()
-    page.on("dialog", lambda d: d.accept())
-    await page.fill("#cab-delete-otp", await totp.fresh_code())
-    await page.check("#cab-delete-confirm")
-    await page.click("#cab-delete")
+    await portal.manage("delete_key", totp, PASSWORD)
     await expect(page.locator("#cab-manage-status")).to_have_class(
         re.compile(r"\bok\b"), timeout=TIMEOUT_MS
     )
     await expect(page.locator("#cab-creds")).to_contain_text("key deleted")
-    await expect(page.locator("#cab-delete-form")).to_be_hidden()
-    await shot(page, "16-cabinet-deleted")
+    await expect(page.locator("input[name=cab-action][value=delete_key]")).to_be_disabled()
+    # Without a key, deleting the account would need the face check alone.
+    await expect(page.locator("#cab-factors")).to_be_hidden()
+    await expect(page.locator("#cab-face-alone")).to_be_visible()
+    await shot(page, "23-cabinet-key-deleted")
     assert all(c["status"] == "deleted" for c in await client.credentials())
 
-    params = await client.key_params()
     found = leaks(
         traffic,
         {
             "password": PASSWORD.encode(),
-            "wrong password": wrong_password.encode(),
+            "wrong password": WRONG_PASSWORD.encode(),
             "K_pw": derive_password_key(PASSWORD, params),
-            "wrong K_pw": derive_password_key(wrong_password, params),
+            "wrong K_pw": derive_password_key(WRONG_PASSWORD, params),
         },
     )
     assert not found, found
     assert not traffic.problems, traffic.problems
+
+
+async def test_repeated_wrong_passwords_lock_the_login(
+    open_browser: Opener, base_url: str, traffic: Traffic, client: CloudsignClient
+) -> None:
+    """Five wrong key passwords in a row lock the IIN's logins: the page says
+    so, with the wait from Retry-After, in the page's language."""
+    identity = person()
+    totp, _ = await enrolled(client, password=PASSWORD, identity=identity)
+    ctx = await open_browser("obama_1.jpg", blink=False)
+    portal = Portal(await ctx.new_page(), base_url)
+    await portal.open("login")
+    status = portal.status("#login-form")
+    for _ in range(5):
+        await portal.login(identity["iin"], await totp.fresh_code(), WRONG_PASSWORD)
+        await expect(status).to_have_text(LOGIN_REFUSED)
+    # Locked now, even for the right password.
+    await portal.login(identity["iin"], await totp.fresh_code(), PASSWORD)
+    await expect(status).to_have_text(
+        "Too many failed attempts: this is locked. Try again in 15 min."
+    )
+    await expect(status).to_have_class(re.compile(r"\blimit\b"))
+    await shot(portal.page, "24-login-locked")
+    await portal.page.select_option("#lang", "ru")
+    await portal.login(identity["iin"], await totp.fresh_code(), PASSWORD)
+    await expect(status).to_have_text(
+        "Слишком много неудачных попыток: доступ заблокирован. Повторите через 15 мин."
+    )
+    assert any("423" in f for f in traffic.failures), traffic.failures
+    found = leaks(traffic, {"password": PASSWORD.encode(), "wrong": WRONG_PASSWORD.encode()})
+    assert not found, found
+    assert not traffic.problems, traffic.problems
+
+
+async def test_revoke_in_the_cabinet_with_every_factor(
+    open_browser: Opener,
+    server: TestServer,
+    base_url: str,
+    traffic: Traffic,
+    client: CloudsignClient,
+) -> None:
+    """Log in (no camera), then revoke in the same browser: the face check is
+    the browser's first, the code and the password go with it. The key can
+    no longer sign."""
+    assert _has_route(server, "POST", "/api/v1/me/credentials/{credential_id}/revoke")
+    identity = person()
+    totp, cred = await enrolled(client, password=PASSWORD, identity=identity)
+    ctx = await open_browser("obama_2.jpg", blink=True)
+    portal = Portal(await ctx.new_page(), base_url)
+    page = portal.page
+    await portal.open("login")
+    await portal.login(identity["iin"], await totp.fresh_code(), PASSWORD)
+    await portal.ready("cabinet")
+    await page.select_option("#cab-reason", "key-compromise")
+    await portal.manage("revoke", totp, PASSWORD)
+    await expect(page.locator("#cab-manage-status")).to_have_class(
+        re.compile(r"\bok\b"), timeout=TIMEOUT_MS
+    )
+    await expect(page.locator("#cab-creds")).to_contain_text("revoked")
+    await expect(page.locator("input[name=cab-action][value=revoke]")).to_be_disabled()
+    await shot(page, "13-cabinet-revoked")
+    (listed,) = await client.credentials()
+    assert listed["credential_id"] == cred["credential_id"]
+    assert listed["certificate_status"] == "revoked"
+
+    # The sign page says at once why nothing can be signed now.
+    await portal.go("sign")
+    await expect(portal.status("#sign-form")).to_contain_text("revoked")
+    await expect(page.locator("#sign-submit")).to_be_disabled()
+    await expect(page.locator("#face-start")).to_be_disabled()
+    assert await client.documents() == []
+    found = leaks(traffic, {"password": PASSWORD.encode(), "K_pw": _kpw(traffic)})
+    assert not found, found
+    assert not traffic.problems, traffic.problems
+    assert not traffic.failures, traffic.failures

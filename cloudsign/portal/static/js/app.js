@@ -1,43 +1,58 @@
 // The portal's entry point: hash routing between the views, the language
 // switch, and the session resumed from the HttpOnly cookie.
+//
+// `#/activate/{code}` is the link on the registration desk's printout: it
+// opens the enrolment with the code filled in (and takes the code out of
+// the address bar and the history), for the citizen to confirm.
 
-import { api, resumeSession, setSession, signedIn } from "./api.js";
+import { api, resumeSession, sessionScope, setSession, signedIn } from "./api.js";
 import { enterAuditor, initAuditor } from "./auditor.js";
 import { enterCabinet, initCabinet, stopCamera as stopCabinetCamera } from "./cabinet.js";
 import { enterEnrol, initEnrol, stopCamera as stopEnrolCamera } from "./enrol.js";
 import { applyLanguage, currentLanguage, LANGUAGES, t } from "./i18n.js";
 import { initLogin } from "./login.js";
 import { enterSign, initSign, stopCamera as stopSignCamera } from "./sign.js";
-import { describeError } from "./ui.js";
+import { describeError, flash, showPendingFlash } from "./ui.js";
 
+// `full`: only for a logged-in owner (an enrolment session finishes enrolling first).
 const VIEWS = {
   home: { enter: null },
   login: { enter: null },
   enrol: { enter: enterEnrol },
-  sign: { enter: enterSign, auth: true },
-  cabinet: { enter: enterCabinet, auth: true },
+  sign: { enter: enterSign, full: true },
+  cabinet: { enter: enterCabinet, full: true },
   auditor: { enter: enterAuditor },
 };
 
-function flash(text, kind = "") {
-  const el = document.getElementById("flash");
-  el.textContent = text;
-  el.className = "flash" + (kind ? " " + kind : "");
-  el.hidden = !text;
+/** The view and its argument of the address: `#/activate/{code}` is enrolment. */
+function parseHash() {
+  const path = location.hash.replace(/^#\/?/, "");
+  const [head, ...rest] = path.split("/");
+  if (head === "activate" && rest.length) {
+    // The code is spent once redeemed; it should not linger in the history either.
+    history.replaceState(null, "", "#/enrol");
+    let code = rest.join("/");
+    try {
+      code = decodeURIComponent(code);
+    } catch {
+      /* not %-encoded after all: the form says whether it is a code */
+    }
+    return { name: "enrol", arg: { code } };
+  }
+  return { name: head in VIEWS ? head : "home", arg: undefined };
 }
 
 async function route() {
   delete document.body.dataset.ready;
-  let name = location.hash.replace(/^#\/?/, "") || "home";
-  if (!(name in VIEWS)) name = "home";
-  if (VIEWS[name].auth && !signedIn()) {
-    location.hash = "#/login";
+  const { name, arg } = parseHash();
+  if (VIEWS[name].full && sessionScope() !== "full") {
+    location.hash = signedIn() ? "#/enrol" : "#/login";
     return;
   }
   stopEnrolCamera();
   stopSignCamera();
   stopCabinetCamera();
-  flash("");
+  showPendingFlash();
   for (const section of document.querySelectorAll("section[data-view]")) {
     section.hidden = section.dataset.view !== name;
   }
@@ -54,7 +69,7 @@ async function route() {
   section.querySelector("h1").focus({ preventScroll: true });
   document.body.dataset.current = name;
   try {
-    await VIEWS[name].enter?.();
+    await VIEWS[name].enter?.(arg);
   } catch (e) {
     flash(describeError(e), "bad");
   }
@@ -62,6 +77,8 @@ async function route() {
 }
 
 async function logout() {
+  // An unfinished enrolment cannot be resumed: its activation code is spent.
+  if (sessionScope() === "enrolment" && !window.confirm(t("nav.logout.enrolment"))) return;
   try {
     await api("POST", "/portal/session/logout");
   } finally {

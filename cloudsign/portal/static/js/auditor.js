@@ -1,5 +1,8 @@
 // The auditor's page: the log key and chain, the daily checkpoints with their
 // on-chain anchors, and an inclusion check of one event done in this browser.
+// Public bundles carry the public leaf only (v2: index, type, time and a
+// commitment; a v1 leaf or one dropped by retention: its hash alone); an
+// owner's bundle also carries the opening, which is then checked here too.
 
 import { api } from "./api.js";
 import { hex, unhex } from "./crypto.js";
@@ -9,6 +12,7 @@ import {
   canonicalJson,
   equalBytes,
   leafHash,
+  openingOpens,
   parseCheckpoint,
   rootFromInclusionProof,
   verifyNote,
@@ -140,6 +144,10 @@ async function checkProof(ev) {
     if (bundle.leaf) {
       const computed = await leafHash(new TextEncoder().encode(canonicalJson(bundle.leaf)));
       ok = step(list, equalBytes(computed, claimed), t("aud.step.leaf")) && ok;
+      if (bundle.opening) {
+        const opens = await openingOpens(bundle.leaf, bundle.opening);
+        ok = step(list, opens, t("aud.step.opening", "The opening matches the leaf's commitment")) && ok;
+      }
     } else {
       step(list, true, t("aud.step.dropped"));
     }

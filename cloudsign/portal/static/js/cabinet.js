@@ -1,13 +1,18 @@
-// The personal cabinet: account, certificate and key (revoke / delete), and
-// every signed document with a fresh download of its signature.
+// The personal cabinet: the account, every signed document with a fresh
+// download of its signature, the certificate and key, and the changes that
+// need every factor a signature needs (a face check passed just now, a TOTP
+// code and the key password): revoking the certificate, deleting the key,
+// deleting the account. Without a key left, deleting the account needs the
+// face check alone.
 
-import { api } from "./api.js";
+import { api, setSession } from "./api.js";
 import { passwordKeyFor } from "./crypto.js";
 import { FaceCheck } from "./facecheck.js";
 import { t } from "./i18n.js";
-import { busy, formatTime, say } from "./ui.js";
+import { busy, flashNext, formatTime, say, takeValue } from "./ui.js";
 
 const $ = (id) => document.getElementById(id);
+const ACTIONS = ["revoke", "delete_key", "delete_account"];
 let active = null;
 let face = null;
 
@@ -54,8 +59,7 @@ export async function enterCabinet() {
     cell(row, formatTime(c.certificate_not_after));
     tbody.append(row);
   }
-  $("cab-revoke-form").hidden = !active || active.certificate_status !== "good";
-  $("cab-delete-form").hidden = !active;
+  offerActions();
 
   const docs = await api("GET", "/api/v1/me/documents");
   const dbody = $("cab-docs").tBodies[0];
@@ -77,59 +81,100 @@ export async function enterCabinet() {
   $("cab-nodocs").hidden = docs.length > 0;
 }
 
-async function onRevoke(ev) {
+/** The changes this account allows now; the first one is chosen. */
+function offerActions() {
+  const allowed = {
+    revoke: Boolean(active && active.certificate_status === "good"),
+    delete_key: Boolean(active),
+    delete_account: true,
+  };
+  for (const action of ACTIONS) {
+    const radio = document.querySelector(`input[name=cab-action][value=${action}]`);
+    radio.disabled = !allowed[action];
+    radio.closest("label").hidden = !allowed[action];
+  }
+  const chosen = document.querySelector("input[name=cab-action]:checked");
+  if (!chosen || chosen.disabled) {
+    document.querySelector("input[name=cab-action]:not(:disabled)").checked = true;
+  }
+  $("cab-confirm").checked = false;
+  onActionChange();
+}
+
+const chosenAction = () => document.querySelector("input[name=cab-action]:checked").value;
+
+/** A key left means the code and the password too; the form shows what is needed. */
+function onActionChange() {
+  const action = chosenAction();
+  const keyFactors = Boolean(active);
+  $("cab-factors").hidden = !keyFactors;
+  $("cab-face-alone").hidden = keyFactors;
+  for (const input of $("cab-factors").querySelectorAll("input")) input.disabled = !keyFactors;
+  $("cab-reason-wrap").hidden = action !== "revoke";
+  document.querySelectorAll("#cab-manage-form [data-warning]").forEach((p) => {
+    p.hidden = p.dataset.warning !== action;
+  });
+  $("cab-submit").textContent = t(`cab.submit.${action}`);
+}
+
+const CONFIRM = {
+  revoke: "cab.revoke.confirm",
+  delete_key: "cab.delete.confirm",
+  delete_account: "cab.erase.confirm",
+};
+
+async function onManage(ev) {
   ev.preventDefault();
   const form = ev.currentTarget;
-  const status = form.querySelector(".status");
-  if (!active || !form.reportValidity()) return;
+  const status = $("cab-submit-status"); // the face check has a status of its own
+  const action = chosenAction();
+  if (!form.reportValidity()) return;
   if (!face.passed) return say(status, t("sign.noface"), "bad");
-  if (!window.confirm(t("cab.revoke.confirm"))) return;
+  if (!window.confirm(t(CONFIRM[action]))) return;
   await busy(form, async () => {
-    say(status, t("crypto.deriving"));
-    const pw = $("cab-revoke-password");
-    let password = pw.value;
-    pw.value = "";
-    let wrapped;
-    try {
-      wrapped = await passwordKeyFor(api, password, "authorize");
-    } finally {
-      password = null;
+    const factors = {};
+    if (active) {
+      say(status, t("crypto.deriving"));
+      let password = takeValue($("cab-password"));
+      try {
+        factors.password_key = await passwordKeyFor(api, password, "authorize");
+      } finally {
+        password = null;
+      }
+      factors.otp = takeValue($("cab-otp")).trim();
     }
-    const otp = $("cab-revoke-otp").value.trim();
-    $("cab-revoke-otp").value = "";
-    const id = encodeURIComponent(active.credential_id);
-    await api("POST", `/api/v1/me/credentials/${id}/revoke`, {
-      body: {
-        reason: $("cab-reason").value,
-        password_key: wrapped,
-        otp,
-        face_challenge_id: face.take(),
-      },
-    });
-    $("cab-revoke-confirm").checked = false;
+    factors.face_challenge_id = face.take(); // spent by this attempt, whatever its outcome
+    say(status, t("sign.authorising"));
+    const id = active && encodeURIComponent(active.credential_id);
+    if (action === "revoke") {
+      await api("POST", `/api/v1/me/credentials/${id}/revoke`, {
+        body: { reason: $("cab-reason").value, ...factors },
+      });
+    } else if (action === "delete_key") {
+      await api("DELETE", `/api/v1/me/credentials/${id}`, { body: factors });
+    } else {
+      await api("DELETE", "/api/v1/me", { body: factors });
+      await leave();
+      return;
+    }
     face.stop();
     say(status, "");
     await enterCabinet();
-    say($("cab-manage-status"), t("cab.revoked"), "ok");
+    say($("cab-manage-status"), t(action === "revoke" ? "cab.revoked" : "cab.deleted"), "ok");
   }, status);
 }
 
-async function onDelete(ev) {
-  ev.preventDefault();
-  const form = ev.currentTarget;
-  const status = form.querySelector(".status");
-  if (!active || !form.reportValidity()) return;
-  if (!window.confirm(t("cab.delete.confirm"))) return;
-  await busy(form, async () => {
-    const otp = $("cab-delete-otp").value.trim();
-    $("cab-delete-otp").value = "";
-    const id = encodeURIComponent(active.credential_id);
-    await api("DELETE", `/api/v1/me/credentials/${id}`, { body: { otp } });
-    $("cab-delete-confirm").checked = false;
-    say(status, "");
-    await enterCabinet();
-    say($("cab-manage-status"), t("cab.deleted"), "ok");
-  }, status);
+/** The account is gone: end the cookie too, and say so on the home page. */
+async function leave() {
+  face.stop();
+  try {
+    await api("POST", "/portal/session/logout");
+  } catch {
+    /* the session died with the account */
+  }
+  setSession(null);
+  flashNext(t("cab.erased"), "ok");
+  location.hash = "#/";
 }
 
 export function stopCamera() {
@@ -140,10 +185,15 @@ export function initCabinet() {
   face = new FaceCheck({
     video: $("cab-video"),
     guide: $("cab-guide"),
-    banner: $("cab-action"),
+    banner: $("cab-face-action"),
     status: $("cab-face-status"),
     button: $("cab-face-start"),
   });
-  $("cab-revoke-form").addEventListener("submit", onRevoke);
-  $("cab-delete-form").addEventListener("submit", onDelete);
+  for (const radio of document.querySelectorAll("input[name=cab-action]")) {
+    radio.addEventListener("change", onActionChange);
+  }
+  document.addEventListener("languagechange", () => {
+    if (document.querySelector("input[name=cab-action]:checked")) onActionChange();
+  });
+  $("cab-manage-form").addEventListener("submit", onManage);
 }

@@ -1,6 +1,6 @@
 // The webcam: live guidance from a cheap look at the picture (brightness and
-// how much of the oval looks like skin), stills for enrolment, and the burst
-// for a liveness challenge. Frames go out as JPEG; nothing is kept.
+// how much of the oval looks like skin) and the burst of distinct frames a
+// liveness challenge needs. Frames go out as JPEG; nothing is kept.
 
 import { t } from "./i18n.js";
 

@@ -1,5 +1,5 @@
 // What the citizen's computer does with the key password, as in
-// mobile_api/device.py:
+// device_client/device.py:
 //   1. K_pw = Argon2id(password, salt) with the owner's published parameters;
 //   2. ECDH P-256 with the one-time HSM transport key -> Z;
 //      KEK = AES-256-ECB_Z(ctx), ctx = SHA-256("cloudsign/transport/v1" 0 id 0 point);
@@ -106,15 +106,27 @@ export async function wrapForTransport(kpw, transport) {
   };
 }
 
-/** The whole device side: params + one-time key from the server, Argon2id and
- *  the wrap here. Returns only the wrap; K_pw is wiped before returning. */
-export async function passwordKeyFor(api, password, purpose) {
-  const params = await api("GET", "/api/v1/me/key-params");
-  const transport = await api("POST", "/api/v1/me/transport-keys", { body: { purpose } });
+/** Argon2id here, then the wrap for `transport`; K_pw is wiped before returning. */
+async function wrapPassword(password, params, transport) {
   const kpw = await derivePasswordKey(password, params);
   try {
     return await wrapForTransport(kpw, transport);
   } finally {
     kpw.fill(0);
   }
+}
+
+/** The whole device side for a signed-in owner: the key parameters and a
+ *  one-time key for `purpose` from the server, Argon2id and the wrap here.
+ *  Returns only the wrap. */
+export async function passwordKeyFor(api, password, purpose) {
+  const params = await api("GET", "/api/v1/me/key-params");
+  const transport = await api("POST", "/api/v1/me/transport-keys", { body: { purpose } });
+  return wrapPassword(password, params, transport);
+}
+
+/** The password proof of a login: the login challenge carries both the key
+ *  parameters and the one-time key (the same for an IIN with no account). */
+export function loginPasswordKey(password, challenge) {
+  return wrapPassword(password, challenge.key_params, challenge);
 }

@@ -1,18 +1,30 @@
-// Enrolment: identity -> consents -> face -> TOTP -> key password -> done.
-// Each step is resumable: on entry the page asks the server what is done.
+// Enrolment after identity proofing at a registration desk:
+// activation code -> consents -> TOTP -> face check -> key password -> done.
+//
+// The desk hands out the code (and a link `#/activate/{code}`); redeeming it
+// opens an enrolment session for the identity the officer checked. The
+// reference face is the one captured at the desk, so the page only checks
+// the live face against it, right before the key is made. Each step is
+// resumable: on entry the page asks the server what is done.
 
-import { api, ApiError, setSession, signedIn } from "./api.js";
-import { Camera } from "./camera.js";
-import { passwordKeyFor, sha256, hex } from "./crypto.js";
-import { t } from "./i18n.js";
-import { describeError, say, busy } from "./ui.js";
+import { api, ApiError, resumeSession, sessionScope, setSession, signedIn } from "./api.js";
+import { hex, passwordKeyFor, sha256 } from "./crypto.js";
+import { FaceCheck } from "./facecheck.js";
+import { language, t } from "./i18n.js";
+import { busy, describeError, say, takeValue } from "./ui.js";
 import qrcode from "/portal/vendor/qrcode.js";
 
-const STEPS = ["identity", "consent", "face", "totp", "key", "done"];
+const STEPS = ["code", "consent", "totp", "face", "key", "done"];
+// As cloudsign/proofing: 20 characters of this alphabet, shown in groups of four.
+const CODE_LENGTH = 20;
+const CODE_CHARS = /^[A-Z0-9]+$/;
 const $ = (id) => document.getElementById(id);
-let camera = null;
+let face = null;
+let current = null;
+let totpShownFor = null; // the owner whose new TOTP seed is on the page
 
 function show(step) {
+  current = step;
   const at = STEPS.indexOf(step);
   document.querySelectorAll("[data-view=enrol] .steps li").forEach((li) => {
     const i = STEPS.indexOf(li.dataset.step);
@@ -24,63 +36,74 @@ function show(step) {
   document.querySelectorAll("[data-view=enrol] [data-panel]").forEach((panel) => {
     panel.hidden = panel.dataset.panel !== step;
   });
-  if (step === "face") startCamera();
-  else stopCamera();
-  if (step === "consent") loadConsents();
-  if (step === "totp") beginTotp();
+  if (step !== "face") stopCamera();
+  if (step === "face") face.refresh();
   const panel = document.querySelector(`[data-view=enrol] [data-panel=${step}]`);
   panel?.querySelector("input, button")?.focus();
 }
 
-async function startCamera() {
-  const status = document.querySelector("[data-panel=face] .status");
-  camera ??= new Camera($("enrol-video"), $("enrol-guide"));
-  try {
-    await camera.start();
-  } catch (e) {
-    say(status, t("cam.denied") + " " + (e.message || ""), "bad");
-  }
-}
-
 export function stopCamera() {
-  camera?.stop();
+  face?.stop();
 }
 
-/** Where this owner stands, from the server's own record. */
+/** The code as the desk prints it (upper case, groups of four), or null. */
+export function normaliseCode(text) {
+  const raw = String(text || "").toUpperCase().replace(/[^A-Z0-9]/g, "");
+  if (raw.length !== CODE_LENGTH || !CODE_CHARS.test(raw)) return null;
+  return raw.match(/.{4}/g).join("-");
+}
+
+/** Where this enrolment stands, from the server's own record. */
 async function currentStep() {
-  if (!signedIn()) return "identity";
-  const me = await api("GET", "/api/v1/me");
+  if (!signedIn()) return "code";
   const creds = await api("GET", "/api/v1/me/credentials");
   const active = creds.find((c) => c.status === "active");
-  if (active) {
+  if (sessionScope() !== "enrolment") {
+    // A login: enrolled already, or (key deleted) a new proofing is needed.
+    if (!active) return "code";
     $("done-serial").textContent = active.certificate_serial;
     return "done";
   }
-  if (me.consents.length < 2) return "consent";
-  if (!me.face_enrolled) return "face";
+  const me = await api("GET", "/api/v1/me");
+  const texts = await api("GET", `/api/v1/consent-texts?language=${language()}`);
+  const accepted = (text) =>
+    me.consents.some((c) => c.kind === text.kind && c.version === text.version);
+  if (!texts.every(accepted)) return "consent";
   if (!me.totp_confirmed) return "totp";
-  return "key";
+  return face.passed ? "key" : "face";
 }
 
-export async function enterEnrol() {
-  try {
-    show(await currentStep());
-  } catch (e) {
-    show("identity");
+async function enterStep(step) {
+  show(step);
+  if (step === "consent") await loadConsents();
+  if (step === "totp") await beginTotp();
+}
+
+/** `code`: from the desk's link (#/activate/{code}), shown for the citizen to confirm. */
+export async function enterEnrol({ code = null } = {}) {
+  say(document.querySelector("#activate-form .status"), "");
+  if (code !== null) {
+    $("activation-code").value = normaliseCode(code) || code;
+    show("code");
+    $("activate-form").querySelector("button[type=submit]").focus();
+    return;
   }
+  await enterStep(await currentStep());
 }
 
 async function loadConsents() {
   const list = $("consent-list");
-  const texts = await api("GET", "/api/v1/consent-texts");
+  const lang = language();
+  const texts = await api("GET", `/api/v1/consent-texts?language=${lang}`);
   list.replaceChildren();
+  list.dataset.language = lang;
   for (const text of texts) {
     // The hash sent back is the one of the words shown here, computed here.
     const digest = hex(await sha256(new TextEncoder().encode(text.text)));
     const box = document.createElement("div");
     box.className = "consent";
     const h = document.createElement("h3");
-    h.textContent = t("consent." + text.kind);
+    h.textContent = t("consent." + text.kind, text.kind);
     const body = document.createElement("div");
     body.className = "text";
     body.tabIndex = 0;
@@ -93,33 +116,43 @@ async function loadConsents() {
     meta.textContent = `${t("consent.version")} ${text.version} · SHA-256 ${digest}`;
     const label = document.createElement("label");
     label.className = "choice";
-    const box2 = document.createElement("input");
-    box2.type = "checkbox";
-    box2.required = true;
-    box2.name = "consent";
-    Object.assign(box2.dataset, { kind: text.kind, version: text.version, sha256: digest });
+    const check = document.createElement("input");
+    check.type = "checkbox";
+    check.required = true;
+    check.name = "consent";
+    Object.assign(check.dataset, {
+      kind: text.kind,
+      version: text.version,
+      language: text.language,
+      sha256: digest,
+    });
     const span = document.createElement("span");
     span.textContent = t("consent.accept");
-    label.append(box2, " ", span);
+    label.append(check, " ", span);
     box.append(h, body, meta, label);
     list.append(box);
   }
 }
 
-let totpSecretShown = false;
-
 async function beginTotp() {
-  if (totpSecretShown) return;
   const status = document.querySelector("#totp-form .status");
+  const me = await api("GET", "/api/v1/me");
+  if (totpShownFor === me.owner_id) return;
   try {
     const { provisioning_uri: uri } = await api("POST", "/api/v1/me/totp");
-    totpSecretShown = true;
+    totpShownFor = me.owner_id;
     drawQr($("totp-qr"), uri);
     const secret = new URL(uri).searchParams.get("secret") || "";
     $("totp-secret").textContent = secret.replace(/(.{4})/g, "$1 ").trim();
   } catch (e) {
     say(status, describeError(e), "bad");
   }
+}
+
+function clearTotp() {
+  $("totp-secret").textContent = "";
+  const canvas = $("totp-qr");
+  canvas.getContext("2d").clearRect(0, 0, canvas.width, canvas.height);
 }
 
 function drawQr(canvas, text) {
@@ -141,91 +174,119 @@ function drawQr(canvas, text) {
   }
 }
 
-export function initEnrol() {
-  $("identity-form").addEventListener("submit", async (ev) => {
-    ev.preventDefault();
-    const form = ev.currentTarget;
-    const status = form.querySelector(".status");
-    if (!form.reportValidity()) return;
-    await busy(form, async () => {
-      const data = Object.fromEntries(new FormData(form));
-      const s = await api("POST", "/portal/session/register", { body: { kind: "person", ...data } });
-      setSession(s.csrf_token);
-      show("consent");
-    }, status);
-  });
+async function onActivate(ev) {
+  ev.preventDefault();
+  const form = ev.currentTarget;
+  const status = form.querySelector(".status");
+  const input = $("activation-code");
+  const code = normaliseCode(input.value);
+  input.setCustomValidity(code ? "" : t("enrol.code.invalid"));
+  if (!form.reportValidity()) return;
+  await busy(form, async () => {
+    say(status, t("enrol.code.checking"));
+    let s;
+    try {
+      s = await api("POST", "/portal/session/activate", { body: { code } });
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 401) throw new Error(t("enrol.code.refused"));
+      throw e;
+    }
+    input.value = "";
+    setSession(s.csrf_token, "enrolment");
+    face.reset();
+    totpShownFor = null;
+    clearTotp();
+    say(status, "");
+    await enterStep(await currentStep());
+  }, status);
+}
 
-  $("consent-form").addEventListener("submit", async (ev) => {
-    ev.preventDefault();
-    const form = ev.currentTarget;
-    const status = form.querySelector(".status");
-    if (!form.reportValidity()) return;
-    await busy(form, async () => {
-      for (const box of form.querySelectorAll("input[name=consent]")) {
-        const { kind, version, sha256: digest } = box.dataset;
-        await api("POST", "/api/v1/me/consents", { body: { kind, version, sha256: digest } });
-      }
-      show("face");
-    }, status);
-  });
-
-  $("enrol-capture").addEventListener("click", async (ev) => {
-    const button = ev.currentTarget;
-    const status = button.parentElement.querySelector(".status");
-    await busy(button, async () => {
-      await startCamera();
-      const form = new FormData();
-      form.append("image", await camera.still(), "face.jpg");
-      say(status, t("enrol.face.checking"));
-      try {
-        await api("POST", "/api/v1/me/face", { form });
-      } catch (e) {
-        // The server's quality gate names the reason (too dark, no face, ...).
-        if (e instanceof ApiError && e.reason) throw new Error(t("reason." + e.reason, e.reason));
-        throw e;
-      }
-      show("totp");
-    }, status);
-  });
-
-  $("totp-form").addEventListener("submit", async (ev) => {
-    ev.preventDefault();
-    const form = ev.currentTarget;
-    const status = form.querySelector(".status");
-    if (!form.reportValidity()) return;
-    await busy(form, async () => {
-      await api("POST", "/api/v1/me/totp/confirm", { body: { otp: $("totp-code").value.trim() } });
-      $("totp-secret").textContent = "";
-      $("totp-qr").getContext("2d").clearRect(0, 0, 9999, 9999);
-      show("key");
-    }, status);
-  });
-
-  $("key-form").addEventListener("submit", async (ev) => {
-    ev.preventDefault();
-    const form = ev.currentTarget;
-    const status = form.querySelector(".status");
-    const pw = $("key-password");
-    const pw2 = $("key-password2");
-    pw2.setCustomValidity(pw.value === pw2.value ? "" : t("enrol.key.mismatch"));
-    if (!form.reportValidity()) return;
-    await busy(form, async () => {
-      say(status, t("crypto.deriving"));
-      let password = pw.value;
-      pw.value = pw2.value = "";
-      let wrapped;
-      try {
-        wrapped = await passwordKeyFor(api, password, "credential.create");
-      } finally {
-        password = null;
-      }
-      say(status, t("enrol.key.creating"));
-      const cred = await api("POST", "/api/v1/me/credentials", {
-        body: { algorithm: "ec-p256", password_key: wrapped, otp: $("key-otp").value.trim() },
+async function onConsent(ev) {
+  ev.preventDefault();
+  const form = ev.currentTarget;
+  const status = form.querySelector(".status");
+  if (!form.reportValidity()) return;
+  await busy(form, async () => {
+    for (const check of form.querySelectorAll("input[name=consent]")) {
+      const { kind, version, language, sha256: digest } = check.dataset;
+      await api("POST", "/api/v1/me/consents", {
+        body: { kind, version, sha256: digest, language },
       });
-      $("key-otp").value = "";
-      $("done-serial").textContent = cred.certificate_serial;
-      show("done");
-    }, status);
+    }
+    say(status, "");
+    await enterStep(await currentStep());
+  }, status);
+}
+
+async function onTotp(ev) {
+  ev.preventDefault();
+  const form = ev.currentTarget;
+  const status = form.querySelector(".status");
+  if (!form.reportValidity()) return;
+  await busy(form, async () => {
+    await api("POST", "/api/v1/me/totp/confirm", { body: { otp: takeValue($("totp-code")).trim() } });
+    clearTotp();
+    say(status, "");
+    await enterStep(await currentStep());
+  }, status);
+}
+
+async function onKey(ev) {
+  ev.preventDefault();
+  const form = ev.currentTarget;
+  const status = form.querySelector(".status");
+  const pw = $("key-password");
+  const pw2 = $("key-password2");
+  pw2.setCustomValidity(pw.value === pw2.value ? "" : t("enrol.key.mismatch"));
+  if (!form.reportValidity()) return;
+  if (!face.passed) {
+    show("face");
+    say(face.status, t("sign.noface"), "bad");
+    return;
+  }
+  const ok = await busy(form, async () => {
+    say(status, t("crypto.deriving"));
+    let password = takeValue(pw);
+    pw2.value = "";
+    const otp = takeValue($("key-otp")).trim();
+    const check = face.take(); // spent by this attempt, whatever its outcome
+    let wrapped;
+    try {
+      wrapped = await passwordKeyFor(api, password, "credential.create");
+    } finally {
+      password = null;
+    }
+    say(status, t("enrol.key.creating"));
+    const cred = await api("POST", "/api/v1/me/credentials", {
+      body: { algorithm: "ec-p256", password_key: wrapped, otp, face_challenge_id: check },
+    });
+    // The enrolment session is now a full one (same cookie, new scope).
+    await resumeSession();
+    $("done-serial").textContent = cred.certificate_serial;
+    say(status, "");
+    show("done");
+  }, status);
+  if (!ok) status.append(" ", t("enrol.key.retry"));
+}
+
+export function initEnrol() {
+  face = new FaceCheck({
+    video: $("enrol-video"),
+    guide: $("enrol-guide"),
+    banner: $("enrol-action"),
+    status: $("enrol-face-status"),
+    button: $("enrol-face-start"),
+    onPassed: () => show("key"),
+  });
+  $("activate-form").addEventListener("submit", onActivate);
+  $("activation-code").addEventListener("input", (ev) => ev.target.setCustomValidity(""));
+  $("consent-form").addEventListener("submit", onConsent);
+  $("totp-form").addEventListener("submit", onTotp);
+  $("key-form").addEventListener("submit", onKey);
+  // The consent texts follow the page's language.
+  document.addEventListener("languagechange", () => {
+    if (document.body.dataset.current === "enrol" && current === "consent") {
+      loadConsents().catch((e) => say($("consent-form").querySelector(".status"), describeError(e), "bad"));
+    }
   });
 }

@@ -1,7 +1,8 @@
-// The liveness check a signature (or a revocation) needs: ask the server for
-// a challenge, show its actions, then send a burst of webcam frames. A passed
-// check backs exactly one authorisation on the server, so `take()` hands its
-// id out once.
+// The live face check that creating a key, a signature and every change to
+// the key or the account need: ask the server for a challenge, show its
+// actions, then send a burst of webcam frames; the server compares the face
+// with the one captured at the registration desk. A passed check backs
+// exactly one request on the server, so `take()` hands its id out once.
 
 import { api, ApiError } from "./api.js";
 import { Camera } from "./camera.js";
@@ -13,10 +14,11 @@ const BURST_FRAMES = 10;
 const BURST_INTERVAL_MS = 200;
 
 export class FaceCheck {
-  /** Elements: video, guide, banner (the actions), status, button. */
-  constructor({ video, guide, banner, status, button }) {
+  /** Elements: video, guide, banner (the actions), status, button; and
+   *  `onPassed`, called after a check passed. */
+  constructor({ video, guide, banner, status, button, onPassed = null }) {
     this.camera = new Camera(video, guide);
-    Object.assign(this, { banner, status, button });
+    Object.assign(this, { banner, status, button, onPassed });
     this.passed = null;
     button.addEventListener("click", () => this.run());
   }
@@ -51,6 +53,7 @@ export class FaceCheck {
       this.passed = challenge.challenge_id;
       say(this.status, t("sign.face.passed"), "ok");
     }, this.status);
+    if (this.passed) this.onPassed?.();
   }
 
   /** The passed check's id, once; the check is spent by the attempt using it. */
@@ -63,6 +66,12 @@ export class FaceCheck {
 
   refresh() {
     say(this.status, this.passed ? t("sign.face.passed") : "", this.passed ? "ok" : "");
+  }
+
+  /** Forget a passed check (a new session, or one spent elsewhere). */
+  reset() {
+    this.passed = null;
+    say(this.status, "");
   }
 
   stop() {

@@ -1,12 +1,14 @@
-// RFC 9162 Merkle tree hashing and inclusion proofs, and the C2SP signed-note
-// checkpoint, verified in the browser with WebCrypto (same rules as
-// audit_chain/merkle.py and audit_chain/checkpoint.py).
+// RFC 9162 Merkle tree hashing and inclusion proofs, the C2SP signed-note
+// checkpoint and the opening of a v2 leaf's commitment, verified in the
+// browser with WebCrypto (same rules as audit_chain/merkle.py,
+// audit_chain/checkpoint.py and audit_chain/leaf.py).
 
-import { b64decode, sha256 } from "./crypto.js";
+import { b64decode, sha256, unhex } from "./crypto.js";
 
 const LEAF = new Uint8Array([0]);
 const NODE = new Uint8Array([1]);
 const SIG_PREFIX = "\u2014 ";
+const COMMITMENT_LABEL = new TextEncoder().encode("cloudsign-audit-leaf-commitment/2\0");
 
 export const leafHash = (bytes) => sha256(LEAF, bytes);
 export const nodeHash = (left, right) => sha256(NODE, left, right);
@@ -19,6 +21,23 @@ export function canonicalJson(value) {
     return "{" + keys.map((k) => JSON.stringify(k) + ":" + canonicalJson(value[k])).join(",") + "}";
   }
   return JSON.stringify(value);
+}
+
+/**
+ * What a v2 leaf's commitment covers: the whole event (the opening's private
+ * part with the leaf's index, time and type), as canonical JSON with "v": 2.
+ */
+export function committedMessage(leaf, opening) {
+  const { salt, ...privatePart } = opening;
+  return canonicalJson({ ...privatePart, index: leaf.index, time: leaf.time, type: leaf.type, v: 2 });
+}
+
+/** Whether `opening` opens the v2 `leaf`: SHA-256(label || salt || message) is its commitment. */
+export async function openingOpens(leaf, opening) {
+  if (leaf?.v !== 2 || typeof opening?.salt !== "string" || opening.salt.length !== 64) return false;
+  const message = new TextEncoder().encode(committedMessage(leaf, opening));
+  const digest = await sha256(COMMITMENT_LABEL, unhex(opening.salt), message);
+  return equalBytes(digest, unhex(leaf.commitment));
 }
 
 /** The root a proof implies for `leaf` at `index` in a tree of `size` (RFC 9162 2.1.3.2). */

@@ -50,8 +50,7 @@ async function onSign(ev) {
   if (!form.reportValidity()) return;
   const format = document.querySelector("input[name=format]:checked").value;
   await busy(form, async () => {
-    const creds = await api("GET", "/api/v1/me/credentials");
-    const cred = creds.find((c) => c.status === "active" && c.certificate_status === "good");
+    const cred = usable(await api("GET", "/api/v1/me/credentials"));
     if (!cred) throw new Error(t("sign.nocred"));
     say(status, t("crypto.deriving"));
     const pw = $("sign-password");
@@ -97,8 +96,23 @@ export function stopCamera() {
   face?.stop();
 }
 
-export function enterSign() {
+/** The key that can sign: active, with a good certificate. */
+const usable = (creds) => creds.find((c) => c.status === "active" && c.certificate_status === "good");
+
+/** Say at once when nothing can be signed (no key, or its certificate revoked). */
+export async function enterSign() {
   face.refresh();
+  const creds = await api("GET", "/api/v1/me/credentials");
+  const status = document.querySelector("#sign-form .status");
+  const can = Boolean(usable(creds));
+  $("sign-submit").disabled = !can;
+  $("face-start").disabled = !can;
+  if (!can) {
+    const revoked = creds.some((c) => c.status === "active");
+    say(status, t(revoked ? "sign.revoked" : "sign.nocred"), "bad");
+  } else if (status.classList.contains("bad")) {
+    say(status, "");
+  }
 }
 
 export function initSign() {

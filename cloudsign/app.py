@@ -18,6 +18,7 @@ from typing import Final
 
 import aiohttp
 from aiohttp import web
+from sqlalchemy.exc import SQLAlchemyError
 
 from biometrics import FaceWorkerPool
 from cloudsign.accounts import AccountService
@@ -34,14 +35,20 @@ from cloudsign.appkeys import (
     DATABASE,
     FACE_POOL,
     FACES,
+    GUARD,
     HSM,
     HTTP_CLIENT,
-    LOCKOUT,
+    LIFECYCLE,
+    LIMITS,
+    OPERATOR_URL,
+    OPERATORS,
+    PROOFING,
     REVOCATION,
     SEQUENCER_TASK,
     SETTINGS,
     SIGNING,
     STATUS,
+    STATUS_OPERATIONS,
     TOTP_CLOCK,
     TRANSPORT_KEYS,
 )
@@ -54,17 +61,32 @@ from cloudsign.credentials import CredentialService, TransportKeys
 from cloudsign.credentials import api as credentials_api
 from cloudsign.faces import FaceService, policy_from
 from cloudsign.faces import api as faces_api
+from cloudsign.guard import Guard, Limits
 from cloudsign.instance import ca_profile, prepare_hsm
 from cloudsign.interpreter import pin_recursion_limit
+from cloudsign.lifecycle import LifecycleService
+from cloudsign.lifecycle import api as lifecycle_api
+from cloudsign.operators import OperatorService
+from cloudsign.operators import api as operators_api
+from cloudsign.operators.console import ConsoleHeaders, console_routes, console_vendor_routes
 from cloudsign.portal import api as portal_api
+from cloudsign.proofing import (
+    HttpIdentityRegistry,
+    IdentityRegistry,
+    ProofingService,
+    load_registry_key,
+)
+from cloudsign.proofing import api as proofing_api
 from cloudsign.settings import Settings
-from cloudsign.signing import Cabinet, DocumentWorker, FactorCheck, Lockout, SigningService, csc
+from cloudsign.signing import Cabinet, DocumentWorker, FactorCheck, SigningService, csc
 from cloudsign.signing import api as signing_api
-from cloudsign.status import StatusServices
+from cloudsign.status import StatusOperations, StatusServices
 from cloudsign.status import api as status_api
 from cloudsign.storage import Database
 from cloudsign.web import health
-from cloudsign.web.logs import install_log_policy
+from cloudsign.web.caching import no_store_middleware
+from cloudsign.web.client import client_address_middleware
+from cloudsign.web.logs import SafeAccessLogger, access_logger, install_log_policy
 from cloudsign.web.problems import problem_middleware
 from hsm_bridge import HsmBridge, HsmError
 
@@ -146,13 +168,29 @@ async def _status(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _features(app: web.Application) -> AsyncIterator[None]:
-    """Accounts, credentials, faces and signing, wired to each other."""
+    """Every feature's service, wired to the others it needs."""
     settings, db, hsm, clock = app[SETTINGS], app[DATABASE], app[HSM], _clock(app)
+    guard = Guard(db, clock=clock)
+    limits = Limits.from_settings(settings.guard)
     accounts = AccountService(
-        db, hsm, settings.accounts, clock=clock, totp_clock=app.get(TOTP_CLOCK)
+        db, hsm, settings.accounts, guard, limits, clock=clock, totp_clock=app.get(TOTP_CLOCK)
+    )
+    operators = OperatorService(
+        db, hsm, guard, limits, settings.operators, clock=clock, totp_clock=app.get(TOTP_CLOCK)
     )
     transport = TransportKeys(db, hsm, ttl=settings.credentials.transport_key_ttl, clock=clock)
-    faces = FaceService(db, hsm, app[FACE_POOL], settings.faces, clock=clock)
+    faces = FaceService(db, hsm, app[FACE_POOL], settings.faces, guard, limits, clock=clock)
+    proofing = ProofingService(
+        db,
+        hsm,
+        faces,
+        accounts,
+        guard,
+        limits,
+        settings.proofing,
+        _registry(settings, app[HTTP_CLIENT], clock),
+        clock=clock,
+    )
     credentials = CredentialService(
         db,
         hsm,
@@ -161,35 +199,85 @@ async def _features(app: web.Application) -> AsyncIterator[None]:
         faces,
         transport,
         app[REVOCATION],
+        proofing,
         settings.credentials,
         clock=clock,
     )
     # Deleting an account erases what each feature keeps of the owner.
     accounts.on_delete(credentials)
     accounts.on_delete(faces)
-    lockout = Lockout(db, settings.signing, clock=clock)
+    factors = FactorCheck(hsm, accounts, faces, transport, guard, limits)
     documents = DocumentWorker()
     await documents.start()
+    app[GUARD] = guard
+    app[LIMITS] = limits
     app[ACCOUNTS] = accounts
+    app[OPERATORS] = operators
     app[TRANSPORT_KEYS] = transport
     app[FACES] = faces
+    app[PROOFING] = proofing
     app[CREDENTIALS] = credentials
-    app[LOCKOUT] = lockout
     app[CABINET] = Cabinet(db)
     app[SIGNING] = SigningService(
-        db,
-        hsm,
-        app[CA],
-        credentials,
-        FactorCheck(hsm, accounts, faces, transport, lockout),
-        documents,
-        settings.signing,
-        clock=clock,
+        db, hsm, app[CA], credentials, factors, documents, settings.signing, clock=clock
+    )
+    app[LIFECYCLE] = LifecycleService(
+        db, accounts, credentials, faces, factors, transport, hsm, guard, limits, clock=clock
+    )
+    app[STATUS_OPERATIONS] = StatusOperations(
+        app[STATUS], operators, bulk_threshold=settings.bulk_revocation_threshold
     )
     try:
         yield
     finally:
         await documents.close()
+
+
+def _registry(
+    settings: Settings, http: aiohttp.ClientSession, clock: Clock
+) -> IdentityRegistry | None:
+    """The national identity registry, if one is configured (remote proofing)."""
+    s = settings.proofing
+    if not s.registry_url:
+        return None
+    return HttpIdentityRegistry(
+        s.registry_url,
+        load_registry_key(s.registry_public_key),
+        http,
+        max_age=s.registry_max_age,
+        clock=clock,
+    )
+
+
+async def _operator_listener(app: web.Application) -> AsyncIterator[None]:
+    """The operator API and console, on their own address (loopback by
+    default), never on the public listener; they share the app's services."""
+    settings = app[SETTINGS].operators
+    operator_app = web.Application(
+        client_max_size=app[SETTINGS].max_upload_bytes,
+        middlewares=[
+            ConsoleHeaders(portal_api.SECURITY_HEADERS),
+            client_address_middleware,
+            problem_middleware,
+        ],
+    )
+    for key, value in app.items():
+        operator_app[key] = value
+    for routes in OPERATOR_ROUTES:
+        operator_app.add_routes(routes)
+    runner = web.AppRunner(
+        operator_app, access_log_class=SafeAccessLogger, access_log=access_logger()
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port)
+    await site.start()
+    port = runner.addresses[0][1] if runner.addresses else settings.port
+    app[OPERATOR_URL] = f"http://{settings.host}:{port}"
+    log.info("operator listener on %s", app[OPERATOR_URL])
+    try:
+        yield
+    finally:
+        await runner.cleanup()
 
 
 async def _sweeper(app: web.Application) -> AsyncIterator[None]:
@@ -200,8 +288,9 @@ async def _sweeper(app: web.Application) -> AsyncIterator[None]:
                 n = await app[TRANSPORT_KEYS].sweep()
                 if n:
                     log.info("destroyed %d expired transport keys", n)
-            except (HsmError, OSError) as e:
-                log.warning("transport key sweep failed: %s", e)
+                await app[PROOFING].sweep()
+            except (HsmError, OSError, SQLAlchemyError) as e:
+                log.warning("sweep failed: %s", e)
 
     task = asyncio.create_task(run(), name="transport-key-sweeper")
     yield
@@ -254,12 +343,15 @@ CLEANUP_CONTEXTS: Final[list[CleanupContext]] = [
     _sweeper,
     _audit,
     _audit_tasks,
+    _operator_listener,
 ]
 
-#: Route tables of the HTTP surfaces.
+#: Route tables of the public listener.
 ROUTES: Final[list[web.RouteTableDef]] = [
     health.routes,
     accounts_api.routes,
+    proofing_api.routes,
+    lifecycle_api.routes,
     credentials_api.routes,
     faces_api.routes,
     signing_api.routes,
@@ -268,6 +360,18 @@ ROUTES: Final[list[web.RouteTableDef]] = [
     audit_api.routes,
     status_api.routes,
     portal_api.routes,
+]
+
+#: Route tables of the operator listener.
+OPERATOR_ROUTES: Final[list[web.RouteTableDef]] = [
+    health.routes,
+    operators_api.operator_routes,
+    proofing_api.operator_routes,
+    status_api.operator_routes,
+    signing_api.operator_routes,
+    audit_api.operator_routes,
+    console_routes,
+    console_vendor_routes(portal_api.VENDOR),
 ]
 
 
@@ -281,7 +385,8 @@ def create_app(settings: Settings) -> web.Application:
     pin_recursion_limit()
     # The app-wide cap is the upload limit; JSON bodies are held to max_body_bytes.
     app = web.Application(
-        client_max_size=settings.max_upload_bytes, middlewares=[problem_middleware]
+        client_max_size=settings.max_upload_bytes,
+        middlewares=[no_store_middleware, client_address_middleware, problem_middleware],
     )
     app[SETTINGS] = settings
     app.cleanup_ctx.extend(CLEANUP_CONTEXTS)

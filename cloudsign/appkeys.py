@@ -23,8 +23,12 @@ if TYPE_CHECKING:
     from cloudsign.ca import CertificateAuthority
     from cloudsign.credentials import CredentialService, TransportKeys
     from cloudsign.faces import FaceService
-    from cloudsign.signing import Cabinet, Lockout, SigningService
-    from cloudsign.status import RevocationService, StatusServices
+    from cloudsign.guard import Guard, Limits
+    from cloudsign.lifecycle import LifecycleService
+    from cloudsign.operators import OperatorService
+    from cloudsign.proofing import ProofingService
+    from cloudsign.signing import Cabinet, SigningService
+    from cloudsign.status import RevocationService, StatusOperations, StatusServices
     from cloudsign.storage import Database
     from hsm_bridge import HsmBridge
 
@@ -42,17 +46,24 @@ FACE_POOL: web.AppKey[FaceWorkerPool] = web.AppKey("face_pool")
 HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
 
 # -- features -----------------------------------------------------------------------
+GUARD: web.AppKey[Guard] = web.AppKey("guard")
+LIMITS: web.AppKey[Limits] = web.AppKey("limits")
+OPERATORS: web.AppKey[OperatorService] = web.AppKey("operators")
+PROOFING: web.AppKey[ProofingService] = web.AppKey("proofing")
+LIFECYCLE: web.AppKey[LifecycleService] = web.AppKey("lifecycle")
+#: Where the operator listener runs (the public app knows, for tests and logs).
+OPERATOR_URL = web.AppKey("operator_url", str)
 CA: web.AppKey[CertificateAuthority] = web.AppKey("ca")
 ACCOUNTS: web.AppKey[AccountService] = web.AppKey("accounts")
 TRANSPORT_KEYS: web.AppKey[TransportKeys] = web.AppKey("transport_keys")
 CREDENTIALS: web.AppKey[CredentialService] = web.AppKey("credentials")
 FACES: web.AppKey[FaceService] = web.AppKey("faces")
 SIGNING: web.AppKey[SigningService] = web.AppKey("signing")
-LOCKOUT: web.AppKey[Lockout] = web.AppKey("lockout")
 CABINET: web.AppKey[Cabinet] = web.AppKey("cabinet")
 STATUS: web.AppKey[StatusServices] = web.AppKey("status")
 #: The revocation service alone: `await app[REVOCATION].revoke(serial, reason, actor)`.
 REVOCATION: web.AppKey[RevocationService] = web.AppKey("revocation")
+STATUS_OPERATIONS: web.AppKey[StatusOperations] = web.AppKey("status_operations")
 AUDIT_LOG: web.AppKey[AuditLog] = web.AppKey("audit_log")
 ANCHORER: web.AppKey[Anchorer] = web.AppKey("audit_anchorer")
 

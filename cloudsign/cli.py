@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,9 @@ from sqlalchemy import select
 
 from cloudsign.ca import certificates
 from cloudsign.errors import CloudsignError
-from cloudsign.settings import Settings, load_settings
+from cloudsign.instance import restrict_umask
+from cloudsign.operators import cli as operators_cli
+from cloudsign.settings import ENV_PREFIX, Settings, load_settings
 from cloudsign.status import cli as status_cli
 from cloudsign.storage import Database
 from cloudsign.storage.schema import events
@@ -24,7 +27,10 @@ def _settings(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {}
     if getattr(args, "data_dir", None):
         overrides["data_dir"] = args.data_dir
-    return load_settings(args.config, **overrides)
+    settings = load_settings(args.config, **overrides)
+    # Read once into a Secret: children (face workers, anvil) must not inherit it.
+    os.environ.pop(f"{ENV_PREFIX}HSM_PIN", None)
+    return settings
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -144,10 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(fn=cmd_events)
     status_cli.add_parsers(sub, _settings)
+    operators_cli.add_parsers(sub, _settings)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Whatever the command creates in the data dir is the owner's alone.
+    restrict_umask()
     args = build_parser().parse_args(argv)
     try:
         code: int = args.fn(args)

@@ -80,3 +80,25 @@ class ServiceUnavailableError(CloudsignError):
     code = "unavailable"
     status = 503
     title = "Service unavailable"
+
+
+class LockedError(CloudsignError):
+    """Too many failed attempts: this subject is locked for a while."""
+
+    code = "locked"
+    status = 423
+    title = "Locked"
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
+class RateLimitedError(CloudsignError):
+    code = "rate_limited"
+    status = 429
+    title = "Too many requests"
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after

@@ -83,8 +83,41 @@ class FaceSettings:
 class SigningSettings:
     sad_ttl: timedelta
     max_signatures_per_sad: int
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    host: str
+    port: int
+    public_url: str
+    session_ttl: timedelta
+    approval_ttl: timedelta
+    setup_ttl: timedelta
+    bulk_revocation_threshold: int
+    totp_issuer: str
+    totp_period: int
+    totp_window: int
+    argon2_time_cost: int
+    argon2_memory_kib: int
+    argon2_parallelism: int
+
+
+@dataclass(frozen=True)
+class ProofingSettings:
+    activation_ttl: timedelta
+    registry_url: str
+    registry_public_key: str
+    registry_max_age: timedelta
+
+
+@dataclass(frozen=True)
+class GuardSettings:
     max_failed_attempts: int
     lockout: timedelta
+    max_failed_per_address: int
+    max_face_challenges_per_hour: int
+    max_transport_keys_per_hour: int
+    max_enrolments_per_address_per_hour: int
 
 
 @dataclass(frozen=True)
@@ -150,7 +183,6 @@ class Settings:
     hsm_token_label: str = "cloudsign"  # noqa: S105 - a label, not a secret
     hsm_pin_file: str = ""  # default data_dir/hsm/user.pin
     hsm_pin: Secret | None = field(default=None, repr=False)  # env only
-    auditor_token: Secret | None = field(default=None, repr=False)  # env only
     # CA
     ca_name: str = "cloudsign"
     ca_organisation: str = "Cloudsign Certification Centre"
@@ -191,8 +223,12 @@ class Settings:
     max_signatures_per_sad: int = 1000
     max_failed_attempts: int = 5
     lockout_seconds: int = 900
+    # rate limits (cloudsign/guard): per client address and per account
+    max_failed_per_address: int = 30  # failures of any factor per lockout window
+    max_face_challenges_per_hour: int = 30
+    max_transport_keys_per_hour: int = 60
+    max_enrolments_per_address_per_hour: int = 20
     # certificate status services (cloudsign/status): CRL, OCSP, TSA, notices
-    operator_token: Secret | None = field(default=None, repr=False)  # env only; operator API
     crl_interval_hours: int = 24  # a complete CRL is published this often
     crl_validity_hours: int = 25  # nextUpdate - thisUpdate of a complete CRL
     delta_crl_interval_minutes: int = 60  # a delta CRL at least this often, and after revocations
@@ -201,6 +237,18 @@ class Settings:
     tsa_accuracy_ms: int = 1000
     status_poll_ms: int = 500  # how often revocations made by other processes are picked up
     status_background_tasks: bool = True  # CRL publication and revocation watcher here
+    # operators (cloudsign/operators): their own listener, sessions, two-person rule
+    operator_host: str = "127.0.0.1"  # the operator API and console, never the public address
+    operator_port: int = 8081  # 0: any free port
+    operator_session_ttl_seconds: int = 8 * 3600
+    operator_approval_ttl_seconds: int = 24 * 3600
+    operator_setup_ttl_seconds: int = 24 * 3600
+    bulk_revocation_threshold: int = 10  # revoking more at once needs a second operator
+    # identity proofing (cloudsign/proofing)
+    activation_ttl_seconds: int = 4 * 3600  # desk activation codes, and unfinished enrolments
+    registry_url: str = ""  # the national identity registry; unset: no remote proofing
+    registry_public_key: str = ""  # its Ed25519 key (PEM file path or base64 raw key)
+    registry_max_age_seconds: int = 120  # how old a signed registry answer may be
 
     def __post_init__(self) -> None:
         _check(1 <= self.port <= 65535, "port must be 1..65535")
@@ -227,6 +275,13 @@ class Settings:
         _check(1 <= self.max_signatures_per_sad <= 10000, "max_signatures_per_sad 1..10000")
         _check(1 <= self.max_failed_attempts <= 20, "max_failed_attempts must be 1..20")
         _check(10 <= self.lockout_seconds <= 86400 * 7, "lockout_seconds must be 10..604800")
+        _check(1 <= self.max_failed_per_address <= 100_000, "max_failed_per_address 1..100000")
+        _check(1 <= self.max_face_challenges_per_hour <= 10_000, "max_face_challenges_per_hour 1..")
+        _check(1 <= self.max_transport_keys_per_hour <= 100_000, "max_transport_keys_per_hour 1..")
+        _check(
+            1 <= self.max_enrolments_per_address_per_hour <= 100_000,
+            "max_enrolments_per_address_per_hour 1..100000",
+        )
         _check(1 <= self.certificate_validity_days <= 3650, "certificate_validity_days 1..3650")
         _check(bool(self.hsm_token_label), "hsm_token_label must not be empty")
         if self.ca_key_algorithm not in CA_KEY_ALGORITHMS:
@@ -292,8 +347,44 @@ class Settings:
         return SigningSettings(
             sad_ttl=timedelta(seconds=self.sad_ttl_seconds),
             max_signatures_per_sad=self.max_signatures_per_sad,
+        )
+
+    @cached_property
+    def operators(self) -> OperatorSettings:
+        return OperatorSettings(
+            host=self.operator_host,
+            port=self.operator_port,
+            public_url=self.effective_public_url,
+            session_ttl=timedelta(seconds=self.operator_session_ttl_seconds),
+            approval_ttl=timedelta(seconds=self.operator_approval_ttl_seconds),
+            setup_ttl=timedelta(seconds=self.operator_setup_ttl_seconds),
+            bulk_revocation_threshold=self.bulk_revocation_threshold,
+            totp_issuer=f"{self.totp_issuer} operators",
+            totp_period=self.totp_period_seconds,
+            totp_window=self.totp_valid_window,
+            argon2_time_cost=self.argon2_time_cost,
+            argon2_memory_kib=self.argon2_memory_kib,
+            argon2_parallelism=self.argon2_parallelism,
+        )
+
+    @cached_property
+    def proofing(self) -> ProofingSettings:
+        return ProofingSettings(
+            activation_ttl=timedelta(seconds=self.activation_ttl_seconds),
+            registry_url=self.registry_url,
+            registry_public_key=self.registry_public_key,
+            registry_max_age=timedelta(seconds=self.registry_max_age_seconds),
+        )
+
+    @cached_property
+    def guard(self) -> GuardSettings:
+        return GuardSettings(
             max_failed_attempts=self.max_failed_attempts,
             lockout=timedelta(seconds=self.lockout_seconds),
+            max_failed_per_address=self.max_failed_per_address,
+            max_face_challenges_per_hour=self.max_face_challenges_per_hour,
+            max_transport_keys_per_hour=self.max_transport_keys_per_hour,
+            max_enrolments_per_address_per_hour=self.max_enrolments_per_address_per_hour,
         )
 
     @cached_property
@@ -459,8 +550,18 @@ def _check_status(s: Settings) -> None:
     )
     _check(1 <= s.tsa_accuracy_ms <= 60_000, "tsa_accuracy_ms must be 1..60000")
     _check(50 <= s.status_poll_ms <= 60_000, "status_poll_ms must be 50..60000")
-    if s.operator_token is not None:
-        _check(len(s.operator_token.reveal()) >= 16, "operator_token must be 16+ characters")
+    _check(0 <= s.operator_port <= 65535, "operator_port must be 0..65535")
+    _check(
+        300 <= s.operator_session_ttl_seconds <= 86400, "operator_session_ttl_seconds 300..86400"
+    )
+    _check(60 <= s.operator_approval_ttl_seconds <= 7 * 86400, "operator_approval_ttl_seconds")
+    _check(60 <= s.operator_setup_ttl_seconds <= 7 * 86400, "operator_setup_ttl_seconds")
+    _check(1 <= s.bulk_revocation_threshold <= 100_000, "bulk_revocation_threshold 1..100000")
+    _check(300 <= s.activation_ttl_seconds <= 7 * 86400, "activation_ttl_seconds 300..604800")
+    _check(10 <= s.registry_max_age_seconds <= 3600, "registry_max_age_seconds 10..3600")
+    if s.registry_url:
+        _check(urlsplit(s.registry_url).scheme in ("http", "https"), "registry_url must be http(s)")
+        _check(bool(s.registry_public_key), "registry_url needs registry_public_key")
 
 
 def _redact_url(url: str) -> str:
@@ -472,7 +573,7 @@ def _redact_url(url: str) -> str:
 
 
 _FIELDS: Final = {f.name: f for f in dataclasses.fields(Settings)}
-_ENV_ONLY: Final = frozenset({"hsm_pin", "auditor_token", "operator_token"})
+_ENV_ONLY: Final = frozenset({"hsm_pin"})
 
 
 def _coerce(name: str, raw: Any) -> Any:

@@ -18,6 +18,9 @@ from cloudsign.storage.schema import metadata
 #: Modules that define tables, besides storage.schema itself (in foreign-key order).
 TABLE_MODULES: Final[tuple[str, ...]] = (
     "cloudsign.accounts.tables",
+    "cloudsign.operators.tables",
+    "cloudsign.guard.tables",
+    "cloudsign.proofing.tables",
     "cloudsign.credentials.tables",
     "cloudsign.ca.tables",
     "cloudsign.faces.tables",

@@ -76,6 +76,13 @@ class TotpDevice:
             await self.clock.wait_until((step + 1) * interval + 0.01)
 
 
+def frames_form(frames: list[bytes]) -> aiohttp.FormData:
+    form = aiohttp.FormData()
+    for i, frame in enumerate(frames):
+        form.add_field("frame", frame, filename=f"f{i}.jpg", content_type="image/jpeg")
+    return form
+
+
 @dataclass
 class CloudsignClient:
     base_url: str
@@ -98,33 +105,53 @@ class CloudsignClient:
                 raise ApiError(resp.status, body)
             return body
 
-    # -- enrolment steps ------------------------------------------------------
-
-    async def create_account(self, identity: dict[str, str]) -> str:
-        body = await self.request("POST", "/api/v1/owners", identity)
+    def _take_session(self, body: dict[str, Any]) -> dict[str, Any]:
         self.access_token = body["access_token"]
         self.owner_id = body["owner_id"]
-        return str(body["owner_id"])
+        return body
 
-    async def login(self, iin: str, otp: str) -> None:
-        body = await self.request("POST", "/api/v1/sessions", {"iin": iin, "otp": otp})
-        self.access_token = body["access_token"]
-        self.owner_id = body["owner_id"]
+    # -- identity proofing and enrolment ------------------------------------------
 
-    async def accept_consents(self) -> list[str]:
-        texts = await self.request("GET", "/api/v1/consent-texts")
+    async def activate(self, code: str) -> dict[str, Any]:
+        """Redeem the registration desk's activation code: an enrolment session."""
+        return self._take_session(await self.request("POST", "/api/v1/activations", {"code": code}))
+
+    async def remote_proofing(self, iin: str, email: str) -> dict[str, Any]:
+        """Start a remote proofing: the liveness challenge to answer."""
+        result: dict[str, Any] = await self.request(
+            "POST", "/api/v1/proofings/remote", {"iin": iin, "email": email}
+        )
+        return result
+
+    async def finish_remote_proofing(self, capture_id: str, frames: list[bytes]) -> dict[str, Any]:
+        """The live burst, matched against the registry's photo: an enrolment session."""
+        form = frames_form(frames)
+        return self._take_session(
+            await self._post_form(f"/api/v1/proofings/remote/{capture_id}/burst", form, {})
+        )
+
+    async def accept_consents(self, language: str = "en") -> list[str]:
+        texts = await self.request("GET", f"/api/v1/consent-texts?language={language}")
         for t in texts:
             await self.request(
                 "POST",
                 "/api/v1/me/consents",
-                {"kind": t["kind"], "version": t["version"], "sha256": t["sha256"]},
+                {
+                    "kind": t["kind"],
+                    "version": t["version"],
+                    "sha256": t["sha256"],
+                    "language": t["language"],
+                },
             )
         return [t["kind"] for t in texts]
 
-    async def setup_totp(self) -> TotpDevice:
+    async def setup_totp(self, path: str = "/api/v1/me/totp") -> TotpDevice:
         """Scan the provisioning URI (as an authenticator app would) and confirm it."""
-        body = await self.request("POST", "/api/v1/me/totp")
-        totp = pyotp.parse_uri(body["provisioning_uri"])
+        body = await self.request("POST", path)
+        return await self._confirm_totp(body["provisioning_uri"])
+
+    async def _confirm_totp(self, provisioning_uri: str) -> TotpDevice:
+        totp = pyotp.parse_uri(provisioning_uri)
         if not isinstance(totp, pyotp.TOTP):
             raise ValueError("the service did not send a TOTP provisioning URI")
         device = TotpDevice(totp, self.clock)
@@ -144,13 +171,24 @@ class CloudsignClient:
         )
 
     async def create_credential(
-        self, password: str, otp: str, algorithm: str = "ec-p256"
+        self,
+        password: str,
+        otp: str,
+        face_challenge_id: str | None,
+        algorithm: str = "ec-p256",
     ) -> dict[str, Any]:
+        """The key and certificate that finish an enrolment (the session
+        becomes a full one)."""
         wrapped = await self.wrap_password(password, "credential.create")
         result: dict[str, Any] = await self.request(
             "POST",
             "/api/v1/me/credentials",
-            {"algorithm": algorithm, "password_key": wrapped.to_json(), "otp": otp},
+            {
+                "algorithm": algorithm,
+                "password_key": wrapped.to_json(),
+                "otp": otp,
+                "face_challenge_id": face_challenge_id,
+            },
         )
         return result
 
@@ -158,26 +196,127 @@ class CloudsignClient:
         result: list[dict[str, Any]] = await self.request("GET", "/api/v1/me/credentials")
         return result
 
-    async def delete_credential(self, credential_id: str, otp: str) -> None:
-        await self.request("DELETE", f"/api/v1/me/credentials/{credential_id}", {"otp": otp})
+    # -- logging in --------------------------------------------------------------
+
+    async def login(self, iin: str, otp: str, password: str) -> dict[str, Any]:
+        """Two factors: the TOTP code and a proof of the key password made
+        here (K_pw wrapped for the login challenge's one-time key)."""
+        challenge = await self.request("POST", "/api/v1/sessions/challenge", {"iin": iin})
+        kpw = await asyncio.to_thread(
+            derive_password_key, password, Argon2Params.from_json(challenge["key_params"])
+        )
+        wrapped = wrap_for_transport(
+            kpw, challenge["transport_key_id"], base64.b64decode(challenge["public_key"])
+        )
+        body = await self.request(
+            "POST",
+            "/api/v1/sessions",
+            {"iin": iin, "otp": otp, "password_key": wrapped.to_json()},
+        )
+        return self._take_session(body)
+
+    # -- changes that need every factor -------------------------------------------
+
+    async def _factors(
+        self, password: str | None, otp: str | None, face_challenge_id: str | None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"face_challenge_id": face_challenge_id}
+        if otp is not None:
+            body["otp"] = otp
+        if password is not None:
+            body["password_key"] = (await self.wrap_password(password, "authorize")).to_json()
+        return body
+
+    async def delete_credential(
+        self,
+        credential_id: str,
+        *,
+        password: str | None,
+        otp: str | None,
+        face_challenge_id: str | None,
+    ) -> None:
+        await self.request(
+            "DELETE",
+            f"/api/v1/me/credentials/{credential_id}",
+            await self._factors(password, otp, face_challenge_id),
+        )
+
+    async def delete_account(
+        self, *, password: str | None, otp: str | None, face_challenge_id: str | None
+    ) -> None:
+        await self.request(
+            "DELETE", "/api/v1/me", await self._factors(password, otp, face_challenge_id)
+        )
+
+    async def replace_face(
+        self,
+        images: list[bytes],
+        *,
+        password: str | None,
+        otp: str | None,
+        face_challenge_id: str | None,
+    ) -> dict[str, Any]:
+        """A new face template; the face check matched the current one."""
+        body = await self._factors(password, otp, face_challenge_id)
+        body["images"] = [base64.b64encode(i).decode() for i in images]
+        result: dict[str, Any] = await self.request("PUT", "/api/v1/me/face", body)
+        return result
+
+    async def change_password(
+        self,
+        credential_id: str,
+        *,
+        password: str | None,
+        new_password: str,
+        otp: str | None,
+        face_challenge_id: str | None,
+    ) -> None:
+        body = await self._factors(password, otp, face_challenge_id)
+        body["new_password_key"] = (
+            await self.wrap_password(new_password, "credential.create")
+        ).to_json()
+        await self.request("POST", f"/api/v1/me/credentials/{credential_id}/password", body)
+
+    async def rekey(
+        self,
+        credential_id: str,
+        *,
+        password: str | None,
+        new_password: str,
+        otp: str | None,
+        face_challenge_id: str | None,
+        algorithm: str = "ec-p256",
+    ) -> dict[str, Any]:
+        """A new key and certificate; the old certificate is revoked (superseded)."""
+        body = await self._factors(password, otp, face_challenge_id)
+        body["new_password_key"] = (
+            await self.wrap_password(new_password, "credential.create")
+        ).to_json()
+        body["algorithm"] = algorithm
+        result: dict[str, Any] = await self.request(
+            "POST", f"/api/v1/me/credentials/{credential_id}/rekey", body
+        )
+        return result
+
+    async def reset_totp(
+        self, *, password: str | None, face_challenge_id: str | None
+    ) -> TotpDevice:
+        """A new authenticator (face and password), confirmed with its first code."""
+        body = await self.request(
+            "POST", "/api/v1/me/totp/reset", await self._factors(password, None, face_challenge_id)
+        )
+        return await self._confirm_totp(body["provisioning_uri"])
 
     # -- face -------------------------------------------------------------------
-
-    async def enrol_face(self, images: list[bytes], otp: str | None = None) -> dict[str, Any]:
-        form = aiohttp.FormData()
-        for i, image in enumerate(images):
-            form.add_field("image", image, filename=f"face{i}.jpg", content_type="image/jpeg")
-        return await self._post_form("/api/v1/me/face", form, {"X-OTP": otp} if otp else {})
 
     async def face_challenge(self) -> dict[str, Any]:
         result: dict[str, Any] = await self.request("POST", "/api/v1/me/face-challenges")
         return result
 
     async def send_burst(self, challenge_id: str, frames: list[bytes]) -> dict[str, Any]:
-        form = aiohttp.FormData()
-        for i, frame in enumerate(frames):
-            form.add_field("frame", frame, filename=f"f{i}.jpg", content_type="image/jpeg")
-        return await self._post_form(f"/api/v1/me/face-challenges/{challenge_id}/burst", form, {})
+        return await self._post_form(
+            f"/api/v1/me/face-challenges/{challenge_id}/burst", frames_form(frames), {}
+        )
 
     async def _post_form(
         self, path: str, form: aiohttp.FormData, headers: dict[str, str]

@@ -35,6 +35,7 @@ from tests.helpers import (
     pg_drop,
 )
 from tests.helpers import TOTP_CLOCK as TEST_TOTP_CLOCK
+from tests.staff import STAFF, Staff, bootstrap_staff
 
 
 @pytest.fixture(scope="session")
@@ -89,12 +90,20 @@ def settings(base_settings: Settings, database_url: str) -> Settings:
 
 @pytest.fixture(scope="session")
 async def server(settings: Settings) -> AsyncIterator[TestServer]:
+    """The service on a real port, with its staff (tests/staff.py) signed in."""
     app = create_app(settings)
     app[TOTP_CLOCK] = TEST_TOTP_CLOCK
     srv = TestServer(app, host="127.0.0.1", port=settings.port)
     await srv.start_server()
-    yield srv
+    async with aiohttp.ClientSession() as http:
+        await bootstrap_staff(app, http, str(srv.make_url("")).rstrip("/"))
+        yield srv
     await srv.close()
+
+
+@pytest.fixture(scope="session")
+def staff(server: TestServer) -> Staff:
+    return STAFF[str(server.make_url("")).rstrip("/")]
 
 
 @pytest.fixture(scope="session")

@@ -26,9 +26,24 @@ def photo(name: str) -> bytes:
     return (FACES / name).read_bytes()
 
 
+#: The longest side of a burst frame: a webcam's 640x480, not the photo's 800.
+CAMERA_SIDE = 480
+
+
+@cache
+def camera_still(name: str) -> bytes:
+    """The photo as a camera would frame it (scaled to CAMERA_SIDE)."""
+    with Image.open(io.BytesIO(photo(name))) as im:
+        rgb = im.convert("RGB")
+    rgb.thumbnail((CAMERA_SIDE, CAMERA_SIDE))
+    out = io.BytesIO()
+    rgb.save(out, "PNG")
+    return out.getvalue()
+
+
 @cache
 def _blink_frames(name: str) -> tuple[bytes, ...]:
-    return tuple(blink_burst(photo(name), "oocoo", fmt="PNG"))
+    return tuple(blink_burst(camera_still(name), "oocoo", fmt="PNG"))
 
 
 def live_burst(name: str, actions: list[str]) -> list[bytes]:

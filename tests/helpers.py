@@ -14,9 +14,6 @@ from __future__ import annotations
 import itertools
 import os
 import socket
-import threading
-import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +22,9 @@ import asyncpg
 
 from cloudsign.ca import check_digit
 from device_client.client import CloudsignClient, TotpDevice
-from tests.face_images import live_burst, photo
+from tests.clocks import TOTP_CLOCK, SteppingClock
+from tests.face_images import live_burst
+from tests.staff import DESKS
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -42,38 +41,17 @@ FAST_SETTINGS: dict[str, Any] = {
     # A still photo can be made to blink, not to turn its head (tests/faces.py).
     "liveness_actions": "blink",
     "liveness_action_count": 1,
-    # Bearer token of the operator API (cloudsign/status); a Secret once loaded.
-    "operator_token": "test-operator-token-0123456789",
-    "auditor_token": "test-auditor-token-0123456789",
+    # The operator listener on any free port (app[OPERATOR_URL] says which).
+    "operator_port": 0,
+    # One test process is one client address: the per-address limits are
+    # raised here and tested at their defaults in tests/guard.
+    "max_failed_per_address": 100_000,
+    "max_enrolments_per_address_per_hour": 100_000,
+    "max_transport_keys_per_hour": 100_000,
+    "max_face_challenges_per_hour": 10_000,
     # Any free port for the embedded anvil: two runs on one machine never collide.
     "chain_anvil_port": 0,
 }
-
-
-class SteppingClock:
-    """Real time plus an offset that only grows: `wait_until` jumps instead
-    of sleeping. Callable (an aware UTC datetime) for the service's
-    `TOTP_CLOCK`, `time()`/`wait_until()` for `device_client.StepClock`."""
-
-    def __init__(self) -> None:
-        self._offset = 0.0
-        self._lock = threading.Lock()
-
-    def time(self) -> float:
-        with self._lock:
-            return time.time() + self._offset
-
-    async def wait_until(self, moment: float) -> None:
-        with self._lock:
-            gap = moment - (time.time() + self._offset)
-            if gap > 0:
-                self._offset += gap
-
-    def __call__(self) -> datetime:
-        return datetime.fromtimestamp(self.time(), UTC)
-
-
-TOTP_CLOCK = SteppingClock()
 
 
 async def pg_create(name: str) -> None:
@@ -149,19 +127,32 @@ def totp_device(secret: str, interval: int = 2) -> TotpDevice:
     return TotpDevice(pyotp.TOTP(secret, interval=interval), TOTP_CLOCK)
 
 
+async def activated(
+    client: CloudsignClient,
+    identity: dict[str, str] | None = None,
+    face: str = "obama_1.jpg",
+) -> dict[str, Any]:
+    """Proofed at the server's registration desk (a live capture of `face`)
+    and the activation code redeemed: an enrolment session."""
+    proofing = await DESKS[client.base_url].proof(identity or person(), face)
+    return await client.activate(proofing["activation_code"])
+
+
 async def enrolled(
     client: CloudsignClient,
     password: str = "correct horse battery",
     algorithm: str = "ec-p256",
     identity: dict[str, str] | None = None,
     face: str = "obama_1.jpg",
+    check_face: str = "obama_2.jpg",
 ) -> tuple[TotpDevice, dict[str, Any]]:
-    """Account, consents, TOTP, face and a credential, all through the HTTP API."""
-    await client.create_account(identity or person())
+    """Proofing at the desk, then on the device: activation, consents, TOTP,
+    a face check and the credential, all through the HTTP APIs."""
+    await activated(client, identity, face)
     await client.accept_consents()
     totp = await client.setup_totp()
-    await client.enrol_face([photo(face)])
-    cred = await client.create_credential(password, await totp.fresh_code(), algorithm)
+    face_id = await passed_face_check(client, check_face)
+    cred = await client.create_credential(password, await totp.fresh_code(), face_id, algorithm)
     return totp, cred
 
 
@@ -173,3 +164,6 @@ async def passed_face_check(client: CloudsignClient, face: str = "obama_2.jpg") 
     )
     assert verdict["passed"], verdict
     return str(challenge["challenge_id"])
+
+
+__all__ = ["TOTP_CLOCK", "SteppingClock"]

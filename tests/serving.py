@@ -29,7 +29,15 @@ def serve(data_dir: Path, port: int, **env: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [*CLI, "--data-dir", str(data_dir), "serve"],
         cwd=REPO,
-        env=clean_env(**{"CLOUDSIGN_PORT": str(port), "CLOUDSIGN_CHAIN_ANVIL_PORT": "0", **env}),
+        env=clean_env(
+            **{
+                "CLOUDSIGN_PORT": str(port),
+                "CLOUDSIGN_CHAIN_ANVIL_PORT": "0",
+                # Any free port: tests run several servers at once.
+                "CLOUDSIGN_OPERATOR_PORT": "0",
+                **env,
+            }
+        ),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )

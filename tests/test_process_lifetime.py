@@ -153,17 +153,18 @@ def test_one_deeply_nested_body_does_not_kill_the_process(
     tmp_path: Path, ports: tuple[int, int]
 ) -> None:
     """The 140 KB body that segfaulted the server (py_ecc had raised the
-    recursion limit to 100,000), sent to the real program's four
-    unauthenticated JSON routes."""
+    recursion limit to 100,000), sent to the real program's unauthenticated
+    JSON routes."""
     port, anvil_port = ports
     proc = serve(tmp_path / "data", port, CLOUDSIGN_CHAIN_ANVIL_PORT=str(anvil_port))
     try:
         wait_ready(proc, port)
         _family(proc.pid)  # anvil started: web3 and py_ecc are imported
         for path in (
-            "/api/v1/owners",
+            "/api/v1/activations",
+            "/api/v1/sessions/challenge",
             "/api/v1/sessions",
-            "/portal/session/register",
+            "/portal/session/activate",
             "/portal/session/login",
         ):
             for body in (b"[" * 70_000 + b"]" * 70_000, b'{"a":' * 50_000 + b"1" + b"}" * 50_000):

@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestServer
 
 from cloudsign.appkeys import DATABASE
 from cloudsign.events import EventType, append_event
+from tests.staff import Staff, bootstrap_staff
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -44,6 +45,27 @@ async def append_many(server: TestServer, count: int, owner: str = "owner", **da
                 data={"n": i, **data},
                 at=datetime.now(UTC),
             )
+
+
+async def staffed(server: TestServer, http: aiohttp.ClientSession) -> Staff:
+    """The staff of a full server (`audit_server(full=True)`), on the test's
+    `http` session: its auditor reads the full exports, its desk proofs
+    citizens. (Their own events are logged from now on: call it once the
+    days a test inspects are closed, or count them in.)"""
+    return await bootstrap_staff(server.app, http, str(server.make_url("")).rstrip("/"))
+
+
+async def auditor_get(
+    staff: Staff, path: str, *, as_role: str = "auditor"
+) -> tuple[int, bytes, Any]:
+    """GET `path` on the operator listener as the staff member with `as_role`,
+    signed in just now (the test's clock may have moved past a session)."""
+    member = getattr(staff, as_role)
+    await member.sign_in()
+    async with member.http.get(
+        staff.url + path, headers={"Authorization": f"Bearer {member.token}"}
+    ) as r:
+        return r.status, await r.read(), r.headers
 
 
 def auditor(*args: str) -> subprocess.CompletedProcess[str]:

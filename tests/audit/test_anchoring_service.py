@@ -19,13 +19,23 @@ from audit_chain.anvil import rpc_call
 from cloudsign.appkeys import ANCHOR_TASK, ANCHORER, AUDIT_LOG, DATABASE
 from cloudsign.audit import Anchorer, AuditLog
 from cloudsign.audit.tables import log_anchors, log_leaves
+from cloudsign.ca.tables import certificates
 from cloudsign.storage.schema import events
 from tests.audit.conftest import FakeClock, wait_for
-from tests.audit.support import append_many, auditor, get_json, get_raw
+from tests.audit.support import append_many, auditor, auditor_get, get_json, get_raw, staffed
 from tests.helpers import enrolled, new_client
 
 DAY1 = date(2026, 3, 1)
 DAY2 = date(2026, 3, 2)
+
+
+async def _owner_serial(server: Any, owner_id: str) -> str:
+    """The serial of the owner's one certificate."""
+    async with server.app[DATABASE].read() as conn:
+        found = await conn.execute(
+            select(certificates.c.serial).where(certificates.c.owner_id == owner_id)
+        )
+        return str(found.scalar_one())
 
 
 async def _close_day(server: Any, clock: FakeClock, events_count: int = 5) -> None:
@@ -48,7 +58,7 @@ async def _anchored(anchorer: Anchorer, day: date) -> Any:
 async def test_anchor_lands_and_the_auditor_verifies_end_to_end(
     audit_server: Any, clock: FakeClock, anvil: AnvilProcess, tmp_path: Path
 ) -> None:
-    server = await audit_server()
+    server = await audit_server(full=True)
     await _close_day(server, clock)
     await _close_day(server, clock, 3)
     anchorer: Anchorer = server.app[ANCHORER]
@@ -67,6 +77,21 @@ async def test_anchor_lands_and_the_auditor_verifies_end_to_end(
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert "VERIFIED" in result.stdout and f"block {anchor['block_number']}" in result.stdout
+    assert "7. openings               skipped" in result.stdout
+    # The auditor's full export: the same anchored root, and every opening checked.
+    full = tmp_path / "2026-03-02.full.jsonl"
+    async with aiohttp.ClientSession() as http:
+        staff = await staffed(server, http)  # on day 3: the staff's events are not in day 2
+        status, body, _ = await auditor_get(staff, "/operator/api/v1/audit/log/exports/2026-03-02")
+    assert status == 200
+    full.write_bytes(body)
+    result = auditor(
+        "verify", str(full), "--rpc", anvil.rpc_url, "--contract", keys["contract"],
+        "--log-key", keys["log_key"], "--min-confirmations", "2",
+        "--previous", str(tmp_path / "2026-03-01.jsonl"),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "7. openings               ok" in result.stdout and "3 openings match" in result.stdout
 
 
 async def test_hard_kill_of_chain_and_task_loses_nothing(
@@ -160,13 +185,14 @@ async def test_reorg_that_drops_the_anchor_is_anchored_again(
 async def test_enrolment_leaves_and_a_citizen_proves_their_event(
     audit_server: Any, clock: FakeClock, anvil: AnvilProcess, tmp_path: Path
 ) -> None:
-    server = await audit_server(full=True)
+    server = await audit_server(full=True, access_token_ttl_seconds=86400)
     async with aiohttp.ClientSession() as http:
+        await staffed(server, http)
         client = new_client(str(server.make_url("")).rstrip("/"), http)
         await enrolled(client)
     log: AuditLog = server.app[AUDIT_LOG]
     await log.sequence_pending()
-    clock.advance(days=1)
+    clock.advance(hours=15)  # past midnight in UTC+5, within the token's day
     await log.close_due_days()
     await _anchored(server.app[ANCHORER], DAY1)
     async with server.app[DATABASE].read() as conn:
@@ -195,3 +221,26 @@ async def test_enrolment_leaves_and_a_citizen_proves_their_event(
     leaf_hash = json.loads(body)["leaf_hash"]
     by_hash = await get_json(server, f"/log/proof?leaf_hash={leaf_hash}")
     assert by_hash["index"] == index
+    # The citizen's own view: their certificate's serial is in the opening of
+    # its cert.issue leaf, and nowhere in that leaf's public bundle.
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(
+            str(server.make_url("/api/v1/me/log/events")),
+            headers={"Authorization": f"Bearer {client.access_token}"},
+        ) as r,
+    ):
+        assert r.status == 200, await r.text()
+        mine = (await r.json())["events"]
+    cert = next(e for e in mine if e["leaf"]["type"] == "cert.issue")
+    serial = await _owner_serial(server, str(client.owner_id))
+    assert cert["opening"]["extra"]["serial"] == serial
+    status, public, _ = await get_raw(server, f"/log/proof?index={cert['index']}")
+    assert status == 200 and serial.encode() not in public
+    bundle.write_text(json.dumps(cert["bundle"]))
+    result = auditor(
+        "prove", str(bundle), "--rpc", anvil.rpc_url, "--contract", keys["contract"],
+        "--log-key", keys["log_key"], "--min-confirmations", "2",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3. opening                ok" in result.stdout

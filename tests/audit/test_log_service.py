@@ -14,6 +14,7 @@ from sqlalchemy import delete, func, select, update
 
 from audit_chain import (
     Checkpoint,
+    CommittedLeaf,
     Ed25519NoteSigner,
     NoteVerifier,
     parse_leaf,
@@ -115,16 +116,26 @@ async def test_owner_id_never_in_leaves(audit_server: Any) -> None:
             at=datetime.now(UTC),
         )
         await append_event(conn, EventType.AUTH_FAILURE, owner_id=None, at=datetime.now(UTC))
-    await server.app[AUDIT_LOG].sequence_pending()
+    log: AuditLog = server.app[AUDIT_LOG]
+    await log.sequence_pending()
     rows = await _leaves(server.app)
     assert len(rows) == 3
     tag = await server.app[HSM].hmac_sha256("audit-owner", owner.encode())
-    for r in rows[:2]:
+    for r in rows:
+        # The public leaf: no id, and not even the tag (it is in the commitment).
         assert owner.encode() not in r["leaf"] and credential.encode() not in r["leaf"]
-        assert parse_leaf(r["leaf"]).owner_tag == tag
-    assert parse_leaf(rows[0]["leaf"]).credential_tag is not None
-    assert parse_leaf(rows[1]["leaf"]).extra["note"] == "by (owner)"
-    assert parse_leaf(rows[2]["leaf"]).owner_tag != tag
+        assert tag.hex().encode() not in r["leaf"]
+        assert isinstance(parse_leaf(r["leaf"]), CommittedLeaf)
+    # The openings (the owner's view) carry the tags, never the ids.
+    mine = await log.owner_events(owner)
+    assert [e.index for e in mine] == [0, 1]
+    openings = [e.opening for e in mine]
+    assert all(o is not None and o.owner_tag == tag for o in openings)
+    assert openings[0] is not None and openings[0].credential_tag is not None
+    assert openings[1] is not None and openings[1].extra["note"] == "by (owner)"
+    for o in openings:
+        assert o is not None and owner.encode() not in o.to_bytes()
+    assert await log.owner_events("nobody") == []
 
 
 async def test_days_close_into_signed_checkpoints_exactly_once(
@@ -274,6 +285,16 @@ async def _tamper(app: Any, kind: str) -> None:
                 .where(events.c.seq == victim["event_seq"])
                 .values(event_type="key.destroy")
             )
+        elif kind == "edit-event-data":
+            await conn.execute(
+                update(events).where(events.c.seq == victim["event_seq"]).values(data={"n": 999})
+            )
+        elif kind == "edit-salt":
+            await conn.execute(
+                update(log_leaves)
+                .where(log_leaves.c.leaf_index == victim["leaf_index"])
+                .values(salt=bytes(32))
+            )
         elif kind == "delete-event":
             await conn.execute(delete(events).where(events.c.seq == victim["event_seq"]))
         elif kind == "reorder-events":
@@ -311,15 +332,23 @@ TAMPERING = [
     "insert-leaf",
     "reorder-leaves",
     "edit-event",
+    "edit-event-data",
+    "edit-salt",
     "delete-event",
     "reorder-events",
     "replace-checkpoint",
 ]
+#: The auditor's full export re-derives every opening too: the edits of an
+#: event or a salt, the leaf edit and an insertion are checked through it as well.
+FULL_TAMPERING = ["edit-leaf", "insert-leaf", "edit-event", "edit-event-data", "edit-salt"]
 
 
-@pytest.mark.parametrize("kind", TAMPERING)
+@pytest.mark.parametrize(
+    ("kind", "full"),
+    [(k, False) for k in TAMPERING] + [(k, True) for k in FULL_TAMPERING],
+)
 async def test_tampering_is_detected_and_names_the_day(
-    audit_server: Any, clock: FakeClock, tmp_path: Path, kind: str
+    audit_server: Any, clock: FakeClock, tmp_path: Path, kind: str, full: bool
 ) -> None:
     server = await audit_server()
     await _two_days(server, clock)
@@ -336,13 +365,14 @@ async def test_tampering_is_detected_and_names_the_day(
     log: AuditLog = server.app[AUDIT_LOG]
     if kind != "replace-checkpoint":
         # The service refuses to publish a log that does not rebuild its signed root.
-        status, body, _ = await get_raw(server, "/log/exports/2026-03-02")
-        assert status == 500 and b"2026-03-02" in body, body
+        if not full:
+            status, body, _ = await get_raw(server, "/log/exports/2026-03-02")
+            assert status == 500 and b"2026-03-02" in body, body
         with pytest.raises(TamperedLogError, match="2026-03-02"):
-            await log.write_export(DAY2, tmp_path / "refused.jsonl")
+            await log.write_export(DAY2, tmp_path / "refused.jsonl", full=full)
     # What a compromised service would publish: the auditor names the day.
     raw = tmp_path / "raw.jsonl"
-    raw.write_bytes(b"".join([line async for line in log.iter_export_lines(DAY2)]))
+    raw.write_bytes(b"".join([line async for line in log.iter_export_lines(DAY2, full=full)]))
     bad = auditor("verify", str(raw), "--offline", "--log-key", keys["log_key"],
                   "--previous", str(day1))  # fmt: skip
     assert bad.returncode == 1, bad.stdout + bad.stderr
@@ -384,6 +414,11 @@ async def test_retention_drops_contents_but_keeps_proofs(
     assert await log.apply_retention() == 0
     rows = await _leaves(server.app)
     assert [r["leaf"] is None for r in rows] == [True, False, True]
+    # The salt goes with the content: those commitments can never be opened again.
+    assert [r["salt"] is None for r in rows] == [True, False, True]
+    gone = await log.owner_events("gone")
+    assert [(e.leaf, e.opening) for e in gone] == [(None, None), (None, None)]
+    assert all(e.bundle is not None and e.bundle.leaf is None for e in gone)
 
     keys = await get_json(server, "/log/keys")
     export = tmp_path / "day.jsonl"
@@ -392,6 +427,11 @@ async def test_retention_drops_contents_but_keeps_proofs(
     result = auditor("verify", str(export), "--offline", "--log-key", keys["log_key"])
     assert result.returncode == 0, result.stderr
     assert "2 dropped" in result.stdout
+    full = tmp_path / "day.full.jsonl"
+    full.write_bytes(b"".join([line async for line in log.iter_export_lines(DAY1, full=True)]))
+    result = auditor("verify", str(full), "--offline", "--log-key", keys["log_key"])
+    assert result.returncode == 0, result.stderr
+    assert "2 dropped" in result.stdout and "1 openings match" in result.stdout
     bundle = tmp_path / "bundle.json"
     status, body, _ = await get_raw(server, "/log/proof?index=0")
     assert status == 200

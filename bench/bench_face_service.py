@@ -22,10 +22,13 @@ from aiohttp.test_utils import TestServer
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cloudsign.app import create_app
+from cloudsign.appkeys import TOTP_CLOCK
 from cloudsign.settings import load_settings
 from device_client.client import CloudsignClient
 from tests.face_images import live_burst
-from tests.helpers import FAST_SETTINGS, enrolled, free_port
+from tests.helpers import FAST_SETTINGS, enrolled, free_port, new_client
+from tests.helpers import TOTP_CLOCK as STEPPING_CLOCK
+from tests.staff import bootstrap_staff
 
 
 def pct(samples: list[float], p: float) -> float:
@@ -48,13 +51,17 @@ async def main(rounds: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
         settings = load_settings(env={}, data_dir=Path(tmp), port=port, **FAST_SETTINGS)
-        server = TestServer(create_app(settings), host="127.0.0.1", port=port)
+        app = create_app(settings)
+        app[TOTP_CLOCK] = STEPPING_CLOCK
+        server = TestServer(app, host="127.0.0.1", port=port)
         await server.start_server()
         base = str(server.make_url("")).rstrip("/")
         async with aiohttp.ClientSession() as http:
+            # The centre's staff: citizens are proofed at its desk first.
+            await bootstrap_staff(app, http, base)
             clients = []
             for _ in range(4):
-                c = CloudsignClient(base, http)
+                c = new_client(base, http)
                 await enrolled(c)
                 clients.append(c)
 

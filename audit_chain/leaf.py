@@ -126,6 +126,11 @@ class EventType(StrEnum):
     OPERATOR_CREATE = "operator.create"
     OPERATOR_SIGNIN = "operator.signin"
     OPERATOR_ACTION = "operator.action"
+    # The mobile channel: bound devices and signing requests approved on them.
+    DEVICE_BIND = "device.bind"
+    DEVICE_REVOKE = "device.revoke"
+    REQUEST_CREATE = "request.create"
+    REQUEST_DECIDE = "request.decide"
 
 
 def leaf_hash(leaf_bytes: bytes) -> bytes:

@@ -33,6 +33,8 @@ from cloudsign.appkeys import (
     CLOCK,
     CREDENTIALS,
     DATABASE,
+    DEVICE_BINDING,
+    DEVICES,
     FACE_POOL,
     FACES,
     GUARD,
@@ -47,6 +49,7 @@ from cloudsign.appkeys import (
     SEQUENCER_TASK,
     SETTINGS,
     SIGNING,
+    SIGNING_REQUESTS,
     STATUS,
     STATUS_OPERATIONS,
     TOTP_CLOCK,
@@ -89,6 +92,8 @@ from cloudsign.web.client import client_address_middleware
 from cloudsign.web.logs import SafeAccessLogger, access_logger, install_log_policy
 from cloudsign.web.problems import problem_middleware
 from hsm_bridge import HsmBridge, HsmError
+from mobile_api import DeviceBinding, DeviceService, MobileSettings, SigningRequests
+from mobile_api.api import routes as mobile_routes
 
 log = logging.getLogger(__name__)
 CleanupContext = Callable[[web.Application], AsyncIterator[None]]
@@ -221,6 +226,16 @@ async def _features(app: web.Application) -> AsyncIterator[None]:
     app[SIGNING] = SigningService(
         db, hsm, app[CA], credentials, factors, documents, settings.signing, clock=clock
     )
+    mobile = MobileSettings.from_settings(settings)
+    devices = DeviceService(db, guard, limits, mobile, clock=clock)
+    accounts.use_devices(devices)
+    accounts.on_delete(devices)
+    requests = SigningRequests(
+        db, hsm, credentials, app[SIGNING], factors, devices, mobile, clock=clock
+    )
+    app[DEVICES] = devices
+    app[SIGNING_REQUESTS] = requests
+    app[DEVICE_BINDING] = DeviceBinding(devices, requests, credentials, faces, factors)
     app[LIFECYCLE] = LifecycleService(
         db, accounts, credentials, faces, factors, transport, hsm, guard, limits, clock=clock
     )
@@ -359,6 +374,7 @@ ROUTES: Final[list[web.RouteTableDef]] = [
     ca_api.routes,
     audit_api.routes,
     status_api.routes,
+    mobile_routes,
     portal_api.routes,
 ]
 

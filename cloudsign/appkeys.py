@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from cloudsign.status import RevocationService, StatusOperations, StatusServices
     from cloudsign.storage import Database
     from hsm_bridge import HsmBridge
+    from mobile_api import DeviceBinding, DeviceService, SigningRequests
 
 # -- shared resources --------------------------------------------------------------
 SETTINGS = web.AppKey("settings", Settings)
@@ -51,6 +52,10 @@ LIMITS: web.AppKey[Limits] = web.AppKey("limits")
 OPERATORS: web.AppKey[OperatorService] = web.AppKey("operators")
 PROOFING: web.AppKey[ProofingService] = web.AppKey("proofing")
 LIFECYCLE: web.AppKey[LifecycleService] = web.AppKey("lifecycle")
+# The mobile channel (mobile_api): bound devices and signing requests.
+DEVICES: web.AppKey[DeviceService] = web.AppKey("devices")
+DEVICE_BINDING: web.AppKey[DeviceBinding] = web.AppKey("device_binding")
+SIGNING_REQUESTS: web.AppKey[SigningRequests] = web.AppKey("signing_requests")
 #: Where the operator listener runs (the public app knows, for tests and logs).
 OPERATOR_URL = web.AppKey("operator_url", str)
 CA: web.AppKey[CertificateAuthority] = web.AppKey("ca")

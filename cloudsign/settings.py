@@ -249,6 +249,12 @@ class Settings:
     registry_url: str = ""  # the national identity registry; unset: no remote proofing
     registry_public_key: str = ""  # its Ed25519 key (PEM file path or base64 raw key)
     registry_max_age_seconds: int = 120  # how old a signed registry answer may be
+    # the mobile channel (mobile_api): bound devices and signing requests
+    webauthn_rp_id: str = ""  # default: the public URL's host
+    device_challenge_ttl_seconds: int = 120
+    max_devices: int = 5
+    signing_request_ttl_seconds: int = 300  # a request not approved by then expires
+    max_request_documents: int = 20
 
     def __post_init__(self) -> None:
         _check(1 <= self.port <= 65535, "port must be 1..65535")
@@ -282,6 +288,12 @@ class Settings:
             1 <= self.max_enrolments_per_address_per_hour <= 100_000,
             "max_enrolments_per_address_per_hour 1..100000",
         )
+        _check(
+            10 <= self.device_challenge_ttl_seconds <= 600, "device_challenge_ttl_seconds 10..600"
+        )
+        _check(1 <= self.max_devices <= 20, "max_devices must be 1..20")
+        _check(30 <= self.signing_request_ttl_seconds <= 86400, "signing_request_ttl_seconds 30..")
+        _check(1 <= self.max_request_documents <= 100, "max_request_documents must be 1..100")
         _check(1 <= self.certificate_validity_days <= 3650, "certificate_validity_days 1..3650")
         _check(bool(self.hsm_token_label), "hsm_token_label must not be empty")
         if self.ca_key_algorithm not in CA_KEY_ALGORITHMS:

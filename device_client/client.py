@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -16,6 +17,8 @@ from typing import Any, Protocol
 import aiohttp
 import pyotp
 
+from device_client import approval
+from device_client.authenticator import SoftAuthenticator, unb64url
 from device_client.device import (
     Argon2Params,
     WrappedPasswordKey,
@@ -173,23 +176,25 @@ class CloudsignClient:
     async def create_credential(
         self,
         password: str,
-        otp: str,
+        otp: str | None,
         face_challenge_id: str | None,
         algorithm: str = "ec-p256",
+        *,
+        device: SoftAuthenticator | None = None,
     ) -> dict[str, Any]:
         """The key and certificate that finish an enrolment (the session
-        becomes a full one)."""
+        becomes a full one). Possession: the TOTP code, or the bound phone."""
         wrapped = await self.wrap_password(password, "credential.create")
-        result: dict[str, Any] = await self.request(
-            "POST",
-            "/api/v1/me/credentials",
-            {
-                "algorithm": algorithm,
-                "password_key": wrapped.to_json(),
-                "otp": otp,
-                "face_challenge_id": face_challenge_id,
-            },
-        )
+        body: dict[str, Any] = {
+            "algorithm": algorithm,
+            "password_key": wrapped.to_json(),
+            "face_challenge_id": face_challenge_id,
+        }
+        if device is not None:
+            body["device"] = await self.device_proof(device, "enrol")
+        else:
+            body["otp"] = otp
+        result: dict[str, Any] = await self.request("POST", "/api/v1/me/credentials", body)
         return result
 
     async def credentials(self) -> list[dict[str, Any]]:
@@ -198,9 +203,17 @@ class CloudsignClient:
 
     # -- logging in --------------------------------------------------------------
 
-    async def login(self, iin: str, otp: str, password: str) -> dict[str, Any]:
-        """Two factors: the TOTP code and a proof of the key password made
-        here (K_pw wrapped for the login challenge's one-time key)."""
+    async def login(
+        self,
+        iin: str,
+        otp: str | None,
+        password: str,
+        *,
+        device: SoftAuthenticator | None = None,
+    ) -> dict[str, Any]:
+        """Two factors: the TOTP code (or the bound phone's assertion over the
+        login challenge) and a proof of the key password made here (K_pw
+        wrapped for the login challenge's one-time key)."""
         challenge = await self.request("POST", "/api/v1/sessions/challenge", {"iin": iin})
         kpw = await asyncio.to_thread(
             derive_password_key, password, Argon2Params.from_json(challenge["key_params"])
@@ -208,11 +221,16 @@ class CloudsignClient:
         wrapped = wrap_for_transport(
             kpw, challenge["transport_key_id"], base64.b64decode(challenge["public_key"])
         )
-        body = await self.request(
-            "POST",
-            "/api/v1/sessions",
-            {"iin": iin, "otp": otp, "password_key": wrapped.to_json()},
-        )
+        login: dict[str, Any] = {"iin": iin, "password_key": wrapped.to_json()}
+        if device is not None:
+            dc = challenge["device_challenge"]
+            login["device"] = {
+                "challenge_id": dc["challenge_id"],
+                "credential": device.get({"rpId": device.rp_id, "challenge": dc["challenge"]}),
+            }
+        else:
+            login["otp"] = otp
+        body = await self.request("POST", "/api/v1/sessions", login)
         return self._take_session(body)
 
     # -- changes that need every factor -------------------------------------------
@@ -398,4 +416,161 @@ class CloudsignClient:
 
     async def documents(self) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = await self.request("GET", "/api/v1/me/documents")
+        return result
+
+    # -- the phone: a bound device and signing requests approved on it ------------
+
+    async def device_proof(self, device: SoftAuthenticator, purpose: str) -> dict[str, Any]:
+        """An assertion of the bound phone over a fresh challenge for `purpose`."""
+        issued = await self.request("POST", "/api/v1/me/devices/challenge", {"purpose": purpose})
+        return {"challenge_id": issued["challenge_id"], "credential": device.get(issued["options"])}
+
+    async def bind_device(
+        self,
+        device: SoftAuthenticator,
+        name: str,
+        *,
+        face_challenge_id: str | None,
+        password: str | None = None,
+        otp: str | None = None,
+        other_device: SoftAuthenticator | None = None,
+    ) -> dict[str, Any]:
+        """Register the phone's platform credential. At enrolment: the face
+        check; later: the face check, the password and a possession factor."""
+        options = await self.request("POST", "/api/v1/me/devices/registration", {})
+        credential = device.create(options["options"])
+        body: dict[str, Any] = {
+            "challenge_id": options["challenge_id"],
+            "credential": credential,
+            "name": name,
+            "face_challenge_id": face_challenge_id,
+        }
+        if password is not None:
+            body["password_key"] = (await self.wrap_password(password, "authorize")).to_json()
+        if other_device is not None:
+            body["device"] = await self.device_proof(other_device, "authorize")
+        elif otp is not None:
+            body["otp"] = otp
+        result: dict[str, Any] = await self.request("POST", "/api/v1/me/devices", body)
+        return result
+
+    async def devices(self) -> list[dict[str, Any]]:
+        result = await self.request("GET", "/api/v1/me/devices")
+        return list(result["devices"])
+
+    async def revoke_device(
+        self, device_id: str, *, password: str | None, face_challenge_id: str | None
+    ) -> None:
+        body: dict[str, Any] = {"face_challenge_id": face_challenge_id}
+        if password is not None:
+            body["password_key"] = (await self.wrap_password(password, "authorize")).to_json()
+        await self.request("DELETE", f"/api/v1/me/devices/{device_id}", body)
+
+    async def create_signing_request(
+        self,
+        documents: list[dict[str, Any]],
+        display_text: str,
+        *,
+        level: str = "B",
+        credential_id: str | None = None,
+    ) -> dict[str, Any]:
+        """From the requesting screen: `documents` as {name, format, content?
+        (bytes), hash? (bytes)}."""
+        body: dict[str, Any] = {
+            "display_text": display_text,
+            "level": level,
+            "documents": [
+                {
+                    "name": d["name"],
+                    "format": d["format"],
+                    **(
+                        {"content": base64.b64encode(d["content"]).decode()}
+                        if "content" in d
+                        else {}
+                    ),
+                    **({"hash": base64.b64encode(d["hash"]).decode()} if "hash" in d else {}),
+                }
+                for d in documents
+            ],
+        }
+        if credential_id is not None:
+            body["credential_id"] = credential_id
+        result: dict[str, Any] = await self.request("POST", "/api/v1/signing-requests", body)
+        return result
+
+    async def signing_request(self, request_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("GET", f"/api/v1/signing-requests/{request_id}")
+        return result
+
+    async def qr_frame(self, request_id: str) -> str:
+        body = await self.request("GET", f"/api/v1/signing-requests/{request_id}/qr")
+        return str(body["qr"])
+
+    async def claim_qr(self, qr: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("POST", "/api/v1/device/qr", {"qr": qr})
+        return result
+
+    async def inbox(self) -> list[dict[str, Any]]:
+        body = await self.request("GET", "/api/v1/device/requests")
+        return list(body["requests"])
+
+    async def request_details(self, request_id: str) -> dict[str, Any]:
+        """What is to be signed, checked here: each document sent whole is
+        fetched and hashed, and must be the hash the request commits to."""
+        details: dict[str, Any] = await self.request("GET", f"/api/v1/device/requests/{request_id}")
+        for doc in details["documents"]:
+            if doc["size"] is not None:
+                content = await self.raw(
+                    f"/api/v1/device/requests/{request_id}/documents/{doc['position']}"
+                )
+                if hashlib.sha256(content).digest() != base64.b64decode(doc["hash"]):
+                    raise ValueError(f"document {doc['name']!r} is not what the request commits to")
+        return details
+
+    async def raw(self, path: str) -> bytes:
+        headers = {"Authorization": f"Bearer {self.access_token}"} if self.access_token else {}
+        async with self.session.get(self.base_url.rstrip("/") + path, headers=headers) as resp:
+            if resp.status >= 400:
+                raise ApiError(resp.status, {"detail": await resp.text()})
+            return await resp.read()
+
+    async def approve(
+        self,
+        request_id: str,
+        device: SoftAuthenticator,
+        *,
+        password: str | None,
+        face_challenge_id: str | None,
+        shown_code: str | None = None,
+    ) -> dict[str, Any]:
+        """Approve on the phone: the code the phone computes (and shows) from
+        the request, an assertion over the approval challenge it recomputes
+        (refusing a server that asks for another), the face, the password."""
+        details = await self.request_details(request_id)
+        hashes = [base64.b64decode(d["hash"]) for d in details["documents"]]
+        commitment = approval.commitment(request_id, details["hash_algorithm"], hashes)
+        code = approval.verification_code(commitment)
+        if shown_code is None:
+            shown_code = code
+        issued = await self.request("POST", f"/api/v1/device/requests/{request_id}/challenge", {})
+        expected = approval.approval_challenge(commitment, shown_code, unb64url(issued["nonce"]))
+        options = issued["options"]
+        if unb64url(options["challenge"]) != expected:
+            raise ValueError("the service asks to approve something other than what is shown")
+        body: dict[str, Any] = {
+            "verification_code": shown_code,
+            "device": {"challenge_id": issued["challenge_id"], "credential": device.get(options)},
+            "face_challenge_id": face_challenge_id,
+        }
+        if password is not None:
+            body["password_key"] = (await self.wrap_password(password, "authorize")).to_json()
+        result: dict[str, Any] = await self.request(
+            "POST", f"/api/v1/device/requests/{request_id}/approval", body
+        )
+        return result
+
+    async def decline(self, request_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request(
+            "POST", f"/api/v1/device/requests/{request_id}/decline", {}
+        )
         return result

@@ -1,4 +1,17 @@
-"""mobile_api: the server side of the mobile channel (device binding,
-signing requests approved on the phone, notifications), per
-ARCHITECTURE.md. The reference device client, which used to live here, is
-`device_client`."""
+"""The mobile channel's server side: phones bound as WebAuthn devices (the
+app's possession factor), and signing requests started on another screen
+and approved on the phone (animated QR, inbox), bound to the exact hashes."""
+
+from mobile_api.binding import DeviceBinding
+from mobile_api.devices import Device, DeviceService
+from mobile_api.requests import SigningRequest, SigningRequests
+from mobile_api.settings import MobileSettings
+
+__all__ = [
+    "Device",
+    "DeviceBinding",
+    "DeviceService",
+    "MobileSettings",
+    "SigningRequest",
+    "SigningRequests",
+]

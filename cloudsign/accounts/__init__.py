@@ -3,6 +3,14 @@ the TOTP factor, and deleting an account (with what other features erase)."""
 
 from cloudsign.accounts.access import current_owner
 from cloudsign.accounts.consents import ConsentText, current_texts
+from cloudsign.accounts.possession import (
+    DeviceProof,
+    DeviceVerifier,
+    Possession,
+    device_proof,
+    possession_from,
+    webauthn_credential,
+)
 from cloudsign.accounts.service import (
     ENROLMENT,
     FULL,
@@ -23,9 +31,15 @@ __all__ = [
     "AccountService",
     "AfterCommit",
     "ConsentText",
+    "DeviceProof",
+    "DeviceVerifier",
     "KeyParams",
     "Owner",
+    "Possession",
     "Session",
     "current_owner",
     "current_texts",
+    "device_proof",
+    "possession_from",
+    "webauthn_credential",
 ]

@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cloudsign import totp
 from cloudsign.accounts.consents import REQUIRED_KINDS, current_text
+from cloudsign.accounts.possession import DeviceProof, DeviceVerifier, Possession
 from cloudsign.accounts.tables import access_tokens, consents, owners
 from cloudsign.ca import Identity
 from cloudsign.clock import Clock
@@ -158,6 +159,11 @@ class AccountService:
         self.clock = clock
         self.totp_clock = totp_clock or clock
         self._erasers: list[AccountEraser] = []
+        self._devices: DeviceVerifier | None = None
+
+    def use_devices(self, verifier: DeviceVerifier) -> None:
+        """Accept bound devices' assertions as the possession factor."""
+        self._devices = verifier
 
     def on_delete(self, eraser: AccountEraser) -> None:
         """Register what another feature erases with an account."""
@@ -333,7 +339,6 @@ class AccountService:
                         owners.c.iin == iin,
                         owners.c.kind == "person",
                         owners.c.status == "active",
-                        owners.c.totp_confirmed_at.is_not(None),
                     )
                 )
             ).first()
@@ -473,6 +478,45 @@ class AccountService:
             await append_event(
                 conn, EventType.FACTOR_CHANGE, owner_id=owner.id, data={"factor": "totp"}, at=now
             )
+
+    async def verify_possession(
+        self, owner_id: str, possession: Possession | None, purpose: str
+    ) -> str:
+        """The possession factor: a TOTP code, or an assertion of a device
+        bound to the account over a challenge issued for `purpose`. Returns
+        the factor's name (`otp` or `device`)."""
+        if isinstance(possession, DeviceProof):
+            if self._devices is None:
+                raise FactorError("this service binds no devices")
+            await self._devices.verify(owner_id, possession, purpose)
+            return "device"
+        if (
+            possession is None
+            and self._devices is not None
+            and await self._devices.has_devices(owner_id)
+            and not await self._has_totp(owner_id)
+        ):
+            raise FactorError("an assertion of a bound device is required (device)")
+        await self.verify_otp(owner_id, possession)
+        return "otp"
+
+    async def device_challenge(
+        self, owner_id: str | None, purpose: str
+    ) -> tuple[str, bytes] | None:
+        """A one-time challenge for a device assertion, if devices are bound
+        through this service (a decoy, alike in form, for no owner)."""
+        if self._devices is None:
+            return None
+        return await self._devices.issue_challenge(owner_id, purpose)
+
+    async def _has_totp(self, owner_id: str) -> bool:
+        async with self.db.read() as conn:
+            confirmed = (
+                await conn.execute(
+                    select(owners.c.totp_confirmed_at).where(owners.c.id == owner_id)
+                )
+            ).scalar()
+        return confirmed is not None
 
     async def verify_otp(
         self, owner_id: str, otp: object, *, require_confirmed: bool = True

@@ -9,7 +9,7 @@ from typing import Final
 
 from aiohttp import web
 
-from cloudsign.accounts import current_owner
+from cloudsign.accounts import current_owner, possession_from
 from cloudsign.appkeys import CA, CREDENTIALS, GUARD, LIMITS, TRANSPORT_KEYS
 from cloudsign.ca import to_pem
 from cloudsign.credentials.transport import (
@@ -86,7 +86,7 @@ async def create_credential(request: web.Request) -> web.Response:
         owner,
         algorithm,
         message,
-        body.otp(),
+        possession_from(body),
         body.optional_text("face_challenge_id", max_len=64),
     )
     return web.json_response(

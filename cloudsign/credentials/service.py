@@ -23,7 +23,14 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cloudsign.accounts import ENROLMENT, AccountService, AfterCommit, Owner
+from cloudsign.accounts import (
+    ENROLMENT,
+    AccountService,
+    AfterCommit,
+    DeviceProof,
+    Owner,
+    Possession,
+)
 from cloudsign.ca import (
     CertificateAuthority,
     Identity,
@@ -143,7 +150,7 @@ class CredentialService:
         owner: Owner,
         algorithm_name: str,
         message: TransportMessage,
-        otp: str | None,
+        otp: Possession | None,
         face_challenge_id: str | None,
     ) -> IssuedCredential:
         """The key and certificate that finish an enrolment: needs the
@@ -160,11 +167,11 @@ class CredentialService:
         missing = await self.accounts.missing_consents(owner.id)
         if missing:
             raise PreconditionError(f"consent required first: {', '.join(missing)}")
-        if not owner.totp_confirmed:
-            raise PreconditionError("TOTP must be set up and confirmed first")
+        if not owner.totp_confirmed and not isinstance(otp, DeviceProof):
+            raise PreconditionError("TOTP (or a bound device) must be set up first")
         if self.settings.require_face and not await self.faces.enrolled(owner.id):
             raise PreconditionError("the face must be enrolled first")
-        await self.accounts.verify_otp(owner.id, otp)
+        await self.accounts.verify_possession(owner.id, otp, "enrol")
         if self.settings.require_face:
             await self.faces.consume(owner.id, face_challenge_id)
         new_key = await self._new_key(owner.id, algorithm, message)

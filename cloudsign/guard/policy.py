@@ -21,6 +21,7 @@ HOUR = timedelta(hours=1)
 @dataclass(frozen=True)
 class Limits:
     otp: Limit  # per account: every place a TOTP code is checked
+    device: Limit  # per account: assertions of bound devices (the app's possession factor)
     login: Limit  # per IIN: logins, whatever factor fails
     password: Limit  # per credential: the key password (authorisations, factor changes)
     face: Limit  # per account: refused face bursts
@@ -42,6 +43,7 @@ class Limits:
 
         return cls(
             otp=failures("otp.account"),
+            device=failures("device.account"),
             login=failures("login.iin"),
             password=failures("password.credential"),
             face=failures("face.account"),

@@ -8,10 +8,11 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from cloudsign.accounts import Session, current_owner
+from cloudsign.accounts import Possession, Session, current_owner, possession_from
 from cloudsign.appkeys import CA, LIFECYCLE
 from cloudsign.ca import to_pem
 from cloudsign.credentials import DEFAULT_ALGORITHM, parse_transport_message, transport_key_json
+from cloudsign.errors import ValidationError
 from cloudsign.lifecycle.service import Factors, LoginChallenge
 from cloudsign.web.body import read_json
 from cloudsign.web.inputs import Fields
@@ -28,7 +29,7 @@ def factors_from(body: Fields) -> Factors:
     """`face_challenge_id`, `otp` and `password_key` of a request."""
     return Factors(
         face_challenge_id=body.optional_text("face_challenge_id", max_len=64),
-        otp=body.otp(),
+        otp=possession_from(body),
         password_key=(
             parse_transport_message(body.obj("password_key")) if "password_key" in body else None
         ),
@@ -37,8 +38,18 @@ def factors_from(body: Fields) -> Factors:
 
 def challenge_json(challenge: LoginChallenge) -> dict[str, Any]:
     params = challenge.key_params
+    device = {}
+    if challenge.device_challenge is not None:
+        challenge_id, raw = challenge.device_challenge
+        device = {
+            "device_challenge": {
+                "challenge_id": challenge_id,
+                "challenge": base64.urlsafe_b64encode(raw).rstrip(b"=").decode(),
+            }
+        }
     return {
         **transport_key_json(challenge.transport_key),
+        **device,
         "key_params": {
             "algorithm": "argon2id",
             "salt": base64.b64encode(params.salt).decode(),
@@ -50,12 +61,15 @@ def challenge_json(challenge: LoginChallenge) -> dict[str, Any]:
     }
 
 
-def login_fields(body: Fields) -> tuple[str, str, Any]:
-    """`{iin, otp, password_key}` of a login (the API's and the portal's)."""
-    body.only({"iin", "otp", "password_key"})
+def login_fields(body: Fields) -> tuple[str, Possession, Any]:
+    """`{iin, otp | device, password_key}` of a login (the API's and the portal's)."""
+    body.only({"iin", "otp", "device", "password_key"})
+    possession = possession_from(body)
+    if possession is None:
+        raise ValidationError("otp (or device) is required", field="otp")
     return (
         body.digits("iin", min_len=12),
-        body.digits("otp", min_len=6, max_len=8),
+        possession,
         parse_transport_message(body.obj("password_key")),
     )
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cloudsign.accounts import AccountService, KeyParams, Owner, Session
+from cloudsign.accounts import AccountService, KeyParams, Owner, Possession, Session
 from cloudsign.clock import Clock
 from cloudsign.credentials import (
     Credential,
@@ -50,7 +50,7 @@ class Factors:
     """What a change presents: a passed face check, a code, the password."""
 
     face_challenge_id: str | None
-    otp: str | None
+    otp: Possession | None
     password_key: TransportMessage | None
 
     def __repr__(self) -> str:
@@ -61,6 +61,9 @@ class Factors:
 class LoginChallenge:
     transport_key: TransportKey
     key_params: KeyParams
+    #: A one-time challenge for a bound device's assertion (id, bytes);
+    #: issued for every IIN, known or not, so it reveals nothing.
+    device_challenge: tuple[str, bytes] | None = None
 
 
 class LifecycleService:
@@ -104,10 +107,12 @@ class LifecycleService:
             salt = await self.hasher.hmac_sha256("audit-owner", DECOY_LABEL + iin.encode())
             params = self.accounts.decoy_key_params(salt)
         key = await self.transport.issue(owner_id, "login")
-        return LoginChallenge(key, params)
+        device = await self.accounts.device_challenge(owner_id, "login")
+        return LoginChallenge(key, params, device)
 
-    async def login(self, iin: str, otp: str, password_key: TransportMessage) -> Session:
-        """A full session: the IIN's TOTP code and its key password."""
+    async def login(self, iin: str, otp: Possession, password_key: TransportMessage) -> Session:
+        """A full session: the IIN's TOTP code (or a bound device's
+        assertion) and its key password."""
         attempt = await self.guard.attempt(
             [(self.limits.login, iin), (self.limits.address, client_address())], factor="login"
         )
@@ -115,7 +120,7 @@ class LifecycleService:
         try:
             if owner_id is None:
                 raise FactorError("no such account")
-            await self.accounts.verify_otp(owner_id, otp)
+            await self.accounts.verify_possession(owner_id, otp, "login")
             cred = await self._only_credential(owner_id)
             await self.factors.password(cred, password_key, purpose="login")
         except (FactorError, PreconditionError) as e:

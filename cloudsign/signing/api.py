@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from cloudsign.accounts import current_owner
+from cloudsign.accounts import current_owner, possession_from
 from cloudsign.appkeys import CABINET, CREDENTIALS, REVOCATION, SETTINGS, SIGNING
 from cloudsign.credentials import parse_transport_message
 from cloudsign.errors import ValidationError
@@ -62,7 +62,7 @@ async def authorize(request: web.Request) -> web.Response:
         hash_alg=hash_field(body),
         num_signatures=None,
         password_key=parse_transport_message(body.obj("password_key")),
-        otp=body.otp(),
+        otp=possession_from(body),
         face_challenge_id=body.optional_text("face_challenge_id", max_len=MAX_FACE_CHECK_ID),
         description=body.optional_text("description", max_len=MAX_DESCRIPTION_CHARS),
     )
@@ -124,7 +124,7 @@ async def revoke_certificate(request: web.Request) -> web.Response:
     await request.app[SIGNING].verify_factors(
         cred,
         parse_transport_message(body.obj("password_key")),
-        body.otp(),
+        possession_from(body),
         body.optional_text("face_challenge_id", max_len=MAX_FACE_CHECK_ID),
     )
     revocation = await request.app[REVOCATION].revoke(

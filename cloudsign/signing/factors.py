@@ -1,7 +1,8 @@
 """The three factors of every signature, checked together, for signing and
 for every change that needs as much (cloudsign/lifecycle).
 
-`FactorCheck.verify` checks a TOTP code (possession), a face check passed
+`FactorCheck.verify` checks a TOTP code or a bound device's assertion
+(possession, accounts.possession), a face check passed
 just now (biometric) and the key password as K_pw wrapped for a one-time
 HSM key (knowledge, verified by the HSM opening the key blob). Each factor
 is counted by the guard: the code per account (accounts), the face burst
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from cloudsign.accounts import AccountService
+from cloudsign.accounts import AccountService, Possession
 from cloudsign.credentials import Credential, TransportKeys
 from cloudsign.errors import ConflictError, FactorError, ValidationError
 from cloudsign.faces import FaceService
@@ -56,17 +57,20 @@ class FactorCheck:
         self,
         cred: Credential,
         password_key: TransportMessage | None,
-        otp: str | None,
+        otp: Possession | None,
         face_challenge_id: str | None,
         *,
         require_otp: bool = True,
         purpose: str = "authorize",
+        device_purpose: str | None = None,
     ) -> UnlockedKey:
         """All three factors (the code may be left out only to replace the
         TOTP factor itself), as one counted attempt on the credential: five
         failed authorisations in a row, whichever factor failed, lock it.
         Returns the key with its password layer opened (still wrapped under
-        the HSM master key)."""
+        the HSM master key). `purpose` names the transport key's use, and the
+        device challenge's unless `device_purpose` is given (an approval's
+        challenge names its signing request)."""
         if password_key is None:
             raise ValidationError("the key password (PIN) is required", field="PIN")
         attempt = await self.guard.attempt(
@@ -78,7 +82,7 @@ class FactorCheck:
         try:
             # The cheapest first: a wrong code spends no face check.
             if require_otp:
-                await self.accounts.verify_otp(cred.owner_id, otp)
+                await self.accounts.verify_possession(cred.owner_id, otp, device_purpose or purpose)
             await self.faces.consume(cred.owner_id, face_challenge_id)
             unlocked = await self._open(cred, password_key, purpose)
         except FactorError as e:

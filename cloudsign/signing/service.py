@@ -23,6 +23,7 @@ from typing import Any, Final
 
 from sqlalchemy import insert
 
+from cloudsign.accounts import DeviceProof, Possession
 from cloudsign.ca import CertificateAuthority
 from cloudsign.clock import Clock
 from cloudsign.credentials import Credential, CredentialService
@@ -44,7 +45,9 @@ from cloudsign.storage import Database
 from hsm_bridge import HashAlgorithm, KeyCustody, TransportMessage, UnlockedKey, hash_algorithm
 
 #: The factors of every authorisation (SCAL2): the auth expression names them.
+#: App users present a bound device's assertion in place of the code.
 FACTORS: Final = ("face", "otp", "password")
+DEVICE_FACTORS: Final = ("face", "device", "password")
 AUTH_EXPRESSION: Final = "FACE AND OTP AND PIN"
 #: Relying parties must find the signatures at least this long after expiry (rule 12).
 RETENTION_AFTER_EXPIRY: Final = timedelta(days=365)
@@ -60,7 +63,7 @@ class AuthorizeRequest:
     hash_alg: HashAlgorithm | None  # None: CSC v1, where authorize names no algorithm
     num_signatures: int | None
     password_key: TransportMessage | None
-    otp: str | None
+    otp: Possession | None
     face_challenge_id: str | None
     description: str | None = None
 
@@ -111,6 +114,19 @@ class SigningService:
         cred = await self.credentials.active(owner_id, req.credential_id)
         _check_good(cred)
         hashes = req.hashes
+        self.check_hashes(hashes, req.hash_alg)
+        if req.num_signatures is not None and req.num_signatures != len(hashes):
+            raise ValidationError(
+                "numSignatures must equal the number of hashes", field="numSignatures"
+            )
+        unlocked = await self.factors.verify(cred, req.password_key, req.otp, req.face_challenge_id)
+        return self.issue_sad(
+            cred, hashes, req.hash_alg, unlocked, factors_of(req.otp), req.description
+        )
+
+    def check_hashes(self, hashes: list[bytes], hash_alg: HashAlgorithm | None) -> None:
+        """What one authorisation may cover: 1..max distinct hashes of the
+        algorithm's length."""
         if not hashes:
             raise ValidationError("at least one hash must be authorised", field="hash")
         if len(hashes) > self.settings.max_signatures_per_sad:
@@ -120,28 +136,36 @@ class SigningService:
             )
         if len(set(hashes)) != len(hashes):
             raise ValidationError("duplicate hashes", field="hash")
-        sizes = {req.hash_alg.digest_size} if req.hash_alg else {32, 48, 64}
+        sizes = {hash_alg.digest_size} if hash_alg else {32, 48, 64}
         if any(len(h) not in sizes for h in hashes):
             raise ValidationError("a hash has the wrong length for its algorithm", field="hash")
-        if req.num_signatures is not None and req.num_signatures != len(hashes):
-            raise ValidationError(
-                "numSignatures must equal the number of hashes", field="numSignatures"
-            )
-        unlocked = await self.factors.verify(cred, req.password_key, req.otp, req.face_challenge_id)
+
+    def issue_sad(
+        self,
+        cred: Credential,
+        hashes: list[bytes],
+        hash_alg: HashAlgorithm | None,
+        unlocked: UnlockedKey,
+        factors: tuple[str, ...],
+        description: str | None = None,
+    ) -> tuple[str, Authorization]:
+        """A SAD for exactly `hashes`, once the caller has checked every
+        factor and holds the key they opened (signing requests approved on
+        a phone come through here)."""
         now = self.clock()
         auth = Authorization(
             id=new_authorization_id(),
-            owner_id=owner_id,
+            owner_id=cred.owner_id,
             credential_id=cred.id,
             certificate_serial=cred.certificate_serial,
-            hash_alg=req.hash_alg,
+            hash_alg=hash_alg,
             hashes=frozenset(hashes),
             num_signatures=len(hashes),
-            factors=FACTORS,
+            factors=factors,
             unlocked=unlocked,
             created_at=now,
             expires_at=now + self.settings.sad_ttl,
-            description=req.description,
+            description=description,
         )
         return self.sads.issue(auth), auth
 
@@ -149,7 +173,7 @@ class SigningService:
         self,
         cred: Credential,
         password_key: TransportMessage | None,
-        otp: str | None,
+        otp: Possession | None,
         face_challenge_id: str | None,
     ) -> UnlockedKey:
         """The three factors of signing, for other actions that need as much
@@ -329,6 +353,10 @@ class SigningService:
                 with contextlib.suppress(BaseException):
                     await task
         return ids, outputs
+
+
+def factors_of(possession: Possession | None) -> tuple[str, ...]:
+    return DEVICE_FACTORS if isinstance(possession, DeviceProof) else FACTORS
 
 
 def _check_good(cred: Credential) -> None:

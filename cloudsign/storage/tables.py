@@ -27,6 +27,7 @@ TABLE_MODULES: Final[tuple[str, ...]] = (
     "cloudsign.signing.tables",
     "cloudsign.audit.tables",
     "cloudsign.status.tables",
+    "mobile_api.tables",
 )
 
 

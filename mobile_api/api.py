@@ -1,0 +1,306 @@
+"""The mobile channel over HTTP.
+
+Devices (the owner's session):
+    POST   /api/v1/me/devices/registration   WebAuthn creation options
+    POST   /api/v1/me/devices                bind {challenge_id, credential, name, factors}
+    GET    /api/v1/me/devices                list
+    DELETE /api/v1/me/devices/{device_id}    revoke {face_challenge_id, password_key}
+    POST   /api/v1/me/devices/challenge      assertion options {purpose}
+
+Signing requests, the requesting screen (the portal session):
+    POST   /api/v1/signing-requests          create
+    GET    /api/v1/signing-requests/{id}     status, code, and the signatures
+    GET    /api/v1/signing-requests/{id}/qr  the QR frame to show now
+
+Signing requests, the phone (the app's session):
+    POST   /api/v1/device/qr                 claim the request a scanned frame names
+    GET    /api/v1/device/requests           inbox (pending requests)
+    GET    /api/v1/device/requests/{id}      what is to be signed
+    GET    /api/v1/device/requests/{id}/documents/{n}   a document's bytes
+    POST   /api/v1/device/requests/{id}/challenge       the approval challenge
+    POST   /api/v1/device/requests/{id}/approval        approve with every factor
+    POST   /api/v1/device/requests/{id}/decline
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any, Final
+
+from aiohttp import web
+
+from cloudsign.accounts import current_owner, device_proof, possession_from, webauthn_credential
+from cloudsign.appkeys import DEVICE_BINDING, DEVICES, SETTINGS, SIGNING_REQUESTS
+from cloudsign.credentials import parse_transport_message
+from cloudsign.errors import ValidationError
+from cloudsign.web.body import read_json
+from cloudsign.web.inputs import Fields
+from cloudsign.web.params import path_id
+from mobile_api.devices import PURPOSES, Device, b64url
+from mobile_api.requests import LEVELS, NewDocument, SigningRequest
+
+routes = web.RouteTableDef()
+
+NO_STORE: Final = {"Cache-Control": "no-store"}
+MAX_NAME: Final = 64
+MAX_DISPLAY_TEXT: Final = 1000
+MAX_DOCUMENT_NAME: Final = 200
+QR_REFRESH_MS: Final = 1000
+#: Purposes a client may ask an assertion challenge for (approvals have their own).
+CLIENT_PURPOSES: Final = {p: p for p in sorted(PURPOSES - {"bind"})}
+ALL_LEVELS: Final = {level: level for levels in LEVELS.values() for level in levels}
+
+
+def _password_key(body: Fields) -> Any:
+    return parse_transport_message(body.obj("password_key")) if "password_key" in body else None
+
+
+def device_json(device: Device) -> dict[str, Any]:
+    return {
+        "device_id": device.id,
+        "name": device.name,
+        "created_at": device.created_at.isoformat(),
+        "last_used_at": device.last_used_at.isoformat() if device.last_used_at else None,
+        "revoked_at": device.revoked_at.isoformat() if device.revoked_at else None,
+        "status": "revoked" if device.revoked_at else "active",
+    }
+
+
+def request_json(req: SigningRequest, *, signatures: bool) -> dict[str, Any]:
+    documents = []
+    for d in req.documents:
+        doc: dict[str, Any] = {
+            "position": d.position,
+            "name": d.name,
+            "format": d.format,
+            "hash": base64.b64encode(d.document_hash).decode(),
+            "size": d.size,
+        }
+        if signatures and d.signature is not None:
+            doc["signature"] = base64.b64encode(d.signature).decode()
+            doc["signature_id"] = d.signature_id
+        documents.append(doc)
+    return {
+        "request_id": req.id,
+        "status": req.status,
+        "requester": req.requester_name,
+        "display_text": req.display_text,
+        "credential_id": req.credential_id,
+        "hash_algorithm": req.hash_algorithm,
+        "level": req.level,
+        "verification_code": req.verification_code,
+        "created_at": req.created_at.isoformat(),
+        "expires_at": req.expires_at.isoformat(),
+        "decided_at": req.decided_at.isoformat() if req.decided_at else None,
+        "error": req.error,
+        "documents": documents,
+    }
+
+
+# -- devices -----------------------------------------------------------------------
+
+
+@routes.post("/api/v1/me/devices/registration")
+async def registration_options(request: web.Request) -> web.Response:
+    owner = await current_owner(request)
+    issued = await request.app[DEVICE_BINDING].options(owner)
+    return web.json_response(
+        {"challenge_id": issued.id, "options": issued.options}, status=201, headers=NO_STORE
+    )
+
+
+@routes.post("/api/v1/me/devices")
+async def bind_device(request: web.Request) -> web.Response:
+    owner = await current_owner(request)
+    body = await read_json(request)
+    body.only(
+        {
+            "challenge_id",
+            "credential",
+            "name",
+            "face_challenge_id",
+            "password_key",
+            "otp",
+            "device",
+        }
+    )
+    device = await request.app[DEVICE_BINDING].bind(
+        owner,
+        body.text("challenge_id", max_len=64),
+        webauthn_credential(body.obj("credential"), registration=True),
+        body.text("name", max_len=MAX_NAME),
+        body.optional_text("face_challenge_id", max_len=64),
+        _password_key(body),
+        possession_from(body),
+    )
+    return web.json_response(device_json(device), status=201)
+
+
+@routes.get("/api/v1/me/devices")
+async def list_devices(request: web.Request) -> web.Response:
+    owner = await current_owner(request)
+    devices = await request.app[DEVICES].of_owner(owner.id)
+    return web.json_response({"devices": [device_json(d) for d in devices]}, headers=NO_STORE)
+
+
+@routes.delete("/api/v1/me/devices/{device_id}")
+async def revoke_device(request: web.Request) -> web.Response:
+    owner = await current_owner(request)
+    device_id = path_id(request, "device_id")
+    body = await read_json(request)
+    body.only({"face_challenge_id", "password_key"})
+    await request.app[DEVICE_BINDING].revoke(
+        owner, device_id, body.optional_text("face_challenge_id", max_len=64), _password_key(body)
+    )
+    return web.json_response({"revoked": True})
+
+
+@routes.post("/api/v1/me/devices/challenge")
+async def assertion_challenge(request: web.Request) -> web.Response:
+    owner = await current_owner(request)
+    body = await read_json(request)
+    body.only({"purpose"})
+    purpose = body.choice("purpose", CLIENT_PURPOSES)
+    issued = await request.app[DEVICES].assertion_options(owner.id, purpose)
+    return web.json_response(
+        {
+            "challenge_id": issued.id,
+            "challenge": b64url(issued.challenge),
+            "options": issued.options,
+        },
+        status=201,
+        headers=NO_STORE,
+    )
+
+
+# -- signing requests: the requesting screen -------------------------------------
+
+
+def _documents(body: Fields, max_items: int, max_bytes: int) -> list[NewDocument]:
+    docs = []
+    for item in body.objects("documents", max_items=max_items):
+        item.only({"name", "format", "content", "hash"})
+        docs.append(
+            NewDocument(
+                name=item.text("name", max_len=MAX_DOCUMENT_NAME),
+                format=item.text("format", max_len=16),
+                content=item.optional_b64("content", max_bytes=max_bytes),
+                document_hash=item.optional_b64("hash", max_bytes=32, min_bytes=32),
+            )
+        )
+    return docs
+
+
+@routes.post("/api/v1/signing-requests")
+async def create_request(request: web.Request) -> web.Response:
+    owner = await current_owner(request)
+    settings = request.app[SETTINGS]
+    body = await read_json(request, limit=settings.max_upload_bytes)
+    body.only({"credential_id", "display_text", "documents", "level"})
+    created = await request.app[SIGNING_REQUESTS].create(
+        owner,
+        body.optional_text("credential_id", max_len=64),
+        body.text("display_text", max_len=MAX_DISPLAY_TEXT, multiline=True),
+        _documents(body, settings.max_request_documents, settings.max_upload_bytes),
+        body.choice("level", ALL_LEVELS, default="B"),
+    )
+    return web.json_response(request_json(created, signatures=False), status=201)
+
+
+@routes.get("/api/v1/signing-requests/{request_id}")
+async def get_request(request: web.Request) -> web.Response:
+    owner = await current_owner(request)
+    req = await request.app[SIGNING_REQUESTS].get(owner.id, path_id(request, "request_id"))
+    return web.json_response(request_json(req, signatures=True), headers=NO_STORE)
+
+
+@routes.get("/api/v1/signing-requests/{request_id}/qr")
+async def qr_frame(request: web.Request) -> web.Response:
+    owner = await current_owner(request)
+    frame = await request.app[SIGNING_REQUESTS].qr_frame(owner.id, path_id(request, "request_id"))
+    return web.json_response({"qr": frame, "refresh_ms": QR_REFRESH_MS}, headers=NO_STORE)
+
+
+# -- signing requests: the phone ---------------------------------------------------
+
+
+@routes.post("/api/v1/device/qr")
+async def claim(request: web.Request) -> web.Response:
+    owner = await current_owner(request)
+    body = await read_json(request)
+    body.only({"qr"})
+    req = await request.app[SIGNING_REQUESTS].claim(owner, body.text("qr", max_len=200))
+    return web.json_response(request_json(req, signatures=False), headers=NO_STORE)
+
+
+@routes.get("/api/v1/device/requests")
+async def inbox(request: web.Request) -> web.Response:
+    owner = await current_owner(request)
+    pending = await request.app[SIGNING_REQUESTS].inbox(owner.id)
+    return web.json_response(
+        {"requests": [request_json(r, signatures=False) for r in pending]}, headers=NO_STORE
+    )
+
+
+@routes.get("/api/v1/device/requests/{request_id}")
+async def device_request(request: web.Request) -> web.Response:
+    owner = await current_owner(request)
+    req = await request.app[SIGNING_REQUESTS].get(owner.id, path_id(request, "request_id"))
+    return web.json_response(request_json(req, signatures=False), headers=NO_STORE)
+
+
+@routes.get("/api/v1/device/requests/{request_id}/documents/{position}")
+async def document_content(request: web.Request) -> web.Response:
+    owner = await current_owner(request)
+    raw = request.match_info["position"]
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 3):
+        raise ValidationError("position must be a small number", field="position")
+    content = await request.app[SIGNING_REQUESTS].content(
+        owner.id, path_id(request, "request_id"), int(raw)
+    )
+    return web.Response(
+        body=content,
+        content_type="application/octet-stream",
+        headers={**NO_STORE, "Content-Disposition": "attachment"},
+    )
+
+
+@routes.post("/api/v1/device/requests/{request_id}/challenge")
+async def approval_challenge(request: web.Request) -> web.Response:
+    owner = await current_owner(request)
+    issued = await request.app[SIGNING_REQUESTS].approval_challenge(
+        owner, path_id(request, "request_id")
+    )
+    return web.json_response(
+        {
+            "challenge_id": issued.challenge_id,
+            "nonce": b64url(issued.nonce),
+            "options": issued.options,
+        },
+        status=201,
+        headers=NO_STORE,
+    )
+
+
+@routes.post("/api/v1/device/requests/{request_id}/approval")
+async def approve(request: web.Request) -> web.Response:
+    owner = await current_owner(request)
+    request_id = path_id(request, "request_id")
+    body = await read_json(request)
+    body.only({"verification_code", "device", "face_challenge_id", "password_key"})
+    req = await request.app[SIGNING_REQUESTS].approve(
+        owner,
+        request_id,
+        body.digits("verification_code", min_len=4, max_len=4),
+        device_proof(body.obj("device")),
+        body.optional_text("face_challenge_id", max_len=64),
+        _password_key(body),
+    )
+    return web.json_response(request_json(req, signatures=False))
+
+
+@routes.post("/api/v1/device/requests/{request_id}/decline")
+async def decline(request: web.Request) -> web.Response:
+    owner = await current_owner(request)
+    req = await request.app[SIGNING_REQUESTS].decline(owner, path_id(request, "request_id"))
+    return web.json_response(request_json(req, signatures=False))

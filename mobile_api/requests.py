@@ -1,0 +1,560 @@
+"""Signing requests: a signature started on one screen and approved on the
+citizen's bound phone.
+
+A request names the citizen, the key, the documents (a PDF to sign in
+PAdES, content or only its SHA-256 to sign in detached CAdES, or a raw
+hash) and a text to show. Its **commitment** and **verification code**
+(mobile_api.codes) are fixed at creation. The requesting screen shows the
+code and an animated QR (`qr_frame`, one frame a second); the phone reaches
+the request by scanning a frame (`claim`, refused once the frame is a few
+seconds old), from its inbox, or by a push.
+
+Approval (`approve`) takes, in one counted attempt on the credential (the
+same `FactorCheck` as any signature): an assertion of a bound device over
+the approval challenge (commitment + code + a one-time nonce; purpose
+`approve:<request id>`, so it fits no other request), a face check passed
+just now, and the key password. Then every document is signed in the HSM
+under a SAD for exactly the committed hashes, each signature with its
+`key.use` event and cabinet row, and the request is `approved` with the
+signatures for the requester. A declined, expired or already decided
+request, a wrong code, a foreign request, a revoked device: no SAD, no
+signature. Revoking a device ends its owner's pending requests at once.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import secrets
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final
+
+from sqlalchemy import insert, select, update
+
+from cloudsign.accounts import DeviceProof, Owner
+from cloudsign.clock import Clock
+from cloudsign.credentials import Credential, CredentialService
+from cloudsign.errors import ConflictError, FactorError, NotFoundError, ValidationError
+from cloudsign.events import EventType, append_event
+from cloudsign.signing import DocumentRequest, FactorCheck, SigningService
+from cloudsign.storage import Database
+from hsm_bridge import KeyedHasher, TransportMessage, UnlockedKey, hash_algorithm
+from mobile_api import codes
+from mobile_api.devices import DeviceService, approval_purpose
+from mobile_api.settings import MobileSettings
+from mobile_api.tables import signing_request_documents, signing_requests
+
+FORMATS: Final = ("pades", "cades", "raw")
+LEVELS: Final = {"pades": ("B", "T", "LT"), "cades": ("B", "T"), "raw": ("B",)}
+NONCE_BYTES: Final = 16
+#: Wrong approvals (any factor) after which the request itself fails.
+MAX_FAILED_APPROVALS: Final = 3
+PDF_MAGIC: Final = b"%PDF-"
+
+
+@dataclass(frozen=True)
+class NewDocument:
+    name: str
+    format: str
+    content: bytes | None
+    document_hash: bytes | None
+
+    def __repr__(self) -> str:
+        return f"NewDocument({self.name!r}, {self.format})"
+
+
+@dataclass(frozen=True)
+class RequestDocument:
+    position: int
+    name: str
+    format: str
+    document_hash: bytes
+    size: int | None
+    signature: bytes | None
+    signature_id: str | None
+
+
+@dataclass(frozen=True)
+class SigningRequest:
+    id: str
+    owner_id: str
+    credential_id: str
+    requester_name: str
+    display_text: str
+    hash_algorithm: str
+    level: str
+    verification_code: str
+    status: str
+    created_at: datetime
+    expires_at: datetime
+    decided_at: datetime | None
+    device_id: str | None
+    error: str | None
+    documents: tuple[RequestDocument, ...]
+
+    @property
+    def hashes(self) -> list[bytes]:
+        return [d.document_hash for d in self.documents]
+
+
+@dataclass(frozen=True)
+class ApprovalChallenge:
+    challenge_id: str
+    nonce: bytes
+    options: dict[str, object]
+
+
+class SigningRequests:
+    def __init__(
+        self,
+        db: Database,
+        hasher: KeyedHasher,
+        credentials: CredentialService,
+        signing: SigningService,
+        factors: FactorCheck,
+        devices: DeviceService,
+        settings: MobileSettings,
+        *,
+        clock: Clock,
+    ) -> None:
+        self.db = db
+        self.hasher = hasher
+        self.credentials = credentials
+        self.signing = signing
+        self.factors = factors
+        self.devices = devices
+        self.settings = settings
+        self.clock = clock
+
+    # -- the requester's side -----------------------------------------------------------
+
+    async def create(
+        self,
+        owner: Owner,
+        credential_id: str | None,
+        display_text: str,
+        documents: Sequence[NewDocument],
+        level: str,
+    ) -> SigningRequest:
+        """A request for the owner's own phone, from the portal session."""
+        owner.require_full()
+        if not documents:
+            raise ValidationError("at least one document", field="documents")
+        if len(documents) > self.settings.max_request_documents:
+            raise ValidationError(
+                f"at most {self.settings.max_request_documents} documents", field="documents"
+            )
+        if not await self.devices.has_devices(owner.id):
+            raise ConflictError("bind a phone first: requests are approved on a bound device")
+        if credential_id is None:
+            ids = await self.credentials.active_ids(owner.id)
+            if not ids:
+                raise ConflictError("no active key to sign with")
+            credential_id = ids[0]
+        cred = await self.credentials.active(owner.id, credential_id)
+        rows = [_document_row(i, d, level) for i, d in enumerate(documents)]
+        hashes = [digest for _row, digest in rows]
+        self.signing.check_hashes(hashes, hash_algorithm("sha256"))
+        request_id = str(uuid.uuid4())
+        commitment = codes.commitment(request_id, "sha256", hashes)
+        now = self.clock()
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                insert(signing_requests).values(
+                    id=request_id,
+                    origin="portal",
+                    requester_name="cloudsign portal",
+                    owner_id=owner.id,
+                    credential_id=cred.id,
+                    display_text=display_text,
+                    hash_algorithm="sha256",
+                    level=level,
+                    commitment=commitment,
+                    verification_code=codes.verification_code(commitment),
+                    status="pending",
+                    created_at=now,
+                    expires_at=now + self.settings.request_ttl,
+                )
+            )
+            await conn.execute(
+                insert(signing_request_documents),
+                [{"request_id": request_id, **row} for row, _digest in rows],
+            )
+            await append_event(
+                conn,
+                EventType.REQUEST_CREATE,
+                owner_id=owner.id,
+                credential_id=cred.id,
+                data={"request": request_id, "documents": len(rows), "origin": "portal"},
+                at=now,
+            )
+        return await self.get(owner.id, request_id)
+
+    async def qr_frame(self, owner_id: str, request_id: str) -> str:
+        """The QR frame to show now (only while the request is pending)."""
+        req = await self.get(owner_id, request_id)
+        if req.status != "pending":
+            raise ConflictError(f"the request is {req.status}")
+        elapsed = max(0, int((self.clock() - req.created_at).total_seconds()))
+        return codes.qr_frame(req.id, await self._qr_secret(req.id), elapsed)
+
+    async def _qr_secret(self, request_id: str) -> bytes:
+        return await self.hasher.hmac_sha256("mobile-qr", request_id.encode())
+
+    # -- the phone's side ---------------------------------------------------------------
+
+    async def claim(self, owner: Owner, text: object) -> SigningRequest:
+        """The request a freshly scanned QR frame names, if it is this
+        citizen's and still pending. One refusal for every reason."""
+        owner.require_full()
+        frame = codes.parse_qr(text)
+        refused = NotFoundError("no pending request for this code (scan the current QR)")
+        if frame is None:
+            raise refused
+        try:
+            req = await self.get(owner.id, frame.request_id)
+        except NotFoundError as e:
+            raise refused from e
+        secret = await self._qr_secret(req.id)
+        if req.status != "pending" or not codes.qr_is_fresh(
+            frame, secret, req.created_at, self.clock()
+        ):
+            raise refused
+        return req
+
+    async def inbox(self, owner_id: str) -> list[SigningRequest]:
+        await self._expire(owner_id)
+        async with self.db.read() as conn:
+            ids = [
+                r[0]
+                for r in await conn.execute(
+                    select(signing_requests.c.id)
+                    .where(
+                        signing_requests.c.owner_id == owner_id,
+                        signing_requests.c.status == "pending",
+                    )
+                    .order_by(signing_requests.c.created_at)
+                )
+            ]
+        return [await self.get(owner_id, i) for i in ids]
+
+    async def content(self, owner_id: str, request_id: str, position: int) -> bytes:
+        """A document's bytes, for the phone to show before approving."""
+        await self.get(owner_id, request_id)
+        async with self.db.read() as conn:
+            found = (
+                await conn.execute(
+                    select(signing_request_documents.c.content).where(
+                        signing_request_documents.c.request_id == request_id,
+                        signing_request_documents.c.position == position,
+                    )
+                )
+            ).first()
+        if found is None or found[0] is None:
+            raise NotFoundError("no such document content (only its hash was sent)")
+        return bytes(found[0])
+
+    async def approval_challenge(self, owner: Owner, request_id: str) -> ApprovalChallenge:
+        owner.require_full()
+        req = await self._pending(owner.id, request_id)
+        nonce = secrets.token_bytes(NONCE_BYTES)
+        challenge = codes.approval_challenge(_commitment(req), req.verification_code, nonce)
+        issued = await self.devices.issue_approval_challenge(owner.id, req.id, challenge)
+        return ApprovalChallenge(issued.id, nonce, issued.options)
+
+    async def approve(
+        self,
+        owner: Owner,
+        request_id: str,
+        verification_code: str,
+        device: DeviceProof,
+        face_challenge_id: str | None,
+        password_key: TransportMessage | None,
+    ) -> SigningRequest:
+        owner.require_full()
+        req = await self._pending(owner.id, request_id)
+        cred = await self.credentials.active(owner.id, req.credential_id)
+        if not secrets.compare_digest(verification_code, req.verification_code):
+            await self._failed_approval(req, "wrong verification code")
+            raise FactorError("the verification code is not this request's")
+        try:
+            unlocked = await self.factors.verify(
+                cred,
+                password_key,
+                device,
+                face_challenge_id,
+                device_purpose=approval_purpose(req.id),
+            )
+        except FactorError as e:
+            await self._failed_approval(req, e.detail)
+            raise
+        device_id = await self.devices.device_of(owner.id, device)
+        # Claim the request before signing: two approvals racing sign once.
+        now = self.clock()
+        async with self.db.transaction() as conn:
+            claimed = await conn.execute(
+                update(signing_requests)
+                .where(
+                    signing_requests.c.id == req.id,
+                    signing_requests.c.status == "pending",
+                    signing_requests.c.expires_at > now,
+                )
+                .values(status="approved", decided_at=now, device_id=device_id)
+            )
+            if claimed.rowcount != 1:
+                raise ConflictError("the request was decided meanwhile")
+            await append_event(
+                conn,
+                EventType.REQUEST_DECIDE,
+                owner_id=owner.id,
+                credential_id=cred.id,
+                data={"request": req.id, "decision": "approved", "device": device_id},
+                at=now,
+            )
+        try:
+            await self._sign(owner.id, req, cred, unlocked)
+        except Exception as e:
+            async with self.db.transaction() as conn:
+                await conn.execute(
+                    update(signing_requests)
+                    .where(signing_requests.c.id == req.id)
+                    .values(status="failed", error=_short(str(e)))
+                )
+            raise
+        return await self.get(owner.id, req.id)
+
+    async def _sign(
+        self, owner_id: str, req: SigningRequest, cred: Credential, unlocked: UnlockedKey
+    ) -> None:
+        sha256 = hash_algorithm("sha256")
+        sad, _auth = self.signing.issue_sad(
+            cred, req.hashes, sha256, unlocked, ("face", "device", "password"), req.display_text
+        )
+        for doc in req.documents:
+            if doc.format == "raw":
+                (signature,) = await self.signing.sign_hashes(
+                    owner_id, cred.id, sad, [doc.document_hash], sha256, None
+                )
+                signature_id = None
+            else:
+                content = await self._content_or_none(req.id, doc.position)
+                signature_id, signature = await self.signing.sign_document(
+                    owner_id,
+                    DocumentRequest(
+                        credential_id=cred.id,
+                        sad=sad,
+                        signature_format=doc.format,
+                        level=req.level,
+                        document=content,
+                        document_hash=None if content is not None else doc.document_hash,
+                        name=doc.name,
+                    ),
+                )
+            async with self.db.transaction() as conn:
+                await conn.execute(
+                    update(signing_request_documents)
+                    .where(
+                        signing_request_documents.c.request_id == req.id,
+                        signing_request_documents.c.position == doc.position,
+                    )
+                    .values(signature=signature, signature_id=signature_id)
+                )
+
+    async def _content_or_none(self, request_id: str, position: int) -> bytes | None:
+        async with self.db.read() as conn:
+            found = (
+                await conn.execute(
+                    select(signing_request_documents.c.content).where(
+                        signing_request_documents.c.request_id == request_id,
+                        signing_request_documents.c.position == position,
+                    )
+                )
+            ).scalar()
+        return None if found is None else bytes(found)
+
+    async def decline(self, owner: Owner, request_id: str) -> SigningRequest:
+        req = await self._pending(owner.id, request_id)
+        await self._decide(req, "declined", None)
+        return await self.get(owner.id, req.id)
+
+    async def end_pending(self, owner_id: str, reason: str) -> int:
+        """Every pending request of the owner fails (a device was revoked)."""
+        now = self.clock()
+        async with self.db.transaction() as conn:
+            result = await conn.execute(
+                update(signing_requests)
+                .where(
+                    signing_requests.c.owner_id == owner_id,
+                    signing_requests.c.status == "pending",
+                )
+                .values(status="failed", decided_at=now, error=reason)
+            )
+        return int(result.rowcount or 0)
+
+    # -- reading ---------------------------------------------------------------------
+
+    async def get(self, owner_id: str, request_id: str) -> SigningRequest:
+        """The owner's request (404 for anyone else's: no oracle)."""
+        await self._expire(owner_id)
+        async with self.db.read() as conn:
+            row = (
+                (
+                    await conn.execute(
+                        select(signing_requests).where(
+                            signing_requests.c.id == request_id,
+                            signing_requests.c.owner_id == owner_id,
+                        )
+                    )
+                )
+                .mappings()
+                .first()
+            )
+            if row is None:
+                raise NotFoundError("no such signing request")
+            docs = (
+                await conn.execute(
+                    select(
+                        signing_request_documents.c.position,
+                        signing_request_documents.c.name,
+                        signing_request_documents.c.format,
+                        signing_request_documents.c.document_hash,
+                        signing_request_documents.c.content,
+                        signing_request_documents.c.signature,
+                        signing_request_documents.c.signature_id,
+                    )
+                    .where(signing_request_documents.c.request_id == request_id)
+                    .order_by(signing_request_documents.c.position)
+                )
+            ).mappings()
+            documents = tuple(
+                RequestDocument(
+                    d["position"],
+                    d["name"],
+                    d["format"],
+                    bytes(d["document_hash"]),
+                    None if d["content"] is None else len(d["content"]),
+                    None if d["signature"] is None else bytes(d["signature"]),
+                    d["signature_id"],
+                )
+                for d in docs
+            )
+        return SigningRequest(
+            id=row["id"],
+            owner_id=row["owner_id"],
+            credential_id=row["credential_id"],
+            requester_name=row["requester_name"],
+            display_text=row["display_text"],
+            hash_algorithm=row["hash_algorithm"],
+            level=row["level"],
+            verification_code=row["verification_code"],
+            status=row["status"],
+            created_at=row["created_at"],
+            expires_at=row["expires_at"],
+            decided_at=row["decided_at"],
+            device_id=row["device_id"],
+            error=row["error"],
+            documents=documents,
+        )
+
+    async def _pending(self, owner_id: str, request_id: str) -> SigningRequest:
+        req = await self.get(owner_id, request_id)
+        if req.status != "pending":
+            raise ConflictError(f"the request is {req.status}")
+        return req
+
+    async def _expire(self, owner_id: str) -> None:
+        now = self.clock()
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                update(signing_requests)
+                .where(
+                    signing_requests.c.owner_id == owner_id,
+                    signing_requests.c.status == "pending",
+                    signing_requests.c.expires_at <= now,
+                )
+                .values(status="expired", decided_at=now)
+            )
+
+    async def _decide(self, req: SigningRequest, status: str, error: str | None) -> None:
+        now = self.clock()
+        async with self.db.transaction() as conn:
+            result = await conn.execute(
+                update(signing_requests)
+                .where(signing_requests.c.id == req.id, signing_requests.c.status == "pending")
+                .values(status=status, decided_at=now, error=error)
+            )
+            if result.rowcount != 1:
+                raise ConflictError("the request was decided meanwhile")
+            await append_event(
+                conn,
+                EventType.REQUEST_DECIDE,
+                owner_id=req.owner_id,
+                credential_id=req.credential_id,
+                data={"request": req.id, "decision": status},
+                at=now,
+            )
+
+    async def _failed_approval(self, req: SigningRequest, reason: str) -> None:
+        """Count a refused approval; after a few the request fails."""
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                update(signing_requests)
+                .where(signing_requests.c.id == req.id)
+                .values(failed_approvals=signing_requests.c.failed_approvals + 1)
+            )
+            count = (
+                await conn.execute(
+                    select(signing_requests.c.failed_approvals).where(
+                        signing_requests.c.id == req.id
+                    )
+                )
+            ).scalar_one()
+        if count >= MAX_FAILED_APPROVALS:
+            with contextlib.suppress(ConflictError):
+                await self._decide(req, "failed", _short(reason))
+
+
+def _commitment(req: SigningRequest) -> bytes:
+    return codes.commitment(req.id, req.hash_algorithm, req.hashes)
+
+
+def _document_row(position: int, doc: NewDocument, level: str) -> tuple[dict[str, object], bytes]:
+    """The document's row, and the hash the request commits to."""
+    if doc.format not in FORMATS:
+        raise ValidationError("format must be pades, cades or raw", field="documents.format")
+    if level not in LEVELS[doc.format]:
+        raise ValidationError(f"level {level} is not offered for {doc.format}", field="level")
+    content = doc.content
+    if doc.format == "pades" and (content is None or not content.startswith(PDF_MAGIC)):
+        raise ValidationError("PAdES needs the PDF itself", field="documents.content")
+    if doc.format == "raw" and content is not None:
+        raise ValidationError("a raw signature takes only the hash", field="documents.content")
+    if content is not None:
+        digest = hashlib.sha256(content).digest()
+        if doc.document_hash is not None and doc.document_hash != digest:
+            raise ValidationError("the hash does not match the content", field="documents.hash")
+    elif doc.document_hash is not None:
+        digest = doc.document_hash
+    else:
+        raise ValidationError("send the content or its SHA-256", field="documents.content")
+    row: dict[str, object] = {
+        "position": position,
+        "name": doc.name,
+        "format": doc.format,
+        "document_hash": digest,
+        "content": content,
+        "content_type": "application/pdf" if doc.format == "pades" else None,
+    }
+    return row, digest
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()

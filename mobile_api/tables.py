@@ -1,0 +1,101 @@
+"""Tables of the mobile channel: bound devices, their one-time WebAuthn
+challenges, and signing requests with their documents."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    UniqueConstraint,
+)
+
+from cloudsign.storage.schema import metadata
+from cloudsign.storage.types import UTCDateTime
+
+#: A bound phone: a WebAuthn platform credential (user verification required).
+devices = Table(
+    "devices",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("owner_id", String(36), ForeignKey("owners.id"), nullable=False, index=True),
+    Column("name", String(64), nullable=False),
+    # The authenticator's credential id (raw bytes), unique across owners.
+    Column("credential_id", LargeBinary, nullable=False, unique=True),
+    Column("public_key", LargeBinary, nullable=False),  # COSE_Key
+    Column("sign_count", BigInteger, nullable=False),
+    Column("aaguid", String(36), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("last_used_at", UTCDateTime()),
+    Column("revoked_at", UTCDateTime()),
+    Column("revoked_by", String(16)),  # owner | operator | account
+)
+
+#: A challenge handed to one device flow, used at most once.
+device_challenges = Table(
+    "device_challenges",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("owner_id", String(36), ForeignKey("owners.id"), nullable=False, index=True),
+    # bind | login | enrol | authorize | approve:<signing request id>
+    Column("purpose", String(64), nullable=False),
+    # SHA-256 of the challenge bytes the authenticator signs.
+    Column("challenge_hash", String(64), nullable=False, unique=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Column("used_at", UTCDateTime()),
+)
+
+signing_requests = Table(
+    "signing_requests",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    # Who asked: the portal (the citizen's own session, on another screen).
+    Column("origin", String(16), nullable=False),
+    Column("requester_name", String(200), nullable=False),
+    # The citizen who must approve, and the key that will sign.
+    Column("owner_id", String(36), ForeignKey("owners.id"), nullable=False, index=True),
+    Column("credential_id", String(36), nullable=False),
+    Column("display_text", String(1000), nullable=False),
+    Column("hash_algorithm", String(16), nullable=False),
+    # SHA-256 over the request id and every document hash (codes.commitment).
+    Column("commitment", LargeBinary, nullable=False),
+    Column("verification_code", String(4), nullable=False),
+    Column("level", String(8), nullable=False),  # B | T | LT (CAdES, PAdES)
+    Column("status", String(16), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Column("decided_at", UTCDateTime()),
+    Column("device_id", String(36), ForeignKey("devices.id")),
+    Column("failed_approvals", Integer, nullable=False, server_default="0"),
+    Column("error", String(200)),
+    CheckConstraint(
+        "status IN ('pending', 'approved', 'declined', 'expired', 'failed')", name="status"
+    ),
+    CheckConstraint("origin IN ('portal')", name="origin"),
+)
+
+signing_request_documents = Table(
+    "signing_request_documents",
+    metadata,
+    Column("request_id", String(36), ForeignKey("signing_requests.id"), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("format", String(16), nullable=False),  # cades | pades | raw
+    Column("document_hash", LargeBinary, nullable=False),
+    # The document itself (a PDF to sign in PAdES, or content to show);
+    # None when only the hash was sent.
+    Column("content", LargeBinary),
+    Column("content_type", String(100)),
+    # After approval: the signature (raw, CMS or the signed PDF) and its
+    # cabinet id.
+    Column("signature", LargeBinary),
+    Column("signature_id", String(36)),
+    UniqueConstraint("request_id", "position", name="uq_signing_request_documents"),
+    CheckConstraint("format IN ('cades', 'pades', 'raw')", name="format"),
+)

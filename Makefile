@@ -14,7 +14,7 @@ lint: setup
 	.venv/bin/lint-imports
 
 pytest: setup
-	.venv/bin/pytest
+	.venv/bin/pytest -n 2 --dist loadgroup
 
 test: setup lint pytest
 

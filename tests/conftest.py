@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -36,6 +37,27 @@ from tests.helpers import (
 )
 from tests.helpers import TOTP_CLOCK as TEST_TOTP_CLOCK
 from tests.staff import STAFF, Staff, bootstrap_staff
+
+
+_BACKEND_ID = re.compile(r"\[(" + "|".join(BACKENDS) + r")[\]-]")
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under xdist with `--dist loadgroup` (what `make pytest` runs), every
+    test of one backend runs on one worker, so each worker starts that
+    backend's server once; tests without a backend are shared out one by
+    one. (xdist's own `xdist_group` marker does not reach pytest 9's node
+    ids, so the group is read from the backend's parameter id instead.)"""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class ByBackend(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            m = _BACKEND_ID.search(nodeid)
+            return m.group(1) if m else nodeid
+
+    return ByBackend(config, log)
 
 
 @pytest.fixture(scope="session")

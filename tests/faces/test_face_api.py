@@ -173,9 +173,11 @@ async def test_template_is_sealed_and_replaced_only_with_every_factor(
             r[0]["source"]
             for r in (
                 await conn.execute(
-                    select(events.c.data).where(
+                    select(events.c.data)
+                    .where(
                         events.c.owner_id == client.owner_id, events.c.event_type == "face.enrol"
                     )
+                    .order_by(events.c.seq)
                 )
             ).all()
         ]

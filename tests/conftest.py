@@ -38,7 +38,6 @@ from tests.helpers import (
 from tests.helpers import TOTP_CLOCK as TEST_TOTP_CLOCK
 from tests.staff import STAFF, Staff, bootstrap_staff
 
-
 _BACKEND_ID = re.compile(r"\[(" + "|".join(BACKENDS) + r")[\]-]")
 
 

@@ -45,6 +45,7 @@ from cloudsign.appkeys import (
     OPERATOR_URL,
     OPERATORS,
     PROOFING,
+    RELYING_PARTIES,
     REVOCATION,
     SEQUENCER_TASK,
     SETTINGS,
@@ -92,7 +93,15 @@ from cloudsign.web.client import client_address_middleware
 from cloudsign.web.logs import SafeAccessLogger, access_logger, install_log_policy
 from cloudsign.web.problems import problem_middleware
 from hsm_bridge import HsmBridge, HsmError
-from mobile_api import DeviceBinding, DeviceService, MobileSettings, SigningRequests
+from mobile_api import (
+    Callbacks,
+    DeviceBinding,
+    DeviceService,
+    MobileSettings,
+    RelyingParties,
+    SigningRequests,
+)
+from mobile_api.api import operator_routes as mobile_operator_routes
 from mobile_api.api import routes as mobile_routes
 
 log = logging.getLogger(__name__)
@@ -231,8 +240,12 @@ async def _features(app: web.Application) -> AsyncIterator[None]:
     accounts.use_devices(devices)
     accounts.on_delete(devices)
     requests = SigningRequests(
-        db, hsm, credentials, app[SIGNING], factors, devices, mobile, clock=clock
+        db, hsm, credentials, app[SIGNING], factors, devices, accounts, mobile, clock=clock
     )
+    parties = RelyingParties(db, hsm, clock=clock)
+    callbacks = Callbacks(db, parties, app[HTTP_CLIENT])
+    requests.on_decided = callbacks.send
+    app[RELYING_PARTIES] = parties
     app[DEVICES] = devices
     app[SIGNING_REQUESTS] = requests
     app[DEVICE_BINDING] = DeviceBinding(devices, requests, credentials, faces, factors)
@@ -245,6 +258,7 @@ async def _features(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        await requests.close()
         await documents.close()
 
 
@@ -386,6 +400,7 @@ OPERATOR_ROUTES: Final[list[web.RouteTableDef]] = [
     status_api.operator_routes,
     signing_api.operator_routes,
     audit_api.operator_routes,
+    mobile_operator_routes,
     console_routes,
     console_vendor_routes(portal_api.VENDOR),
 ]

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from cloudsign.status import RevocationService, StatusOperations, StatusServices
     from cloudsign.storage import Database
     from hsm_bridge import HsmBridge
-    from mobile_api import DeviceBinding, DeviceService, SigningRequests
+    from mobile_api import DeviceBinding, DeviceService, RelyingParties, SigningRequests
 
 # -- shared resources --------------------------------------------------------------
 SETTINGS = web.AppKey("settings", Settings)
@@ -56,6 +56,7 @@ LIFECYCLE: web.AppKey[LifecycleService] = web.AppKey("lifecycle")
 DEVICES: web.AppKey[DeviceService] = web.AppKey("devices")
 DEVICE_BINDING: web.AppKey[DeviceBinding] = web.AppKey("device_binding")
 SIGNING_REQUESTS: web.AppKey[SigningRequests] = web.AppKey("signing_requests")
+RELYING_PARTIES: web.AppKey[RelyingParties] = web.AppKey("relying_parties")
 #: Where the operator listener runs (the public app knows, for tests and logs).
 OPERATOR_URL = web.AppKey("operator_url", str)
 CA: web.AppKey[CertificateAuthority] = web.AppKey("ca")

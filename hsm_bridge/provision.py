@@ -54,7 +54,7 @@ from hsm_bridge.secret import Secret
 from hsm_bridge.session import MASTER_KEY_LABEL
 
 SEALING_PURPOSES: Final = ("credential", "totp", "biometric")
-HMAC_PURPOSES: Final = ("audit-owner", "mobile-qr")
+HMAC_PURPOSES: Final = ("audit-owner", "mobile-qr", "rp-callback")
 
 #: PKCS#11 token labels are 32 bytes of UTF-8, padded with blanks.
 TOKEN_LABEL_BYTES: Final = 32

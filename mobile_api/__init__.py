@@ -4,14 +4,18 @@ and approved on the phone (animated QR, inbox), bound to the exact hashes."""
 
 from mobile_api.binding import DeviceBinding
 from mobile_api.devices import Device, DeviceService
+from mobile_api.relying import Callbacks, RelyingParties, RelyingParty
 from mobile_api.requests import SigningRequest, SigningRequests
 from mobile_api.settings import MobileSettings
 
 __all__ = [
+    "Callbacks",
     "Device",
     "DeviceBinding",
     "DeviceService",
     "MobileSettings",
+    "RelyingParties",
+    "RelyingParty",
     "SigningRequest",
     "SigningRequests",
 ]

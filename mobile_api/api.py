@@ -12,6 +12,14 @@ Signing requests, the requesting screen (the portal session):
     GET    /api/v1/signing-requests/{id}     status, code, and the signatures
     GET    /api/v1/signing-requests/{id}/qr  the QR frame to show now
 
+Signing requests, a relying party (HTTP Basic client_id:client_secret):
+    POST   /api/v1/rp/signing-requests       create {iin?, display_text, documents, callback_url?}
+    GET    /api/v1/rp/signing-requests/{id}  status and the signatures
+    GET    /api/v1/rp/signing-requests/{id}/qr  the QR frame for its page to show
+
+Relying parties, a security officer (operator listener):
+    POST/GET /operator/api/v1/relying-parties, DELETE .../{id}
+
 Signing requests, the phone (the app's session):
     POST   /api/v1/device/qr                 claim the request a scanned frame names
     GET    /api/v1/device/requests           inbox (pending requests)
@@ -30,13 +38,21 @@ from typing import Any, Final
 from aiohttp import web
 
 from cloudsign.accounts import current_owner, device_proof, possession_from, webauthn_credential
-from cloudsign.appkeys import DEVICE_BINDING, DEVICES, SETTINGS, SIGNING_REQUESTS
+from cloudsign.appkeys import (
+    DEVICE_BINDING,
+    DEVICES,
+    RELYING_PARTIES,
+    SETTINGS,
+    SIGNING_REQUESTS,
+)
 from cloudsign.credentials import parse_transport_message
 from cloudsign.errors import ValidationError
+from cloudsign.operators import Role, current_operator
 from cloudsign.web.body import read_json
 from cloudsign.web.inputs import Fields
 from cloudsign.web.params import path_id
 from mobile_api.devices import PURPOSES, Device, b64url
+from mobile_api.relying import RelyingParty
 from mobile_api.requests import LEVELS, NewDocument, SigningRequest
 
 routes = web.RouteTableDef()
@@ -93,6 +109,7 @@ def request_json(req: SigningRequest, *, signatures: bool) -> dict[str, Any]:
         "expires_at": req.expires_at.isoformat(),
         "decided_at": req.decided_at.isoformat() if req.decided_at else None,
         "error": req.error,
+        "callback_status": req.callback_status,
         "documents": documents,
     }
 
@@ -304,3 +321,97 @@ async def decline(request: web.Request) -> web.Response:
     owner = await current_owner(request)
     req = await request.app[SIGNING_REQUESTS].decline(owner, path_id(request, "request_id"))
     return web.json_response(request_json(req, signatures=False))
+
+
+# -- relying parties ------------------------------------------------------------------
+
+
+async def _party(request: web.Request) -> RelyingParty:
+    return await request.app[RELYING_PARTIES].authenticate(request.headers.get("Authorization"))
+
+
+@routes.post("/api/v1/rp/signing-requests")
+async def party_create(request: web.Request) -> web.Response:
+    party = await _party(request)
+    settings = request.app[SETTINGS]
+    body = await read_json(request, limit=settings.max_upload_bytes)
+    body.only({"iin", "display_text", "documents", "level", "callback_url"})
+    created = await request.app[SIGNING_REQUESTS].create_for(
+        party,
+        body.optional_digits("iin", min_len=12, max_len=12),
+        body.text("display_text", max_len=MAX_DISPLAY_TEXT, multiline=True),
+        _documents(body, settings.max_request_documents, settings.max_upload_bytes),
+        body.choice("level", ALL_LEVELS, default="B"),
+        body.optional_text("callback_url", max_len=400),
+    )
+    return web.json_response(request_json(created, signatures=False), status=201)
+
+
+@routes.get("/api/v1/rp/signing-requests/{request_id}")
+async def party_get(request: web.Request) -> web.Response:
+    party = await _party(request)
+    req = await request.app[SIGNING_REQUESTS].for_party(party.id, path_id(request, "request_id"))
+    return web.json_response(request_json(req, signatures=True), headers=NO_STORE)
+
+
+@routes.get("/api/v1/rp/signing-requests/{request_id}/qr")
+async def party_qr(request: web.Request) -> web.Response:
+    party = await _party(request)
+    frame = await request.app[SIGNING_REQUESTS].party_qr_frame(
+        party.id, path_id(request, "request_id")
+    )
+    return web.json_response({"qr": frame, "refresh_ms": QR_REFRESH_MS}, headers=NO_STORE)
+
+
+operator_routes = web.RouteTableDef()
+
+
+def party_json(party: RelyingParty) -> dict[str, Any]:
+    return {
+        "relying_party_id": party.id,
+        "name": party.name,
+        "client_id": party.client_id,
+        "callback_prefix": party.callback_prefix,
+        "status": party.status,
+        "created_at": party.created_at.isoformat(),
+    }
+
+
+@operator_routes.post("/operator/api/v1/relying-parties")
+async def register_party(request: web.Request) -> web.Response:
+    """A security officer registers another organisation's service; the
+    secret and the callback key are in this answer only."""
+    officer = await current_operator(request, Role.SECURITY)
+    body = await read_json(request)
+    body.only({"name", "callback_prefix"})
+    registration = await request.app[RELYING_PARTIES].register(
+        body.text("name", max_len=200),
+        body.optional_text("callback_prefix", max_len=400),
+        by_operator=officer.id,
+        by_name=officer.username,
+    )
+    return web.json_response(
+        {
+            **party_json(registration.party),
+            "client_secret": registration.client_secret,
+            "callback_key": registration.callback_key,
+        },
+        status=201,
+        headers=NO_STORE,
+    )
+
+
+@operator_routes.get("/operator/api/v1/relying-parties")
+async def list_parties(request: web.Request) -> web.Response:
+    await current_operator(request, Role.SECURITY)
+    parties = await request.app[RELYING_PARTIES].all()
+    return web.json_response({"relying_parties": [party_json(p) for p in parties]})
+
+
+@operator_routes.delete("/operator/api/v1/relying-parties/{party_id}")
+async def disable_party(request: web.Request) -> web.Response:
+    officer = await current_operator(request, Role.SECURITY)
+    await request.app[RELYING_PARTIES].disable(
+        path_id(request, "party_id"), by_name=officer.username
+    )
+    return web.json_response({"disabled": True})

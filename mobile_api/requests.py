@@ -23,19 +23,20 @@ signature. Revoking a device ends its owner's pending requests at once.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import hashlib
 import secrets
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final
+from typing import Any, Final
 
 from sqlalchemy import insert, select, update
 
-from cloudsign.accounts import DeviceProof, Owner
+from cloudsign.accounts import AccountService, DeviceProof, Owner
 from cloudsign.clock import Clock
 from cloudsign.credentials import Credential, CredentialService
 from cloudsign.errors import ConflictError, FactorError, NotFoundError, ValidationError
@@ -45,6 +46,7 @@ from cloudsign.storage import Database
 from hsm_bridge import KeyedHasher, TransportMessage, UnlockedKey, hash_algorithm
 from mobile_api import codes
 from mobile_api.devices import DeviceService, approval_purpose
+from mobile_api.relying import RelyingParty
 from mobile_api.settings import MobileSettings
 from mobile_api.tables import signing_request_documents, signing_requests
 
@@ -81,8 +83,10 @@ class RequestDocument:
 @dataclass(frozen=True)
 class SigningRequest:
     id: str
-    owner_id: str
-    credential_id: str
+    origin: str
+    relying_party_id: str | None
+    owner_id: str | None
+    credential_id: str | None
     requester_name: str
     display_text: str
     hash_algorithm: str
@@ -94,6 +98,9 @@ class SigningRequest:
     decided_at: datetime | None
     device_id: str | None
     error: str | None
+    open_to_scan: bool
+    callback_url: str | None
+    callback_status: str | None
     documents: tuple[RequestDocument, ...]
 
     @property
@@ -117,10 +124,15 @@ class SigningRequests:
         signing: SigningService,
         factors: FactorCheck,
         devices: DeviceService,
+        accounts: AccountService,
         settings: MobileSettings,
         *,
         clock: Clock,
     ) -> None:
+        self.accounts = accounts
+        #: Called with a request's id once it is decided (relying parties' callbacks).
+        self.on_decided: Callable[[str], Coroutine[Any, Any, None]] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
         self.db = db
         self.hasher = hasher
         self.credentials = credentials
@@ -142,20 +154,94 @@ class SigningRequests:
     ) -> SigningRequest:
         """A request for the owner's own phone, from the portal session."""
         owner.require_full()
+        if not await self.devices.has_devices(owner.id):
+            raise ConflictError("bind a phone first: requests are approved on a bound device")
+        cred = await self._credential(owner.id, credential_id)
+        request_id = await self._insert(
+            open_to_scan=False,
+            origin="portal",
+            requester_name="cloudsign portal",
+            relying_party_id=None,
+            owner_id=owner.id,
+            credential_id=cred,
+            display_text=display_text,
+            documents=documents,
+            level=level,
+            callback_url=None,
+        )
+        return await self.get(owner.id, request_id)
+
+    async def create_for(
+        self,
+        party: RelyingParty,
+        iin: str | None,
+        display_text: str,
+        documents: Sequence[NewDocument],
+        level: str,
+        callback_url: str | None,
+    ) -> SigningRequest:
+        """A relying party's request: for the citizen with `iin` (their
+        inbox shows it), or for whoever scans its QR first. An IIN with no
+        account gives a request nobody can see: the answer is the same, so
+        a relying party learns nothing of who is a customer."""
+        if callback_url is not None and not (
+            party.callback_prefix and callback_url.startswith(party.callback_prefix)
+        ):
+            raise ValidationError(
+                "callback_url must be under the prefix registered for this relying party",
+                field="callback_url",
+            )
+        owner_id = None
+        credential_id = None
+        if iin is not None:
+            owner_id = await self.accounts.active_owner_by_iin(iin)
+            if owner_id is not None and await self.devices.has_devices(owner_id):
+                ids = await self.credentials.active_ids(owner_id)
+                credential_id = ids[0] if ids else None
+            if credential_id is None:
+                owner_id = None
+        request_id = await self._insert(
+            open_to_scan=iin is None,
+            origin="rp",
+            requester_name=party.name,
+            relying_party_id=party.id,
+            owner_id=owner_id,
+            credential_id=credential_id,
+            display_text=display_text,
+            documents=documents,
+            level=level,
+            callback_url=callback_url,
+        )
+        return await self.for_party(party.id, request_id)
+
+    async def _credential(self, owner_id: str, credential_id: str | None) -> str:
+        if credential_id is None:
+            ids = await self.credentials.active_ids(owner_id)
+            if not ids:
+                raise ConflictError("no active key to sign with")
+            credential_id = ids[0]
+        return (await self.credentials.active(owner_id, credential_id)).id
+
+    async def _insert(
+        self,
+        *,
+        open_to_scan: bool,
+        origin: str,
+        requester_name: str,
+        relying_party_id: str | None,
+        owner_id: str | None,
+        credential_id: str | None,
+        display_text: str,
+        documents: Sequence[NewDocument],
+        level: str,
+        callback_url: str | None,
+    ) -> str:
         if not documents:
             raise ValidationError("at least one document", field="documents")
         if len(documents) > self.settings.max_request_documents:
             raise ValidationError(
                 f"at most {self.settings.max_request_documents} documents", field="documents"
             )
-        if not await self.devices.has_devices(owner.id):
-            raise ConflictError("bind a phone first: requests are approved on a bound device")
-        if credential_id is None:
-            ids = await self.credentials.active_ids(owner.id)
-            if not ids:
-                raise ConflictError("no active key to sign with")
-            credential_id = ids[0]
-        cred = await self.credentials.active(owner.id, credential_id)
         rows = [_document_row(i, d, level) for i, d in enumerate(documents)]
         hashes = [digest for _row, digest in rows]
         self.signing.check_hashes(hashes, hash_algorithm("sha256"))
@@ -166,10 +252,13 @@ class SigningRequests:
             await conn.execute(
                 insert(signing_requests).values(
                     id=request_id,
-                    origin="portal",
-                    requester_name="cloudsign portal",
-                    owner_id=owner.id,
-                    credential_id=cred.id,
+                    origin=origin,
+                    relying_party_id=relying_party_id,
+                    requester_name=requester_name,
+                    owner_id=owner_id,
+                    credential_id=credential_id,
+                    callback_url=callback_url,
+                    open_to_scan=open_to_scan,
                     display_text=display_text,
                     hash_algorithm="sha256",
                     level=level,
@@ -187,16 +276,26 @@ class SigningRequests:
             await append_event(
                 conn,
                 EventType.REQUEST_CREATE,
-                owner_id=owner.id,
-                credential_id=cred.id,
-                data={"request": request_id, "documents": len(rows), "origin": "portal"},
+                owner_id=owner_id,
+                credential_id=credential_id,
+                data={
+                    "request": request_id,
+                    "documents": len(rows),
+                    "origin": origin,
+                    "relying_party": relying_party_id,
+                },
                 at=now,
             )
-        return await self.get(owner.id, request_id)
+        return request_id
 
     async def qr_frame(self, owner_id: str, request_id: str) -> str:
         """The QR frame to show now (only while the request is pending)."""
-        req = await self.get(owner_id, request_id)
+        return await self._frame(await self.get(owner_id, request_id))
+
+    async def party_qr_frame(self, party_id: str, request_id: str) -> str:
+        return await self._frame(await self.for_party(party_id, request_id))
+
+    async def _frame(self, req: SigningRequest) -> str:
         if req.status != "pending":
             raise ConflictError(f"the request is {req.status}")
         elapsed = max(0, int((self.clock() - req.created_at).total_seconds()))
@@ -216,7 +315,7 @@ class SigningRequests:
         if frame is None:
             raise refused
         try:
-            req = await self.get(owner.id, frame.request_id)
+            req = await self._load(frame.request_id, None)
         except NotFoundError as e:
             raise refused from e
         secret = await self._qr_secret(req.id)
@@ -224,10 +323,31 @@ class SigningRequests:
             frame, secret, req.created_at, self.clock()
         ):
             raise refused
-        return req
+        if req.owner_id == owner.id:
+            return req
+        if req.owner_id is not None or not req.open_to_scan:
+            raise refused
+        # A relying party's request for whoever scans it: the first citizen
+        # with a bound phone and a key takes it.
+        if not await self.devices.has_devices(owner.id):
+            raise refused
+        credential_id = await self._credential(owner.id, None)
+        async with self.db.transaction() as conn:
+            taken = await conn.execute(
+                update(signing_requests)
+                .where(
+                    signing_requests.c.id == req.id,
+                    signing_requests.c.owner_id.is_(None),
+                    signing_requests.c.open_to_scan.is_(True),
+                )
+                .values(owner_id=owner.id, credential_id=credential_id)
+            )
+        if taken.rowcount != 1:
+            raise refused
+        return await self.get(owner.id, req.id)
 
     async def inbox(self, owner_id: str) -> list[SigningRequest]:
-        await self._expire(owner_id)
+        await self._expire(owner_id=owner_id)
         async with self.db.read() as conn:
             ids = [
                 r[0]
@@ -277,6 +397,8 @@ class SigningRequests:
     ) -> SigningRequest:
         owner.require_full()
         req = await self._pending(owner.id, request_id)
+        if req.credential_id is None:
+            raise ConflictError("the request names no key")
         cred = await self.credentials.active(owner.id, req.credential_id)
         if not secrets.compare_digest(verification_code, req.verification_code):
             await self._failed_approval(req, "wrong verification code")
@@ -325,6 +447,8 @@ class SigningRequests:
                     .values(status="failed", error=_short(str(e)))
                 )
             raise
+        finally:
+            self._decided(req.id)
         return await self.get(owner.id, req.id)
 
     async def _sign(
@@ -384,35 +508,37 @@ class SigningRequests:
     async def end_pending(self, owner_id: str, reason: str) -> int:
         """Every pending request of the owner fails (a device was revoked)."""
         now = self.clock()
+        pending = (signing_requests.c.owner_id == owner_id, signing_requests.c.status == "pending")
         async with self.db.transaction() as conn:
-            result = await conn.execute(
-                update(signing_requests)
-                .where(
-                    signing_requests.c.owner_id == owner_id,
-                    signing_requests.c.status == "pending",
+            ids = [r[0] for r in await conn.execute(select(signing_requests.c.id).where(*pending))]
+            if ids:
+                await conn.execute(
+                    update(signing_requests)
+                    .where(signing_requests.c.id.in_(ids), *pending)
+                    .values(status="failed", decided_at=now, error=reason)
                 )
-                .values(status="failed", decided_at=now, error=reason)
-            )
-        return int(result.rowcount or 0)
+        for request_id in ids:
+            self._decided(request_id)
+        return len(ids)
 
     # -- reading ---------------------------------------------------------------------
 
     async def get(self, owner_id: str, request_id: str) -> SigningRequest:
         """The owner's request (404 for anyone else's: no oracle)."""
-        await self._expire(owner_id)
+        await self._expire(owner_id=owner_id)
+        return await self._load(request_id, signing_requests.c.owner_id == owner_id)
+
+    async def for_party(self, party_id: str, request_id: str) -> SigningRequest:
+        """A relying party's own request (404 for any other)."""
+        await self._expire(party_id=party_id)
+        return await self._load(request_id, signing_requests.c.relying_party_id == party_id)
+
+    async def _load(self, request_id: str, condition: Any) -> SigningRequest:
+        stmt = select(signing_requests).where(signing_requests.c.id == request_id)
+        if condition is not None:
+            stmt = stmt.where(condition)
         async with self.db.read() as conn:
-            row = (
-                (
-                    await conn.execute(
-                        select(signing_requests).where(
-                            signing_requests.c.id == request_id,
-                            signing_requests.c.owner_id == owner_id,
-                        )
-                    )
-                )
-                .mappings()
-                .first()
-            )
+            row = (await conn.execute(stmt)).mappings().first()
             if row is None:
                 raise NotFoundError("no such signing request")
             docs = (
@@ -444,6 +570,8 @@ class SigningRequests:
             )
         return SigningRequest(
             id=row["id"],
+            origin=row["origin"],
+            relying_party_id=row["relying_party_id"],
             owner_id=row["owner_id"],
             credential_id=row["credential_id"],
             requester_name=row["requester_name"],
@@ -457,6 +585,9 @@ class SigningRequests:
             decided_at=row["decided_at"],
             device_id=row["device_id"],
             error=row["error"],
+            open_to_scan=bool(row["open_to_scan"]),
+            callback_url=row["callback_url"],
+            callback_status=row["callback_status"],
             documents=documents,
         )
 
@@ -466,18 +597,45 @@ class SigningRequests:
             raise ConflictError(f"the request is {req.status}")
         return req
 
-    async def _expire(self, owner_id: str) -> None:
+    async def _expire(self, *, owner_id: str | None = None, party_id: str | None = None) -> None:
+        """Pending requests past their time become expired (and their
+        relying parties hear of it)."""
         now = self.clock()
+        scope = (
+            signing_requests.c.owner_id == owner_id
+            if owner_id is not None
+            else signing_requests.c.relying_party_id == party_id
+        )
         async with self.db.transaction() as conn:
-            await conn.execute(
-                update(signing_requests)
-                .where(
-                    signing_requests.c.owner_id == owner_id,
-                    signing_requests.c.status == "pending",
-                    signing_requests.c.expires_at <= now,
+            ids = [
+                r[0]
+                for r in await conn.execute(
+                    select(signing_requests.c.id).where(
+                        scope,
+                        signing_requests.c.status == "pending",
+                        signing_requests.c.expires_at <= now,
+                    )
                 )
-                .values(status="expired", decided_at=now)
-            )
+            ]
+            if ids:
+                await conn.execute(
+                    update(signing_requests)
+                    .where(signing_requests.c.id.in_(ids), signing_requests.c.status == "pending")
+                    .values(status="expired", decided_at=now)
+                )
+        for request_id in ids:
+            self._decided(request_id)
+
+    def _decided(self, request_id: str) -> None:
+        if self.on_decided is not None:
+            task = asyncio.get_running_loop().create_task(self.on_decided(request_id))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        """Wait for the callbacks in flight (the app's cleanup)."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _decide(self, req: SigningRequest, status: str, error: str | None) -> None:
         now = self.clock()
@@ -497,6 +655,7 @@ class SigningRequests:
                 data={"request": req.id, "decision": status},
                 at=now,
             )
+        self._decided(req.id)
 
     async def _failed_approval(self, req: SigningRequest, reason: str) -> None:
         """Count a refused approval; after a few the request fails."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     ForeignKey,
@@ -13,6 +14,7 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    false,
 )
 
 from cloudsign.storage.schema import metadata
@@ -51,16 +53,41 @@ device_challenges = Table(
     Column("used_at", UTCDateTime()),
 )
 
+#: Another organisation's service that may start signing requests.
+relying_parties = Table(
+    "relying_parties",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("client_id", String(64), nullable=False, unique=True),
+    # SHA-256 of the 256-bit client secret; the secret itself is shown once.
+    Column("secret_hash", String(64), nullable=False),
+    # Callbacks go only to URLs that start with this (https, or loopback http).
+    Column("callback_prefix", String(400)),
+    Column("status", String(16), nullable=False),  # active | disabled
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("created_by", String(36), ForeignKey("operators.id")),
+    CheckConstraint("status IN ('active', 'disabled')", name="status"),
+)
+
 signing_requests = Table(
     "signing_requests",
     metadata,
     Column("id", String(36), primary_key=True),
-    # Who asked: the portal (the citizen's own session, on another screen).
+    # Who asked: the portal (the citizen's own session, on another screen)
+    # or a relying party (another organisation's service).
     Column("origin", String(16), nullable=False),
+    Column("relying_party_id", String(36), ForeignKey("relying_parties.id"), index=True),
     Column("requester_name", String(200), nullable=False),
-    # The citizen who must approve, and the key that will sign.
-    Column("owner_id", String(36), ForeignKey("owners.id"), nullable=False, index=True),
-    Column("credential_id", String(36), nullable=False),
+    # The citizen who must approve, and the key that will sign; a relying
+    # party's request without an IIN gets them when a citizen scans its QR.
+    Column("owner_id", String(36), ForeignKey("owners.id"), index=True),
+    Column("credential_id", String(36)),
+    # False for a relying party's request naming an IIN that has no account
+    # with a bound phone: it can be neither scanned nor approved.
+    Column("open_to_scan", Boolean, nullable=False, server_default=false()),
+    Column("callback_url", String(400)),
+    Column("callback_status", String(16)),  # sent | failed
     Column("display_text", String(1000), nullable=False),
     Column("hash_algorithm", String(16), nullable=False),
     # SHA-256 over the request id and every document hash (codes.commitment).
@@ -77,7 +104,7 @@ signing_requests = Table(
     CheckConstraint(
         "status IN ('pending', 'approved', 'declined', 'expired', 'failed')", name="status"
     ),
-    CheckConstraint("origin IN ('portal')", name="origin"),
+    CheckConstraint("origin IN ('portal', 'rp')", name="origin"),
 )
 
 signing_request_documents = Table(

@@ -1,4 +1,5 @@
-"""mobile channel: bound devices, their one-time challenges, signing requests
+"""mobile channel: bound devices, their one-time challenges, relying
+parties, signing requests
 
 Revision ID: 0008
 Revises: 0007
@@ -61,12 +62,35 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_devices_owner_id"), ["owner_id"], unique=False)
 
     op.create_table(
+        "relying_parties",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("client_id", sa.String(length=64), nullable=False),
+        sa.Column("secret_hash", sa.String(length=64), nullable=False),
+        sa.Column("callback_prefix", sa.String(length=400), nullable=True),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("created_at", UTC(timezone=True), nullable=False),
+        sa.Column("created_by", sa.String(length=36), nullable=True),
+        sa.CheckConstraint(
+            "status IN ('active', 'disabled')", name=op.f("ck_relying_parties_status")
+        ),
+        sa.ForeignKeyConstraint(
+            ["created_by"], ["operators.id"], name=op.f("fk_relying_parties_created_by_operators")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_relying_parties")),
+        sa.UniqueConstraint("client_id", name=op.f("uq_relying_parties_client_id")),
+    )
+    op.create_table(
         "signing_requests",
         sa.Column("id", sa.String(length=36), nullable=False),
         sa.Column("origin", sa.String(length=16), nullable=False),
+        sa.Column("relying_party_id", sa.String(length=36), nullable=True),
         sa.Column("requester_name", sa.String(length=200), nullable=False),
-        sa.Column("owner_id", sa.String(length=36), nullable=False),
-        sa.Column("credential_id", sa.String(length=36), nullable=False),
+        sa.Column("owner_id", sa.String(length=36), nullable=True),
+        sa.Column("credential_id", sa.String(length=36), nullable=True),
+        sa.Column("open_to_scan", sa.Boolean(), server_default=sa.text("false"), nullable=False),
+        sa.Column("callback_url", sa.String(length=400), nullable=True),
+        sa.Column("callback_status", sa.String(length=16), nullable=True),
         sa.Column("display_text", sa.String(length=1000), nullable=False),
         sa.Column("hash_algorithm", sa.String(length=16), nullable=False),
         sa.Column("commitment", sa.LargeBinary(), nullable=False),
@@ -79,7 +103,7 @@ def upgrade() -> None:
         sa.Column("device_id", sa.String(length=36), nullable=True),
         sa.Column("failed_approvals", sa.Integer(), server_default="0", nullable=False),
         sa.Column("error", sa.String(length=200), nullable=True),
-        sa.CheckConstraint("origin IN ('portal')", name=op.f("ck_signing_requests_origin")),
+        sa.CheckConstraint("origin IN ('portal', 'rp')", name=op.f("ck_signing_requests_origin")),
         sa.CheckConstraint(
             "status IN ('pending', 'approved', 'declined', 'expired', 'failed')",
             name=op.f("ck_signing_requests_status"),
@@ -90,11 +114,19 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(
             ["owner_id"], ["owners.id"], name=op.f("fk_signing_requests_owner_id_owners")
         ),
+        sa.ForeignKeyConstraint(
+            ["relying_party_id"],
+            ["relying_parties.id"],
+            name=op.f("fk_signing_requests_relying_party_id_relying_parties"),
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_signing_requests")),
     )
     with op.batch_alter_table("signing_requests", schema=None) as batch_op:
         batch_op.create_index(
             batch_op.f("ix_signing_requests_owner_id"), ["owner_id"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_signing_requests_relying_party_id"), ["relying_party_id"], unique=False
         )
 
     op.create_table(
@@ -123,9 +155,11 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("signing_request_documents")
     with op.batch_alter_table("signing_requests", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_signing_requests_relying_party_id"))
         batch_op.drop_index(batch_op.f("ix_signing_requests_owner_id"))
 
     op.drop_table("signing_requests")
+    op.drop_table("relying_parties")
     with op.batch_alter_table("devices", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_devices_owner_id"))
 

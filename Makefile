@@ -27,3 +27,4 @@ bench: setup
 	.venv/bin/python bench/bench_audit_service.py
 	.venv/bin/python bench/bench_status.py
 	.venv/bin/python bench/bench_body.py
+	.venv/bin/python bench/bench_signing_requests.py

@@ -45,6 +45,7 @@ from cloudsign.appkeys import (
     OPERATOR_URL,
     OPERATORS,
     PROOFING,
+    PUSH,
     RELYING_PARTIES,
     REVOCATION,
     SEQUENCER_TASK,
@@ -98,6 +99,7 @@ from mobile_api import (
     DeviceBinding,
     DeviceService,
     MobileSettings,
+    PushService,
     RelyingParties,
     SigningRequests,
 )
@@ -245,6 +247,8 @@ async def _features(app: web.Application) -> AsyncIterator[None]:
     parties = RelyingParties(db, hsm, clock=clock)
     callbacks = Callbacks(db, parties, app[HTTP_CLIENT])
     requests.on_decided = callbacks.send
+    requests.push = PushService(db, hsm, app[HTTP_CLIENT], mobile, clock=clock)
+    app[PUSH] = requests.push
     app[RELYING_PARTIES] = parties
     app[DEVICES] = devices
     app[SIGNING_REQUESTS] = requests

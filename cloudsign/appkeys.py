@@ -31,7 +31,13 @@ if TYPE_CHECKING:
     from cloudsign.status import RevocationService, StatusOperations, StatusServices
     from cloudsign.storage import Database
     from hsm_bridge import HsmBridge
-    from mobile_api import DeviceBinding, DeviceService, RelyingParties, SigningRequests
+    from mobile_api import (
+        DeviceBinding,
+        DeviceService,
+        PushService,
+        RelyingParties,
+        SigningRequests,
+    )
 
 # -- shared resources --------------------------------------------------------------
 SETTINGS = web.AppKey("settings", Settings)
@@ -57,6 +63,7 @@ DEVICES: web.AppKey[DeviceService] = web.AppKey("devices")
 DEVICE_BINDING: web.AppKey[DeviceBinding] = web.AppKey("device_binding")
 SIGNING_REQUESTS: web.AppKey[SigningRequests] = web.AppKey("signing_requests")
 RELYING_PARTIES: web.AppKey[RelyingParties] = web.AppKey("relying_parties")
+PUSH: web.AppKey[PushService] = web.AppKey("push")
 #: Where the operator listener runs (the public app knows, for tests and logs).
 OPERATOR_URL = web.AppKey("operator_url", str)
 CA: web.AppKey[CertificateAuthority] = web.AppKey("ca")

@@ -255,6 +255,12 @@ class Settings:
     max_devices: int = 5
     signing_request_ttl_seconds: int = 300  # a request not approved by then expires
     max_request_documents: int = 20
+    # Web Push: the push services subscriptions may point at (comma list of hosts)
+    push_services: str = (
+        "fcm.googleapis.com,updates.push.services.mozilla.com,push.apple.com,notify.windows.com"
+    )
+    push_allow_loopback: bool = False  # tests: their own push endpoint on loopback
+    push_contact: str = ""  # VAPID "sub": mailto: or https:; default mailto:pki@<public host>
 
     def __post_init__(self) -> None:
         _check(1 <= self.port <= 65535, "port must be 1..65535")

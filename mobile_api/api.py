@@ -6,6 +6,8 @@ Devices (the owner's session):
     GET    /api/v1/me/devices                list
     DELETE /api/v1/me/devices/{device_id}    revoke {face_challenge_id, password_key}
     POST   /api/v1/me/devices/challenge      assertion options {purpose}
+    PUT    /api/v1/me/devices/{device_id}/push   the app's Web Push subscription
+    GET    /api/v1/push/key                  the VAPID public key
 
 Signing requests, the requesting screen (the portal session):
     POST   /api/v1/signing-requests          create
@@ -37,10 +39,17 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from cloudsign.accounts import current_owner, device_proof, possession_from, webauthn_credential
+from cloudsign.accounts import (
+    B64URL,
+    current_owner,
+    device_proof,
+    possession_from,
+    webauthn_credential,
+)
 from cloudsign.appkeys import (
     DEVICE_BINDING,
     DEVICES,
+    PUSH,
     RELYING_PARTIES,
     SETTINGS,
     SIGNING_REQUESTS,
@@ -170,6 +179,32 @@ async def revoke_device(request: web.Request) -> web.Response:
         owner, device_id, body.optional_text("face_challenge_id", max_len=64), _password_key(body)
     )
     return web.json_response({"revoked": True})
+
+
+@routes.get("/api/v1/push/key")
+async def push_key(request: web.Request) -> web.Response:
+    """The VAPID public key, for PushManager.subscribe's applicationServerKey."""
+    return web.json_response({"public_key": await request.app[PUSH].public_key()})
+
+
+@routes.put("/api/v1/me/devices/{device_id}/push")
+async def push_subscribe(request: web.Request) -> web.Response:
+    """`{endpoint, keys: {p256dh, auth}}`: PushSubscription.toJSON() of the app."""
+    owner = await current_owner(request)
+    owner.require_full()
+    device_id = path_id(request, "device_id")
+    body = await read_json(request)
+    body.only({"endpoint", "keys", "expirationTime"})
+    keys = body.obj("keys")
+    keys.only({"p256dh", "auth"})
+    await request.app[PUSH].subscribe(
+        owner.id,
+        device_id,
+        body.text("endpoint", max_len=2000),
+        keys.text("p256dh", max_len=200, pattern=B64URL),
+        keys.text("auth", max_len=64, pattern=B64URL),
+    )
+    return web.json_response({"subscribed": True})
 
 
 @routes.post("/api/v1/me/devices/challenge")

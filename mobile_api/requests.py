@@ -27,6 +27,7 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+import logging
 import secrets
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
@@ -46,9 +47,12 @@ from cloudsign.storage import Database
 from hsm_bridge import KeyedHasher, TransportMessage, UnlockedKey, hash_algorithm
 from mobile_api import codes
 from mobile_api.devices import DeviceService, approval_purpose
+from mobile_api.push import PushService
 from mobile_api.relying import RelyingParty
 from mobile_api.settings import MobileSettings
 from mobile_api.tables import signing_request_documents, signing_requests
+
+log = logging.getLogger(__name__)
 
 FORMATS: Final = ("pades", "cades", "raw")
 LEVELS: Final = {"pades": ("B", "T", "LT"), "cades": ("B", "T"), "raw": ("B",)}
@@ -133,6 +137,8 @@ class SigningRequests:
         #: Called with a request's id once it is decided (relying parties' callbacks).
         self.on_decided: Callable[[str], Coroutine[Any, Any, None]] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Web Push to the citizen's phones when a request for them is created.
+        self.push: PushService | None = None
         self.db = db
         self.hasher = hasher
         self.credentials = credentials
@@ -286,7 +292,19 @@ class SigningRequests:
                 },
                 at=now,
             )
+        if owner_id is not None and self.push is not None:
+            message = {
+                "type": "signing-request",
+                "request_id": request_id,
+                "requester": requester_name,
+                "verification_code": codes.verification_code(commitment),
+            }
+            self._spawn(self._push(owner_id, message))
         return request_id
+
+    async def _push(self, owner_id: str, message: dict[str, Any]) -> None:
+        assert self.push is not None
+        await self.push.notify(owner_id, message)
 
     async def qr_frame(self, owner_id: str, request_id: str) -> str:
         """The QR frame to show now (only while the request is pending)."""
@@ -628,9 +646,15 @@ class SigningRequests:
 
     def _decided(self, request_id: str) -> None:
         if self.on_decided is not None:
-            task = asyncio.get_running_loop().create_task(self.on_decided(request_id))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self.on_decided(request_id))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Notices (callbacks, pushes) run beside the answer; a failure is
+        logged, never raised into a request."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(_finished)
+        task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
         """Wait for the callbacks in flight (the app's cleanup)."""
@@ -675,6 +699,11 @@ class SigningRequests:
         if count >= MAX_FAILED_APPROVALS:
             with contextlib.suppress(ConflictError):
                 await self._decide(req, "failed", _short(reason))
+
+
+def _finished(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("a notice failed: %s", type(task.exception()).__name__)
 
 
 def _commitment(req: SigningRequest) -> bytes:

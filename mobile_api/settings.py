@@ -21,6 +21,11 @@ class MobileSettings:
     request_ttl: timedelta
     max_devices: int
     max_request_documents: int
+    #: Hosts (and their subdomains) a push subscription may point at.
+    push_services: tuple[str, ...]
+    push_allow_loopback: bool
+    #: Who the push services may contact about this sender (VAPID `sub`).
+    push_contact: str
 
     @classmethod
     def from_settings(cls, s: Settings) -> MobileSettings:
@@ -34,4 +39,7 @@ class MobileSettings:
             request_ttl=timedelta(seconds=s.signing_request_ttl_seconds),
             max_devices=s.max_devices,
             max_request_documents=s.max_request_documents,
+            push_services=tuple(h.strip().lower() for h in s.push_services.split(",") if h.strip()),
+            push_allow_loopback=s.push_allow_loopback,
+            push_contact=s.push_contact or f"mailto:pki@{url.hostname or 'localhost'}",
         )

@@ -1,9 +1,11 @@
 """Tables of the mobile channel: bound devices, their one-time WebAuthn
-challenges, and signing requests with their documents."""
+challenges and push subscriptions, relying parties, and signing requests
+with their documents."""
 
 from __future__ import annotations
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     CheckConstraint,
@@ -125,4 +127,14 @@ signing_request_documents = Table(
     Column("signature_id", String(36)),
     UniqueConstraint("request_id", "position", name="uq_signing_request_documents"),
     CheckConstraint("format IN ('cades', 'pades', 'raw')", name="format"),
+)
+
+#: Web Push subscriptions of bound devices (the endpoint and the browser's keys).
+push_subscriptions = Table(
+    "push_subscriptions",
+    metadata,
+    Column("device_id", String(36), ForeignKey("devices.id"), primary_key=True),
+    Column("endpoint", String(2000), nullable=False),
+    Column("client_keys", JSON, nullable=False),  # p256dh, auth (base64url)
+    Column("created_at", UTCDateTime(), nullable=False),
 )

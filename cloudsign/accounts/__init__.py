@@ -4,6 +4,7 @@ the TOTP factor, and deleting an account (with what other features erase)."""
 from cloudsign.accounts.access import current_owner
 from cloudsign.accounts.consents import ConsentText, current_texts
 from cloudsign.accounts.possession import (
+    B64URL,
     DeviceProof,
     DeviceVerifier,
     Possession,
@@ -24,6 +25,7 @@ from cloudsign.accounts.service import (
 )
 
 __all__ = [
+    "B64URL",
     "ENROLMENT",
     "FULL",
     "AcceptedConsent",

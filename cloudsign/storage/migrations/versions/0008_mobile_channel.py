@@ -1,5 +1,5 @@
-"""mobile channel: bound devices, their one-time challenges, relying
-parties, signing requests
+"""mobile channel: bound devices, their one-time challenges and push
+subscriptions, relying parties, signing requests
 
 Revision ID: 0008
 Revises: 0007
@@ -81,6 +81,17 @@ def upgrade() -> None:
         sa.UniqueConstraint("client_id", name=op.f("uq_relying_parties_client_id")),
     )
     op.create_table(
+        "push_subscriptions",
+        sa.Column("device_id", sa.String(length=36), nullable=False),
+        sa.Column("endpoint", sa.String(length=2000), nullable=False),
+        sa.Column("client_keys", sa.JSON(), nullable=False),
+        sa.Column("created_at", UTC(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["device_id"], ["devices.id"], name=op.f("fk_push_subscriptions_device_id_devices")
+        ),
+        sa.PrimaryKeyConstraint("device_id", name=op.f("pk_push_subscriptions")),
+    )
+    op.create_table(
         "signing_requests",
         sa.Column("id", sa.String(length=36), nullable=False),
         sa.Column("origin", sa.String(length=16), nullable=False),
@@ -159,6 +170,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_signing_requests_owner_id"))
 
     op.drop_table("signing_requests")
+    op.drop_table("push_subscriptions")
     op.drop_table("relying_parties")
     with op.batch_alter_table("devices", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_devices_owner_id"))

@@ -1,0 +1,135 @@
+// The app's entry point: hash routing between the screens, the language
+// switch, the session (kept by api.js for this tab), and the service worker
+// that caches the app shell.
+//
+// `#/activate/{code}` opens the enrolment with the code filled in (and takes
+// the code out of the address bar and the history), as the portal does.
+
+import { clearSession, sessionScope, signedIn, whenExpired } from "./api.js";
+import { enterDevices, initDevices, stopDevices } from "./devices.js";
+import { enterEnrol, initEnrol, stopEnrol } from "./enrol.js";
+import { stopAllCameras } from "./face.js";
+import { applyLanguage, currentLanguage, LANGUAGES, t } from "./i18n.js";
+import { enterInbox, initInbox, stopInbox } from "./inbox.js";
+import { initLogin } from "./login.js";
+import { enterRequest, initRequest, stopRequest } from "./request.js";
+import { enterSign, initSign, stopSign } from "./sign.js";
+import { describeError, flash } from "./ui.js";
+
+// `full`: only for a logged-in owner (an enrolment session finishes enrolling first).
+const VIEWS = {
+  home: { enter: null },
+  login: { enter: null },
+  enrol: { enter: enterEnrol },
+  inbox: { enter: enterInbox, full: true },
+  request: { enter: enterRequest, full: true },
+  sign: { enter: enterSign, full: true },
+  devices: { enter: enterDevices, full: true },
+};
+
+let pendingFlash = null;
+
+function parseHash() {
+  const path = location.hash.replace(/^#\/?/, "");
+  const [head, ...rest] = path.split("/");
+  if (head === "activate" && rest.length) {
+    // The code is spent once redeemed; it should not linger in the history either.
+    history.replaceState(null, "", "#/enrol");
+    let code = rest.join("/");
+    try {
+      code = decodeURIComponent(code);
+    } catch {
+      /* not %-encoded after all: the form says whether it is a code */
+    }
+    return { name: "enrol", arg: { code } };
+  }
+  if (head === "request" && rest.length === 1 && rest[0]) {
+    return { name: "request", arg: decodeURIComponent(rest[0]) };
+  }
+  return { name: head in VIEWS && head !== "request" ? head : "home", arg: undefined };
+}
+
+async function route() {
+  delete document.body.dataset.ready;
+  const { name, arg } = parseHash();
+  if (VIEWS[name].full && sessionScope() !== "full") {
+    location.hash = signedIn() ? "#/enrol" : "#/login";
+    return;
+  }
+  if (name === "home" && sessionScope() === "full") {
+    location.hash = "#/inbox";
+    return;
+  }
+  stopAllCameras();
+  stopInbox();
+  stopEnrol();
+  stopSign();
+  stopRequest();
+  stopDevices();
+  flash(pendingFlash?.text || "", pendingFlash?.kind || "");
+  pendingFlash = null;
+  for (const section of document.querySelectorAll("section[data-view]")) {
+    section.hidden = section.dataset.view !== name;
+  }
+  for (const tab of document.querySelectorAll(".tabs a")) {
+    const here = tab.dataset.tab === name || (name === "request" && tab.dataset.tab === "inbox");
+    if (here) tab.setAttribute("aria-current", "page");
+    else tab.removeAttribute("aria-current");
+  }
+  const h1 = document.querySelector(`[data-view=${name}] h1`);
+  document.title = `${h1.textContent} · ${t("brand")}`;
+  h1.tabIndex = -1;
+  h1.focus({ preventScroll: true });
+  window.scrollTo(0, 0);
+  document.body.dataset.current = name;
+  try {
+    await VIEWS[name].enter?.(arg);
+  } catch (e) {
+    flash(describeError(e), "bad");
+  }
+  document.body.dataset.ready = name;
+}
+
+function logout() {
+  // An unfinished enrolment cannot be resumed: its activation code is spent.
+  if (sessionScope() === "enrolment" && !window.confirm(t("nav.logout.enrolment"))) return;
+  clearSession();
+  location.hash = "#/";
+}
+
+async function registerWorker() {
+  if (!("serviceWorker" in navigator)) return;
+  try {
+    await navigator.serviceWorker.register("/app/sw.js", { scope: "/app/" });
+  } catch (e) {
+    // The app works without it (no offline shell); say why in the console only.
+    console.warn("service worker not registered:", e);
+  }
+}
+
+async function main() {
+  const select = document.getElementById("lang");
+  select.value = currentLanguage();
+  applyLanguage(select.value);
+  select.addEventListener("change", () => {
+    if (LANGUAGES.includes(select.value)) applyLanguage(select.value);
+    const h1 = document.querySelector("[data-view]:not([hidden]) h1");
+    if (h1) document.title = `${h1.textContent} · ${t("brand")}`;
+  });
+  document.getElementById("logout").addEventListener("click", logout);
+  whenExpired(() => {
+    pendingFlash = { text: t("app.session.expired"), kind: "bad" };
+    location.hash = "#/login";
+  });
+  initEnrol();
+  initLogin(() => (location.hash = "#/inbox"));
+  initInbox();
+  initRequest();
+  initSign();
+  initDevices();
+  window.addEventListener("hashchange", route);
+  await route();
+  await registerWorker();
+}
+
+main();

@@ -15,9 +15,10 @@ emulation, with a virtual platform authenticator over CDP and a fake camera
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,17 +65,18 @@ def mount_app(app: web.Application) -> None:
 
 
 @pytest.fixture(scope="session")
-async def app_database(
+def app_database(
     backend: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[str]:
+) -> Iterator[str]:
+    """A database of the backend for the app's server alone."""
     if backend == "sqlite":
         yield f"sqlite:///{tmp_path_factory.mktemp('app') / 'app.db'}"
         return
     request.getfixturevalue("pg_database")  # skips (or fails in CI) without PostgreSQL
     name = f"cloudsign_app_{secrets.token_hex(4)}"
-    await pg_create(name)
+    asyncio.run(pg_create(name))
     yield f"{PG_ADMIN_DSN.rsplit('/', 1)[0]}/{name}"
-    await pg_drop(name)
+    asyncio.run(pg_drop(name))
 
 
 @pytest.fixture(scope="session")

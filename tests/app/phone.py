@@ -26,6 +26,7 @@ from playwright.async_api import BrowserContext, CDPSession, Page, expect
 from tests.portal.browser import make_clip
 
 PASSWORD: Final = "Qazaq-eli 2026 kilt!"
+ARTIFACTS: Final = Path(__file__).resolve().parents[2] / "tests" / "artifacts" / "app"
 TIMEOUT_MS: Final = 30_000
 #: Where the app keeps its session (this tab only).
 SESSION_KEY: Final = "cloudsign.app.session"
@@ -64,6 +65,14 @@ class Phone:
             "WebAuthn.getCredentials", {"authenticatorId": self.authenticator_id}
         )
         return list(answer["credentials"])
+
+
+async def shot(page: Page, name: str) -> Path:
+    """A screenshot of the whole page in tests/artifacts/app (for people, not asserts)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    await page.screenshot(path=str(path), full_page=True)
+    return path
 
 
 class App:
@@ -110,12 +119,14 @@ class App:
         page = self.page
         await self.open("enrol")
         await page.fill("#activation-code", code)
+        await shot(page, "01-enrol-code")
         await page.click("#activate-form button[type=submit]")
         boxes = page.locator("#consent-list input[type=checkbox]")
         await expect(boxes).to_have_count(2, timeout=TIMEOUT_MS)
         await expect(page.locator("#consent-list .text[lang=en]")).to_have_count(2)
         for i in range(2):
             await boxes.nth(i).check()
+        await shot(page, "02-enrol-consent")
         await page.click("#consent-form button[type=submit]")
 
         await expect(page.locator("[data-panel=face]")).to_be_visible(timeout=TIMEOUT_MS)
@@ -123,6 +134,7 @@ class App:
         assert "passed" in verdict, verdict
         await expect(page.locator("[data-panel=device]")).to_be_visible()
         await expect(page.locator("#device-name")).to_have_value("Pixel 7")
+        await shot(page, "03-enrol-device")
         await page.click("#device-bind")
 
         await expect(page.locator("[data-panel=key]")).to_be_visible(timeout=TIMEOUT_MS)
@@ -130,7 +142,9 @@ class App:
         await page.fill("#key-password2", password)
         verdict = await self.face_check("#key-face")
         assert "passed" in verdict, verdict
+        await shot(page, "04-enrol-key")
         await page.click("#key-create")
         serial = page.locator("#done-serial")
         await expect(serial).not_to_be_empty(timeout=TIMEOUT_MS)
+        await shot(page, "05-enrol-done")
         return await serial.inner_text()

@@ -33,7 +33,7 @@ from pyhanko_certvalidator import ValidationContext
 from device_client.client import CloudsignClient
 from device_client.device import Argon2Params, derive_password_key
 from tests.app.conftest import PhoneOpener
-from tests.app.phone import PASSWORD, TIMEOUT_MS, App
+from tests.app.phone import PASSWORD, TIMEOUT_MS, App, shot
 from tests.pdfs import simple_pdf
 from tests.portal.browser import Traffic, leaks
 from tests.portal.conftest import Proofer
@@ -92,6 +92,7 @@ async def test_enrol_with_the_phone_and_sign_a_pdf_picked_on_it(
     verdict = await app.face_check("#sign-face")
     assert "passed" in verdict, verdict
     await page.fill("#sign-password", PASSWORD)
+    await shot(page, "06-sign-pdf")
     before = (await phone.credentials())[0]["signCount"]
     async with page.expect_download(timeout=TIMEOUT_MS) as info:
         await page.click("#sign-submit")
@@ -99,6 +100,7 @@ async def test_enrol_with_the_phone_and_sign_a_pdf_picked_on_it(
     assert download.suggested_filename == "agreement-signed.pdf"
     signed = Path(await download.path()).read_bytes()
     await expect(page.locator("#sign-form > .status")).to_have_class(re.compile(r"\bok\b"))
+    await shot(page, "07-sign-done")
     # The phone signed once more: the authorisation's assertion.
     assert (await phone.credentials())[0]["signCount"] == before + 1
     (embedded,) = PdfFileReader(io.BytesIO(signed)).embedded_signatures
@@ -116,6 +118,7 @@ async def test_enrol_with_the_phone_and_sign_a_pdf_picked_on_it(
     await app.go("login")
     await page.fill("#login-iin", identity["iin"])
     await page.fill("#login-password", PASSWORD)
+    await shot(page, "08-login")
     await page.click("#login-form button[type=submit]")
     await app.ready("inbox")
     await expect(page.locator("#inbox-empty")).to_be_visible()

@@ -148,3 +148,47 @@ async def test_the_phone_computes_the_services_code_and_challenge(
             code,
             codes.approval_challenge(commitment, code, nonce).hex(),
         ]
+
+
+TITLES = {
+    "kk": "Қолтаңбаңыз — телефоныңызда",
+    "ru": "Ваша подпись — в вашем телефоне",
+    "en": "Your signature, on your phone",
+}
+
+
+async def test_three_languages_on_a_phone(open_phone: PhoneOpener, base_url: str) -> None:
+    """Every screen fits the phone's width in every language; the language
+    follows the portal's preference; the desk's link fills the code in and
+    leaves the address bar."""
+    phone = await open_phone(service_workers="block")
+    app = App(phone, base_url)
+    page = phone.page
+    await app.open()
+    for lang, title in TITLES.items():
+        await page.select_option("#lang", lang)
+        await expect(page.locator("html")).to_have_attribute("lang", lang)
+        await expect(page.locator("#home-h")).to_have_text(title)
+        assert await page.evaluate("document.documentElement.scrollWidth <= innerWidth")
+    code = "ABCD-EFGH-JKLM-NPQR-STUV"
+    await page.goto(f"{base_url}/app/#/activate/{code}")
+    await app.ready("enrol")
+    await expect(page.locator("#activation-code")).to_have_value(code)
+    assert page.url.endswith("/app/#/enrol")
+    # The face widgets, drawn from a template, follow the language too.
+    await expect(page.locator("html")).to_have_attribute("lang", "en")
+    await expect(page.locator("#enrol-face .face-start")).to_have_text("Start the face check")
+    await page.select_option("#lang", "ru")
+    await expect(page.locator("#enrol-h")).to_have_text("Настройка приложения")
+    await expect(page.locator("#enrol-face .face-start")).to_have_text("Начать проверку лица")
+    await expect(page.locator("[data-step=device]")).to_have_text("Этот телефон")
+    assert await page.evaluate("document.documentElement.scrollWidth <= innerWidth")
+    # Screens for a logged-in owner send an anonymous phone to the login.
+    for view in ("inbox", "sign", "devices", "request/00000000-0000-0000-0000-000000000000"):
+        await page.evaluate("v => { location.hash = '#/' + v }", view)
+        await app.ready("login")
+    await expect(page.locator(".tabs")).to_be_hidden()
+    # One preference for the app and the portal (same origin, the portal's key).
+    await page.goto(f"{base_url}/portal/")
+    await expect(page.locator("body")).to_have_attribute("data-ready", "home")
+    await expect(page.locator("html")).to_have_attribute("lang", "ru")

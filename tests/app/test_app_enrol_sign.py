@@ -5,8 +5,9 @@ passes a face check, binds the phone, chooses a key password and passes a
 second face check, and gets a key with the phone as the possession factor
 (no TOTP code at all). Then a PDF picked with the file chooser is signed in
 PAdES (face, password, the phone's assertion) and the downloaded PDF
-validates with pyHanko; the citizen logs out and in again with the IIN, the
-phone and the password. No password or K_pw goes over the wire in any
+validates with pyHanko, and a text file gets a detached CAdES signature
+that openssl verifies (only its hash left the phone). The citizen logs out
+and in again with the IIN, the phone and the password. No password or K_pw goes over the wire in any
 encoding.
 
 SQLite only: the flow is long, and the API calls it makes run on both
@@ -19,6 +20,7 @@ import hashlib
 import io
 import json
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -108,8 +110,36 @@ async def test_enrol_with_the_phone_and_sign_a_pdf_picked_on_it(
         embedded, ValidationContext(trust_roots=[await _root(http, base_url)])
     )
     assert status.intact and status.valid and status.trusted, status.pretty_print_details()
-    (listed,) = await session.documents()
-    assert listed["name"] == "agreement.pdf"
+
+    # Any other file: a detached CAdES signature, and only its hash leaves the phone.
+    note = tmp_path / "note.txt"
+    text = b"Receipt No. 12: received in full.\n" * 30
+    note.write_bytes(text)
+    async with page.expect_file_chooser() as chooser:
+        await page.click("#sign-file")
+    await (await chooser.value).set_files(str(note))
+    await expect(page.locator("#sign-format")).to_have_attribute("data-format", "cades")
+    verdict = await app.face_check("#sign-face")
+    assert "passed" in verdict, verdict
+    await page.fill("#sign-password", PASSWORD)
+    async with page.expect_download(timeout=TIMEOUT_MS) as info:
+        await page.click("#sign-submit")
+    download = await info.value
+    assert download.suggested_filename == "note.txt.p7s"
+    p7s = tmp_path / "note.txt.p7s"
+    p7s.write_bytes(Path(await download.path()).read_bytes())
+    for which in ("root", "issuing"):
+        async with http.get(f"{base_url}/pki/ca/{which}.pem") as resp:
+            (tmp_path / f"{which}.pem").write_bytes(await resp.read())
+    verified = subprocess.run(
+        ["openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in", str(p7s),
+         "-content", str(note), "-CAfile", str(tmp_path / "root.pem"),
+         "-certfile", str(tmp_path / "issuing.pem"), "-out", "/dev/null"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert verified.returncode == 0, verified.stderr
+    assert not any(text in body for body in traffic.bodies("/sign-document"))
+    assert sorted(d["name"] for d in await session.documents()) == ["agreement.pdf", "note.txt"]
 
     # Log out; log in again on the phone: IIN, the phone, the password.
     await page.click("#logout")

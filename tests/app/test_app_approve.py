@@ -7,9 +7,10 @@ verification code it computes itself (the one the service returned), and
 approves with a face check, the key password and the phone.
 
 The app refuses what it cannot check: a document whose bytes are not the
-hash the request commits to, and an approval challenge that is not the one
-it computes from the commitment, the code and the service's nonce (the
-phone is then never asked to sign). A declined request signs nothing; a
+hash the request commits to, a code that is not the one the hashes give,
+and an approval challenge that is not the one it computes from the
+commitment, the code and the service's nonce (the phone is then never
+asked to sign). A declined request signs nothing; a
 revoked phone ends the pending requests and signs no more.
 
 SQLite only, as the portal's browser tests. The phone's context blocks the
@@ -189,6 +190,23 @@ async def test_the_phone_refuses_what_it_cannot_check_and_a_revoked_phone_signs_
     await expect(page.locator("#req-approve")).to_be_disabled()
     await shot(page, "13-request-refused-document")
     await page.unroute(f"**/device/requests/{swapped_id}/documents/0")
+
+    # A service that says another code than the one the hashes give: the
+    # phone shows its own, and warns.
+    async def other_code(route: Route) -> None:
+        response = await route.fetch()
+        body = await response.json()
+        body["verification_code"] = f"{(int(body['verification_code']) + 1) % 10000:04d}"
+        await route.fulfill(response=response, json=body)
+
+    await page.route(f"**/device/requests/{swapped_id}", other_code)
+    await _open_request(app, swapped_id)
+    await expect(page.locator("#req-code")).to_have_text(swapped["verification_code"])
+    await expect(page.locator("#req-refused")).to_contain_text(
+        "The code the service sent is not the one this phone computes"
+    )
+    await expect(page.locator("#req-approve")).to_be_disabled()
+    await page.unroute(f"**/device/requests/{swapped_id}")
 
     # The service's challenge for another nonce than the one it sent: the
     # phone is not asked to sign, and nothing is approved.

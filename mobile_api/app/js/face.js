@@ -47,7 +47,13 @@ export class FaceCheck {
     this.root.classList.add("live");
     await busy(this.button, async () => {
       try {
-        await this.camera.start();
+        try {
+          await this.camera.start();
+        } catch (e) {
+          // Refused by the citizen or the browser, or no camera at all.
+          if (e?.name === "NotAllowedError" || e?.name === "NotFoundError") throw new Error(t("cam.denied"));
+          throw e;
+        }
         const challenge = await api("POST", "/api/v1/me/face-challenges");
         this.banner.textContent = challenge.actions.map((a) => t("action." + a, a)).join(" → ");
         this.banner.hidden = false;

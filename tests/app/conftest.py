@@ -5,8 +5,8 @@ so the WebAuthn relying party is `localhost` (a registrable name; an IP
 address is none), and with the app mounted (`mobile_api.webapp`). It is a
 server of its own, on its own database of the session's backend, sharing
 the session's HSM token and data directory, with its own registration desk.
-It overrides the root `settings` and `server`, so `base_url`, `staff`,
-`client` and the portal tests' `proof` all speak to it.
+It overrides the root `settings`, `server`, `base_url`, `staff` and `app`,
+so `client` and the portal tests' `proof` speak to it too.
 
 Phones are Chromium (Debian's, never downloaded) in Playwright's Pixel 7
 emulation, with a virtual platform authenticator over CDP and a fake camera
@@ -40,7 +40,7 @@ from tests.portal.browser import Traffic, launch
 
 # The portal tests' Playwright driver, traffic recorder and registration desk.
 from tests.portal.conftest import playwright_driver, proof, traffic  # noqa: F401
-from tests.staff import bootstrap_staff
+from tests.staff import STAFF, Staff, bootstrap_staff
 
 PhoneOpener = Callable[..., Awaitable[Phone]]
 #: What a phone's platform authenticator is: resident keys, user verification (the unlock).
@@ -107,6 +107,26 @@ async def server(settings: Settings) -> AsyncIterator[TestServer]:
         await bootstrap_staff(app, http, settings.effective_public_url)
         yield srv
     await srv.close()
+
+
+# Session fixtures are cached by name for the whole run: those of the root
+# conftest that depend on `server` are named again here, so that they are
+# this server's even when other tests made the root ones first.
+
+
+@pytest.fixture(scope="session")
+def base_url(server: TestServer) -> str:
+    return str(server.make_url("")).rstrip("/")
+
+
+@pytest.fixture(scope="session")
+def staff(server: TestServer, base_url: str) -> Staff:
+    return STAFF[base_url]
+
+
+@pytest.fixture(scope="session")
+def app(server: TestServer) -> web.Application:
+    return server.app
 
 
 _clips = itertools.count(1)

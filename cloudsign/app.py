@@ -105,6 +105,8 @@ from mobile_api import (
 )
 from mobile_api.api import operator_routes as mobile_operator_routes
 from mobile_api.api import routes as mobile_routes
+from mobile_api.webapp import APP_HEADERS as MOBILE_APP_HEADERS
+from mobile_api.webapp import routes as mobile_app_routes
 
 log = logging.getLogger(__name__)
 CleanupContext = Callable[[web.Application], AsyncIterator[None]]
@@ -393,6 +395,7 @@ ROUTES: Final[list[web.RouteTableDef]] = [
     audit_api.routes,
     status_api.routes,
     mobile_routes,
+    mobile_app_routes,
     portal_api.routes,
 ]
 
@@ -424,6 +427,8 @@ def create_app(settings: Settings) -> web.Application:
         middlewares=[no_store_middleware, client_address_middleware, problem_middleware],
     )
     app[SETTINGS] = settings
+    # The app under /app/ answers with the portal's CSP and hardening headers.
+    app[MOBILE_APP_HEADERS] = portal_api.SECURITY_HEADERS
     app.cleanup_ctx.extend(CLEANUP_CONTEXTS)
     app.on_startup.append(_pin_interpreter)
     for routes in ROUTES:

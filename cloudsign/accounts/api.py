@@ -14,6 +14,7 @@ from cloudsign.accounts.access import current_owner
 from cloudsign.accounts.consents import LANGUAGES, current_texts
 from cloudsign.appkeys import ACCOUNTS, FACES
 from cloudsign.errors import ValidationError
+from cloudsign.web.auth import owner_token
 from cloudsign.web.body import read_json
 from cloudsign.web.params import query_text
 
@@ -114,3 +115,11 @@ async def key_params(request: web.Request) -> web.Response:
             "hash_len": params.hash_len,
         }
     )
+
+
+@routes.delete("/api/v1/sessions/current")
+async def logout(request: web.Request) -> web.Response:
+    """End the Bearer session: its token stops working now, not at expiry."""
+    await current_owner(request)
+    await request.app[ACCOUNTS].revoke_token(owner_token(request))
+    return web.json_response({"logged_out": True})

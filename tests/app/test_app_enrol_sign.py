@@ -32,7 +32,7 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.validation import async_validate_pdf_signature
 from pyhanko_certvalidator import ValidationContext
 
-from device_client.client import CloudsignClient
+from device_client.client import ApiError, CloudsignClient
 from device_client.device import Argon2Params, derive_password_key
 from tests.app.conftest import PhoneOpener
 from tests.app.phone import PASSWORD, TIMEOUT_MS, App, shot
@@ -145,6 +145,10 @@ async def test_enrol_with_the_phone_and_sign_a_pdf_picked_on_it(
     await page.click("#logout")
     await app.ready("home")
     assert await page.evaluate("sessionStorage.length") == 0
+    # The token is dead on the server too.
+    with pytest.raises(ApiError) as refused:
+        await session.request("GET", "/api/v1/me")
+    assert refused.value.status == 401
     await app.go("login")
     await page.fill("#login-iin", identity["iin"])
     await page.fill("#login-password", PASSWORD)

@@ -5,7 +5,7 @@
 // `#/activate/{code}` opens the enrolment with the code filled in (and takes
 // the code out of the address bar and the history), as the portal does.
 
-import { clearSession, sessionScope, signedIn, whenExpired } from "./api.js";
+import { api, clearSession, sessionScope, signedIn, whenExpired } from "./api.js";
 import { enterDevices, initDevices, stopDevices } from "./devices.js";
 import { enterEnrol, initEnrol, stopEnrol } from "./enrol.js";
 import { stopAllCameras } from "./face.js";
@@ -90,9 +90,15 @@ async function route() {
   document.body.dataset.ready = name;
 }
 
-function logout() {
+async function logout() {
   // An unfinished enrolment cannot be resumed: its activation code is spent.
   if (sessionScope() === "enrolment" && !window.confirm(t("nav.logout.enrolment"))) return;
+  try {
+    // The token dies on the server too, not only in this tab.
+    await api("DELETE", "/api/v1/sessions/current");
+  } catch {
+    // Already expired or revoked: forgetting it is all that is left.
+  }
   clearSession();
   location.hash = "#/";
 }

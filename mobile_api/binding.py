@@ -11,8 +11,8 @@
   credential.
 - **Revoking** (a lost phone): a face check and the key password; the
   phone may be the very factor that is lost. Its owner's pending signing
-  requests end at once. A registration officer can revoke at the desk
-  (operator API), as an audit event with the officer's name.
+  requests end at once. (Revocation by a registration officer at the desk
+  is not built yet.)
 """
 
 from __future__ import annotations

@@ -254,7 +254,9 @@ async def _features(app: web.Application) -> AsyncIterator[None]:
     app[RELYING_PARTIES] = parties
     app[DEVICES] = devices
     app[SIGNING_REQUESTS] = requests
-    app[DEVICE_BINDING] = DeviceBinding(devices, requests, credentials, faces, factors)
+    app[DEVICE_BINDING] = DeviceBinding(
+        devices, requests, credentials, faces, factors, app[SIGNING]
+    )
     app[LIFECYCLE] = LifecycleService(
         db, accounts, credentials, faces, factors, transport, hsm, guard, limits, clock=clock
     )

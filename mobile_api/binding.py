@@ -11,7 +11,7 @@
   credential.
 - **Revoking** (a lost phone): a face check and the key password; the
   phone may be the very factor that is lost. Its owner's pending signing
-  requests end at once. (Revocation by a registration officer at the desk
+  requests and live SADs end at once. (Revocation by a registration officer at the desk
   is not built yet.)
 """
 
@@ -23,7 +23,7 @@ from cloudsign.accounts import ENROLMENT, Owner, Possession
 from cloudsign.credentials import Credential, CredentialService
 from cloudsign.errors import ForbiddenError
 from cloudsign.faces import FaceService
-from cloudsign.signing import FactorCheck
+from cloudsign.signing import FactorCheck, SigningService
 from hsm_bridge import TransportMessage
 from mobile_api.devices import Device, DeviceService, IssuedChallenge, check_name
 from mobile_api.requests import SigningRequests
@@ -37,7 +37,9 @@ class DeviceBinding:
         credentials: CredentialService,
         faces: FaceService,
         factors: FactorCheck,
+        signing: SigningService,
     ) -> None:
+        self.signing = signing
         self.devices = devices
         self.requests = requests
         self.credentials = credentials
@@ -78,6 +80,7 @@ class DeviceBinding:
         await self.factors.verify(cred, password_key, None, face_challenge_id, require_otp=False)
         await self.devices.revoke(owner.id, device_id, by="owner")
         await self.requests.end_pending(owner.id, "the device was revoked")
+        self.signing.end_authorizations(owner.id)
 
     async def _first_or_full(self, owner: Owner) -> bool:
         """True for a first enrolment's binding; a full session otherwise."""

@@ -128,6 +128,13 @@ class SadStore:
         auth.used.update(hashes)
         return auth
 
+    def revoke_owner(self, owner_id: str) -> int:
+        """Every live SAD of the owner dies (a bound phone was revoked)."""
+        gone = [k for k, a in self._by_digest.items() if a.owner_id == owner_id]
+        for key in gone:
+            del self._by_digest[key]
+        return len(gone)
+
     def release(self, auth: Authorization, hashes: list[bytes]) -> None:
         """Give hashes back after a failure before any signature left the HSM."""
         auth.used.difference_update(hashes)

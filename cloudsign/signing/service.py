@@ -180,6 +180,10 @@ class SigningService:
         (the owner's revocation)."""
         return await self.factors.verify(cred, password_key, otp, face_challenge_id)
 
+    def end_authorizations(self, owner_id: str) -> int:
+        """The owner's live SADs die now (a possession factor was revoked)."""
+        return self.sads.revoke_owner(owner_id)
+
     def extend(
         self, owner_id: str, credential_id: str | None, sad: str | None
     ) -> tuple[str, Authorization]:

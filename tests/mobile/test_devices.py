@@ -184,11 +184,27 @@ async def test_binding_later_needs_every_factor_and_revocation_ends_the_phone(
     )
     assert {d["name"] for d in await client.devices()} == {"tablet", "phone"}
 
+    # A SAD made with the tablet, still unused when the tablet is lost.
+    digest = hashlib.sha256(b"pending").digest()
+    live = await client.request(
+        "POST",
+        f"/api/v1/me/credentials/{cred['credential_id']}/authorize",
+        {
+            "hashes": [base64.b64encode(digest).decode()],
+            "hash_algorithm": "sha256",
+            "password_key": (await client.wrap_password(PASSWORD, "authorize")).to_json(),
+            "device": await client.device_proof(tablet, "authorize"),
+            "face_challenge_id": await passed_face_check(client),
+        },
+    )
     # Lost tablet: revoked with the face and the password.
     face = await passed_face_check(client)
     await client.revoke_device(device["device_id"], password=PASSWORD, face_challenge_id=face)
     statuses = {d["name"]: d["status"] for d in await client.devices()}
     assert statuses == {"tablet": "revoked", "phone": "active"}
+    with pytest.raises(ApiError) as e:
+        await client.sign_hashes(cred["credential_id"], live["SAD"], [digest])
+    assert e.value.status == 400 and e.value.body["code"] == "invalid_sad"
     # The revoked tablet still holds its key: its assertions are refused.
     issued = await client.request("POST", "/api/v1/me/devices/challenge", {"purpose": "authorize"})
     revoked_proof = {

@@ -378,7 +378,8 @@ class SigningRequests:
                     .order_by(signing_requests.c.created_at)
                 )
             ]
-        return [await self.get(owner_id, i) for i in ids]
+        mine = signing_requests.c.owner_id == owner_id
+        return [await self._load(i, mine) for i in ids]
 
     async def content(self, owner_id: str, request_id: str, position: int) -> bytes:
         """A document's bytes, for the phone to show before approving."""

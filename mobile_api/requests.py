@@ -19,6 +19,13 @@ under a SAD for exactly the committed hashes, each signature with its
 signatures for the requester. A declined, expired or already decided
 request, a wrong code, a foreign request, a revoked device: no SAD, no
 signature. Revoking a device ends its owner's pending requests at once.
+
+A CSC client can drive the same approval (`authorize_on_phone`, behind
+`credentials/authorize` answering 202): the request carries the client's
+hashes (origin `csc`), the phone approves it as any other, and the approval
+issues a SAD for exactly those hashes instead of signing. The SAD waits in
+this process for the client's `credentials/authorizeCheck`
+(`collect_authorization`), which takes it once.
 """
 
 from __future__ import annotations
@@ -42,7 +49,7 @@ from cloudsign.clock import Clock
 from cloudsign.credentials import Credential, CredentialService
 from cloudsign.errors import ConflictError, FactorError, NotFoundError, ValidationError
 from cloudsign.events import EventType, append_event
-from cloudsign.signing import DocumentRequest, FactorCheck, SigningService
+from cloudsign.signing import Authorization, DocumentRequest, FactorCheck, SigningService
 from cloudsign.storage import Database
 from hsm_bridge import KeyedHasher, TransportMessage, UnlockedKey, hash_algorithm
 from mobile_api import codes
@@ -147,6 +154,8 @@ class SigningRequests:
         self.devices = devices
         self.settings = settings
         self.clock = clock
+        #: SADs of approved CSC authorisations, by request, until the client takes them.
+        self._authorized: dict[str, tuple[str, Authorization]] = {}
 
     # -- the requester's side -----------------------------------------------------------
 
@@ -219,6 +228,48 @@ class SigningRequests:
             callback_url=callback_url,
         )
         return await self.for_party(party.id, request_id)
+
+    async def authorize_on_phone(
+        self,
+        owner: Owner,
+        credential_id: str | None,
+        hashes: Sequence[bytes],
+        description: str | None,
+    ) -> SigningRequest:
+        """A CSC authorisation that the owner's phone approves: a request
+        for the client's SHA-256 hashes (signed later by the client with the
+        SAD, `collect_authorization`)."""
+        owner.require_full()
+        if not await self.devices.has_devices(owner.id):
+            raise ConflictError("bind a phone first, or authorise with the factors themselves")
+        cred = await self._credential(owner.id, credential_id)
+        request_id = await self._insert(
+            open_to_scan=False,
+            origin="csc",
+            requester_name="CSC signing application",
+            relying_party_id=None,
+            owner_id=owner.id,
+            credential_id=cred,
+            display_text=description or "Authorise signatures for a signing application",
+            documents=[
+                NewDocument(f"hash {i + 1}", "raw", None, digest) for i, digest in enumerate(hashes)
+            ],
+            level="B",
+            callback_url=None,
+        )
+        return await self.get(owner.id, request_id)
+
+    async def collect_authorization(
+        self, owner_id: str, request_id: str
+    ) -> tuple[SigningRequest, tuple[str, Authorization] | None]:
+        """The request, and once it is approved its SAD (given out once)."""
+        req = await self.get(owner_id, request_id)
+        if req.origin != "csc":
+            raise NotFoundError("no such authorisation")
+        now = self.clock()
+        for key in [k for k, (_s, a) in self._authorized.items() if a.expires_at <= now]:
+            del self._authorized[key]
+        return req, self._authorized.pop(req.id, None) if req.status == "approved" else None
 
     async def _credential(self, owner_id: str, credential_id: str | None) -> str:
         if credential_id is None:
@@ -457,7 +508,17 @@ class SigningRequests:
                 at=now,
             )
         try:
-            await self._sign(owner.id, req, cred, unlocked)
+            if req.origin == "csc":
+                self._authorized[req.id] = self.signing.issue_sad(
+                    cred,
+                    req.hashes,
+                    hash_algorithm("sha256"),
+                    unlocked,
+                    ("face", "device", "password"),
+                    req.display_text,
+                )
+            else:
+                await self._sign(owner.id, req, cred, unlocked)
         except Exception as e:
             async with self.db.transaction() as conn:
                 await conn.execute(

@@ -77,7 +77,8 @@ signing_requests = Table(
     metadata,
     Column("id", String(36), primary_key=True),
     # Who asked: the portal (the citizen's own session, on another screen)
-    # or a relying party (another organisation's service).
+    # a relying party (another organisation's service), or a CSC client's
+    # credentials/authorize (the approval gives a SAD, not signatures).
     Column("origin", String(16), nullable=False),
     Column("relying_party_id", String(36), ForeignKey("relying_parties.id"), index=True),
     Column("requester_name", String(200), nullable=False),
@@ -106,7 +107,7 @@ signing_requests = Table(
     CheckConstraint(
         "status IN ('pending', 'approved', 'declined', 'expired', 'failed')", name="status"
     ),
-    CheckConstraint("origin IN ('portal', 'rp')", name="origin"),
+    CheckConstraint("origin IN ('portal', 'rp', 'csc')", name="origin"),
 )
 
 signing_request_documents = Table(

@@ -12,25 +12,37 @@ Service authentication is the service's Bearer access token. The factors of
   just before (`FACE` in v1, an `authData` entry `{"id": "FACE"}` in v2, or
   `clientData` = `face:<id>`). Completing the face out of band and then
   authorising is what a custom pyHanko authorisation manager does.
+
+Approval on the phone (v2): a `credentials/authorize` that carries no
+factor at all, for an owner with a bound phone, answers **202 Accepted**
+with `authorizationID` (the signing request the phone sees),
+`verificationCode` (to show beside the phone's) and `expiresIn`. The
+citizen approves on the phone with face, key password and the device; then
+`credentials/authorizeCheck` with the `credentialID` and `authorizationID`
+answers 200 with the `SAD` (once) and its `expiresIn`; 202 while the
+citizen has not decided; 400 `access_denied` once declined or failed, and
+`expired_token` once the request expired. SHA-256 hashes only.
 """
 
 from __future__ import annotations
 
 import base64
+from datetime import datetime
 from typing import Any, Final
 
 from aiohttp import web
 from asn1crypto import x509
 
 from cloudsign.accounts import current_owner
-from cloudsign.appkeys import CA, CREDENTIALS, SETTINGS, SIGNING
+from cloudsign.appkeys import CA, CREDENTIALS, SETTINGS, SIGNING, SIGNING_REQUESTS
 from cloudsign.credentials import parse_transport_pin
-from cloudsign.errors import ValidationError
+from cloudsign.errors import NotFoundError, ValidationError
 from cloudsign.signing.algorithms import implied_hash, signature_mechanisms
 from cloudsign.signing.api import MAX_DESCRIPTION_CHARS, MAX_HASH_BYTES, MAX_SAD_CHARS
 from cloudsign.signing.service import AUTH_EXPRESSION, AuthorizeRequest, DocumentRequest
 from cloudsign.web.body import read_json
 from cloudsign.web.inputs import Fields, check_digits, check_text
+from cloudsign.web.problems import csc_error
 from hsm_bridge import HashAlgorithm, UnsupportedAlgorithmError, hash_algorithm
 
 routes = web.RouteTableDef()
@@ -89,6 +101,9 @@ async def info(request: web.Request) -> web.Response:
             "credentials/list",
             "credentials/info",
             "credentials/authorize",
+        ]
+        + (["credentials/authorizeCheck"] if version == "v2" else [])
+        + [
             "credentials/extendTransaction",
             "signatures/signHash",
         ]
@@ -206,6 +221,9 @@ async def credentials_authorize(request: web.Request) -> web.Response:
         pin, otp, face = values.get("PIN"), values.get("OTP"), values.get("FACE")
     if pin is not None:
         pin = check_text(pin, "PIN", max_len=MAX_PIN_CHARS)
+    face_id = _face(face, body)
+    if version == "v2" and pin is None and otp is None and face_id is None:
+        return await _authorize_on_phone(request, body, hashes, hash_alg, limit)
     req = AuthorizeRequest(
         credential_id=_credential_id(body) or "",
         hashes=hashes,
@@ -213,13 +231,79 @@ async def credentials_authorize(request: web.Request) -> web.Response:
         num_signatures=body.integer("numSignatures", low=1, high=limit),
         password_key=parse_transport_pin(pin),
         otp=_otp(otp),
-        face_challenge_id=_face(face, body),
+        face_challenge_id=face_id,
         description=body.optional_text("description", max_len=MAX_DESCRIPTION_CHARS),
     )
     sad, auth = await request.app[SIGNING].authorize(owner.id, req)
     return web.json_response(
         {"SAD": sad, "expiresIn": int((auth.expires_at - auth.created_at).total_seconds())}
     )
+
+
+async def _authorize_on_phone(
+    request: web.Request,
+    body: Fields,
+    hashes: list[bytes],
+    hash_alg: HashAlgorithm | None,
+    limit: int,
+) -> web.Response:
+    """No factor in the call: the owner's bound phone approves (202)."""
+    owner = await current_owner(request)
+    if hash_alg is None or hash_alg.name != "sha256":
+        raise ValidationError(
+            "approval on the phone takes SHA-256 hashes", field="hashAlgorithmOID"
+        )
+    if "numSignatures" in body and body.integer("numSignatures", low=1, high=limit) != len(hashes):
+        raise ValidationError(
+            "numSignatures must equal the number of hashes", field="numSignatures"
+        )
+    req = await request.app[SIGNING_REQUESTS].authorize_on_phone(
+        owner,
+        _credential_id(body),
+        hashes,
+        body.optional_text("description", max_len=MAX_DESCRIPTION_CHARS),
+    )
+    return web.json_response(
+        {
+            "authorizationID": req.id,
+            "verificationCode": req.verification_code,
+            "expiresIn": _seconds_left(request, req.expires_at),
+        },
+        status=202,
+    )
+
+
+def _seconds_left(request: web.Request, until: datetime) -> int:
+    return max(0, int((until - request.app[SIGNING].clock()).total_seconds()))
+
+
+@routes.post("/csc/{version}/credentials/authorizeCheck")
+async def authorize_check(request: web.Request) -> web.Response:
+    """The SAD of an authorisation the phone approved (see the module's text)."""
+    if _version(request) != "v2":
+        raise web.HTTPNotFound()
+    owner = await current_owner(request)
+    body = await read_json(request)
+    authorization_id = body.text("authorizationID", max_len=64)
+    req, issued = await request.app[SIGNING_REQUESTS].collect_authorization(
+        owner.id, authorization_id
+    )
+    credential_id = _credential_id(body)
+    if credential_id is not None and credential_id != req.credential_id:
+        raise NotFoundError("no such authorisation")
+    if req.status == "pending":
+        return web.json_response(
+            {"status": "pending", "expiresIn": _seconds_left(request, req.expires_at)},
+            status=202,
+        )
+    if req.status == "expired":
+        return csc_error(400, "expired_token", "the citizen did not approve in time")
+    if req.status != "approved":
+        return csc_error(400, "access_denied", f"the authorisation was {req.status}")
+    if issued is None:
+        return csc_error(400, "invalid_request", "the SAD was taken already, or has expired")
+    sad, auth = issued
+    return web.json_response({"SAD": sad, "expiresIn": _seconds_left(request, auth.expires_at)})
 
 
 @routes.post("/csc/{version}/credentials/extendTransaction")

@@ -96,6 +96,7 @@ from cloudsign.web.problems import problem_middleware
 from hsm_bridge import HsmBridge, HsmError
 from mobile_api import (
     Callbacks,
+    DeskAccess,
     DeviceBinding,
     DeviceService,
     MobileSettings,
@@ -255,7 +256,13 @@ async def _features(app: web.Application) -> AsyncIterator[None]:
     app[DEVICES] = devices
     app[SIGNING_REQUESTS] = requests
     app[DEVICE_BINDING] = DeviceBinding(
-        devices, requests, credentials, faces, factors, app[SIGNING]
+        devices,
+        requests,
+        credentials,
+        faces,
+        factors,
+        app[SIGNING],
+        DeskAccess(proofing, accounts, guard, limits),
     )
     app[LIFECYCLE] = LifecycleService(
         db, accounts, credentials, faces, factors, transport, hsm, guard, limits, clock=clock

@@ -2,7 +2,7 @@
 app's possession factor), and signing requests started on another screen
 and approved on the phone (animated QR, inbox), bound to the exact hashes."""
 
-from mobile_api.binding import DeviceBinding
+from mobile_api.binding import DeskAccess, DeviceBinding
 from mobile_api.devices import Device, DeviceService
 from mobile_api.push import PushService
 from mobile_api.relying import Callbacks, RelyingParties, RelyingParty
@@ -11,6 +11,7 @@ from mobile_api.settings import MobileSettings
 
 __all__ = [
     "Callbacks",
+    "DeskAccess",
     "Device",
     "DeviceBinding",
     "DeviceService",

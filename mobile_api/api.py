@@ -54,12 +54,14 @@ from cloudsign.appkeys import (
     SETTINGS,
     SIGNING_REQUESTS,
 )
+from cloudsign.ca import validate_iin
 from cloudsign.credentials import parse_transport_message
 from cloudsign.errors import ValidationError
 from cloudsign.operators import Role, current_operator
+from cloudsign.proofing import DOCUMENT_TYPES
 from cloudsign.web.body import read_json
 from cloudsign.web.inputs import Fields
-from cloudsign.web.params import path_id
+from cloudsign.web.params import check_uuid, path_id
 from mobile_api.devices import PURPOSES, Device, b64url
 from mobile_api.relying import RelyingParty
 from mobile_api.requests import LEVELS, NewDocument, SigningRequest
@@ -434,6 +436,31 @@ async def register_party(request: web.Request) -> web.Response:
         status=201,
         headers=NO_STORE,
     )
+
+
+@operator_routes.post("/operator/api/v1/desk/device-revocations")
+async def desk_revoke_devices(request: web.Request) -> web.Response:
+    """`{iin, document: {type, number}, capture_id[, device_id]}`: a lost
+    phone revoked at the registration desk. The officer's live capture of
+    the citizen (`/desk/captures`) must be the account's enrolled face."""
+    officer = await current_operator(request, Role.REGISTRATION)
+    body = await read_json(request)
+    body.only({"iin", "document", "capture_id", "device_id"})
+    doc = body.obj("document")
+    doc.only({"type", "number"})
+    document = {
+        "type": doc.choice("type", {t: t for t in DOCUMENT_TYPES}),
+        "number": doc.text("number", max_len=32),
+    }
+    device_id = body.optional_text("device_id", max_len=36)
+    revoked = await request.app[DEVICE_BINDING].revoke_at_desk(
+        officer,
+        validate_iin(body.digits("iin", min_len=12, max_len=12)),
+        document,
+        body.text("capture_id", max_len=36),
+        None if device_id is None else check_uuid(device_id, "device_id"),
+    )
+    return web.json_response({"revoked": [device_json(d) for d in revoked]})
 
 
 @operator_routes.get("/operator/api/v1/relying-parties")

@@ -408,9 +408,11 @@ class DeviceService:
                 for r in rows
             ]
 
-    async def revoke(self, owner_id: str, device_id: str, *, by: str) -> None:
+    async def revoke(
+        self, owner_id: str, device_id: str, *, by: str, operator: str | None = None
+    ) -> None:
         """The device's assertions are refused from now on; the caller ends
-        what it had started (signing requests)."""
+        what it had started (signing requests). `operator`: who, at the desk."""
         now = self.clock()
         async with self.db.transaction() as conn:
             result = await conn.execute(
@@ -428,7 +430,8 @@ class DeviceService:
                 conn,
                 EventType.DEVICE_REVOKE,
                 owner_id=owner_id,
-                data={"device": device_id, "by": by},
+                data={"device": device_id, "by": by}
+                | ({} if operator is None else {"operator": operator}),
                 at=now,
             )
 

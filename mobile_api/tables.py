@@ -37,7 +37,7 @@ devices = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("last_used_at", UTCDateTime()),
     Column("revoked_at", UTCDateTime()),
-    Column("revoked_by", String(16)),  # owner | operator | account
+    Column("revoked_by", String(16)),  # owner | desk | account
 )
 
 #: A challenge handed to one device flow, used at most once.

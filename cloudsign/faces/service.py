@@ -162,6 +162,13 @@ class FaceService:
             )
         return template
 
+    async def is_enrolled_face(self, owner_id: str, template: FaceTemplate) -> bool:
+        """Whether a live capture taken elsewhere (a registration desk's) is
+        the owner's enrolled face."""
+        return (await self._template(owner_id)).distance_to(
+            template
+        ) <= self.settings.match_threshold
+
     async def replace(self, owner_id: str, template: FaceTemplate) -> FaceEnrolment:
         """Install a `replacement`; the caller has checked the other factors
         and a live match against the current template (cloudsign/lifecycle)."""

@@ -9,6 +9,7 @@ from cloudsign.proofing.registry import (
     load_registry_key,
 )
 from cloudsign.proofing.service import (
+    DOCUMENT_TYPES,
     Capture,
     DeskProofing,
     ProofingRefusedError,
@@ -17,6 +18,7 @@ from cloudsign.proofing.service import (
 )
 
 __all__ = [
+    "DOCUMENT_TYPES",
     "Capture",
     "DeskProofing",
     "HttpIdentityRegistry",

@@ -17,7 +17,7 @@ from cloudsign.accounts import Session
 from cloudsign.appkeys import PROOFING, SETTINGS
 from cloudsign.ca import Identity, validate_iin
 from cloudsign.operators import Role, current_operator
-from cloudsign.proofing.service import Capture, DeskProofing
+from cloudsign.proofing.service import DOCUMENT_TYPES, Capture, DeskProofing
 from cloudsign.web.body import read_images, read_json
 from cloudsign.web.params import path_id
 
@@ -28,7 +28,7 @@ operator_routes = web.RouteTableDef()
 MAX_BURST_FRAMES: Final = 16
 NO_STORE: Final = {"Cache-Control": "no-store"}
 _CODE: Final = re.compile(r"[A-Za-z0-9-]{16,40}")
-_DOCUMENT_TYPES: Final = {t: t for t in ("id_card", "passport", "residence_permit")}
+_DOCUMENT_TYPES: Final = {t: t for t in DOCUMENT_TYPES}
 
 
 def enrolment_json(session: Session) -> dict[str, Any]:

@@ -57,6 +57,8 @@ from cloudsign.storage import Database
 from cloudsign.web.client import client_address
 from hsm_bridge import Sealer
 
+#: The identity documents a registration officer checks.
+DOCUMENT_TYPES: Final = ("id_card", "passport", "residence_permit")
 #: 20 characters of base32 (100 bits), shown in groups of four.
 ACTIVATION_ALPHABET: Final = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 ACTIVATION_LENGTH: Final = 20
@@ -202,6 +204,30 @@ class ProofingService:
             raise
         sealed = await self._seal(capture_id, template)
         await self._set_capture(capture_id, status="captured", template_sealed=sealed)
+
+    async def take_desk_capture(self, officer: Operator, capture_id: str) -> FaceTemplate:
+        """Spend this officer's passed capture for another desk action (a
+        lost phone's revocation): the live face, once."""
+        OperatorService.require(officer, Role.REGISTRATION)
+        async with self.db.transaction() as conn:
+            row = (
+                await conn.execute(
+                    select(face_captures.c.template_sealed).where(
+                        face_captures.c.id == capture_id,
+                        face_captures.c.purpose == "desk",
+                        face_captures.c.operator_id == officer.id,
+                        face_captures.c.status == "captured",
+                    )
+                )
+            ).first()
+            spent = await conn.execute(
+                update(face_captures)
+                .where(face_captures.c.id == capture_id, face_captures.c.status == "captured")
+                .values(status="used", template_sealed=None)
+            )
+            if row is None or spent.rowcount != 1:
+                raise ConflictError("capture the citizen's face first (a passed, unused capture)")
+        return await self._unseal(capture_id, row[0])
 
     async def approve_desk(
         self, officer: Operator, identity: Identity, document: dict[str, str], capture_id: str

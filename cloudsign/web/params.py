@@ -38,7 +38,11 @@ def query_text(
 
 def path_id(request: web.Request, name: str) -> str:
     """A UUID path parameter (credential, signature, challenge ids), lower-case."""
-    value = request.match_info[name]
+    return check_uuid(request.match_info[name], name)
+
+
+def check_uuid(value: str, name: str) -> str:
+    """A UUID (a path parameter or a body field), lower-case."""
     if not _UUID.fullmatch(value):
         raise ValidationError(f"{name} must be a UUID", field=name)
     return str(uuid.UUID(value))

@@ -17,6 +17,7 @@ databases in the service tests.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
@@ -35,9 +36,10 @@ from pyhanko.sign.validation import async_validate_pdf_signature
 from pyhanko_certvalidator import ValidationContext
 
 from cloudsign.web.auth import SESSION_COOKIE
+from device_client.authenticator import SoftAuthenticator
 from device_client.client import ApiError, CloudsignClient, TotpDevice
 from device_client.device import Argon2Params, derive_password_key
-from tests.helpers import enrolled, new_client, person, totp_device
+from tests.helpers import enrolled, new_client, passed_face_check, person, totp_device
 from tests.pdfs import simple_pdf
 from tests.portal.browser import Traffic, leaks, shot
 from tests.portal.conftest import Opener, Proofer
@@ -529,6 +531,60 @@ async def test_revoke_in_the_cabinet_with_every_factor(
     await expect(page.locator("#sign-submit")).to_be_disabled()
     await expect(page.locator("#face-start")).to_be_disabled()
     assert await client.documents() == []
+    found = leaks(traffic, {"password": PASSWORD.encode(), "K_pw": _kpw(traffic)})
+    assert not found, found
+    assert not traffic.problems, traffic.problems
+    assert not traffic.failures, traffic.failures
+
+
+async def test_a_lost_phone_is_revoked_in_the_cabinet_with_face_and_password(
+    open_browser: Opener,
+    base_url: str,
+    traffic: Traffic,
+    client: CloudsignClient,
+) -> None:
+    """An owner with a code and a bound phone loses the phone: the cabinet
+    lists it and revokes it with a face check and the key password (no code
+    asked: the phone may have been the possession factor). Its pending
+    request ends, and it is no factor any more."""
+    identity = person()
+    totp, _cred = await enrolled(client, password=PASSWORD, identity=identity)
+    phone = SoftAuthenticator(origin=client.base_url)
+    face = await passed_face_check(client)
+    await client.bind_device(
+        phone, "Pixel 7", face_challenge_id=face, password=PASSWORD, otp=await totp.fresh_code()
+    )
+    pending = await client.create_signing_request(
+        [{"name": "h", "format": "raw", "hash": hashlib.sha256(b"lost").digest()}], "text"
+    )
+
+    ctx = await open_browser("obama_2.jpg", blink=True)
+    portal = Portal(await ctx.new_page(), base_url)
+    page = portal.page
+    await portal.open("login")
+    await portal.login(identity["iin"], await totp.fresh_code(), PASSWORD)
+    await portal.ready("cabinet")
+    await expect(page.locator("#cab-devices")).to_contain_text("Pixel 7")
+    await page.check("input[name=cab-action][value=revoke_device]")
+    await expect(page.locator("#cab-otp")).to_be_hidden()
+    verdict = await portal.face_check("#cab-face-start", "#cab-face-status")
+    assert "passed" in verdict, verdict
+    await page.fill("#cab-password", PASSWORD)
+    await page.check("#cab-confirm")
+    page.once("dialog", lambda d: d.accept())
+    await page.click("#cab-submit")
+    await expect(page.locator("#cab-manage-status")).to_have_class(
+        re.compile(r"\bok\b"), timeout=TIMEOUT_MS
+    )
+    await expect(page.locator("#cab-devices")).to_contain_text("revoked")
+    await expect(page.locator("input[name=cab-action][value=revoke_device]")).to_be_disabled()
+    await shot(page, "14-cabinet-phone-revoked")
+    assert [d["status"] for d in await client.devices()] == ["revoked"]
+    assert (await client.signing_request(pending["request_id"]))["status"] == "failed"
+    with pytest.raises(ApiError):
+        await new_client(client.base_url, http=client.session).login(
+            identity["iin"], None, PASSWORD, device=phone
+        )
     found = leaks(traffic, {"password": PASSWORD.encode(), "K_pw": _kpw(traffic)})
     assert not found, found
     assert not traffic.problems, traffic.problems

@@ -2,8 +2,9 @@
 // download of its signature, the certificate and key, and the changes that
 // need every factor a signature needs (a face check passed just now, a TOTP
 // code and the key password): revoking the certificate, deleting the key,
-// deleting the account. Without a key left, deleting the account needs the
-// face check alone.
+// deleting the account; and revoking a lost phone (face and key password:
+// the phone may be the very factor that is lost). Without a key left,
+// deleting the account needs the face check alone.
 
 import { api, setSession } from "./api.js";
 import { passwordKeyFor } from "./crypto.js";
@@ -12,8 +13,9 @@ import { t } from "./i18n.js";
 import { busy, flashNext, formatTime, say, takeValue } from "./ui.js";
 
 const $ = (id) => document.getElementById(id);
-const ACTIONS = ["revoke", "delete_key", "delete_account"];
+const ACTIONS = ["revoke", "delete_key", "revoke_device", "delete_account"];
 let active = null;
+let phones = [];
 let face = null;
 
 function cell(row, content, cls) {
@@ -59,6 +61,8 @@ export async function enterCabinet() {
     cell(row, formatTime(c.certificate_not_after));
     tbody.append(row);
   }
+  const bound = await api("GET", "/api/v1/me/devices");
+  showDevices(bound.devices);
   offerActions();
 
   const docs = await api("GET", "/api/v1/me/documents");
@@ -81,11 +85,37 @@ export async function enterCabinet() {
   $("cab-nodocs").hidden = docs.length > 0;
 }
 
+/** The bound phones, and the ones still active in the revocation's choice. */
+function showDevices(devices) {
+  const tbody = $("cab-devices").tBodies[0];
+  tbody.replaceChildren();
+  for (const d of devices) {
+    const row = document.createElement("tr");
+    cell(row, d.name);
+    cell(row, badge(d.status));
+    cell(row, formatTime(d.created_at));
+    cell(row, d.last_used_at ? formatTime(d.last_used_at) : "—");
+    tbody.append(row);
+  }
+  $("cab-nodevices").hidden = devices.length > 0;
+  phones = devices.filter((d) => d.status === "active");
+  const select = $("cab-device");
+  select.replaceChildren(
+    ...phones.map((d) => {
+      const option = document.createElement("option");
+      option.value = d.device_id;
+      option.textContent = `${d.name} (${formatTime(d.created_at)})`;
+      return option;
+    }),
+  );
+}
+
 /** The changes this account allows now; the first one is chosen. */
 function offerActions() {
   const allowed = {
     revoke: Boolean(active && active.certificate_status === "good"),
     delete_key: Boolean(active),
+    revoke_device: Boolean(active && phones.length),
     delete_account: true,
   };
   for (const action of ACTIONS) {
@@ -110,7 +140,12 @@ function onActionChange() {
   $("cab-factors").hidden = !keyFactors;
   $("cab-face-alone").hidden = keyFactors;
   for (const input of $("cab-factors").querySelectorAll("input")) input.disabled = !keyFactors;
+  // A lost phone is revoked with the face and the password alone.
+  const otp = keyFactors && action !== "revoke_device";
+  $("cab-otp-wrap").hidden = !otp;
+  $("cab-otp").disabled = !otp;
   $("cab-reason-wrap").hidden = action !== "revoke";
+  $("cab-device-wrap").hidden = action !== "revoke_device";
   document.querySelectorAll("#cab-manage-form [data-warning]").forEach((p) => {
     p.hidden = p.dataset.warning !== action;
   });
@@ -120,7 +155,14 @@ function onActionChange() {
 const CONFIRM = {
   revoke: "cab.revoke.confirm",
   delete_key: "cab.delete.confirm",
+  revoke_device: "cab.device.confirm",
   delete_account: "cab.erase.confirm",
+};
+
+const DONE = {
+  revoke: "cab.revoked",
+  delete_key: "cab.deleted",
+  revoke_device: "cab.device.revoked",
 };
 
 async function onManage(ev) {
@@ -141,7 +183,7 @@ async function onManage(ev) {
       } finally {
         password = null;
       }
-      factors.otp = takeValue($("cab-otp")).trim();
+      if (action !== "revoke_device") factors.otp = takeValue($("cab-otp")).trim();
     }
     factors.face_challenge_id = face.take(); // spent by this attempt, whatever its outcome
     say(status, t("sign.authorising"));
@@ -152,6 +194,9 @@ async function onManage(ev) {
       });
     } else if (action === "delete_key") {
       await api("DELETE", `/api/v1/me/credentials/${id}`, { body: factors });
+    } else if (action === "revoke_device") {
+      const device = encodeURIComponent($("cab-device").value);
+      await api("DELETE", `/api/v1/me/devices/${device}`, { body: factors });
     } else {
       await api("DELETE", "/api/v1/me", { body: factors });
       await leave();
@@ -160,7 +205,7 @@ async function onManage(ev) {
     face.stop();
     say(status, "");
     await enterCabinet();
-    say($("cab-manage-status"), t(action === "revoke" ? "cab.revoked" : "cab.deleted"), "ok");
+    say($("cab-manage-status"), t(DONE[action]), "ok");
   }, status);
 }
 

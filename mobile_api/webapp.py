@@ -38,7 +38,14 @@ APP_HEADERS: web.AppKey[Mapping[str, str]] = web.AppKey("mobile_app_headers")
 
 APP_DIR: Final = Path(__file__).resolve().parent / "app"
 #: The portal's files the app imports (by URL, below /portal/static/): part of the shell.
-PORTAL_FILES: Final = ("js/api.js", "js/camera.js", "js/crypto.js", "js/i18n.js", "js/ui.js")
+PORTAL_FILES: Final = (
+    "js/api.js",
+    "js/camera.js",
+    "js/crypto.js",
+    "js/facecheck.js",
+    "js/i18n.js",
+    "js/ui.js",
+)
 #: The placeholder in sw.js that the digest of the shell replaces.
 VERSION_PLACEHOLDER: Final = "__SHELL_VERSION__"
 _TYPES: Final = {

@@ -33,6 +33,7 @@ const SHELL = [
   "/portal/static/js/api.js",
   "/portal/static/js/camera.js",
   "/portal/static/js/crypto.js",
+  "/portal/static/js/facecheck.js",
   "/portal/static/js/i18n.js",
   "/portal/static/js/ui.js",
   "/portal/vendor/hash-wasm.js",

@@ -1,19 +1,15 @@
-// The live face check, as the portal's (/portal/static/js/facecheck.js) but
-// over the app's Bearer session: ask for a challenge, show its actions, send
-// a burst of frames from the portal's Camera. A passed check backs exactly
+// The live face check: the portal's (/portal/static/js/facecheck.js,
+// passFaceCheck) over the app's Bearer session, in a widget of the app's. A passed check backs exactly
 // one request on the server, so `take()` hands its id out once.
 //
 // The camera runs only for the check and is switched off right after the
 // burst (a phone should not keep its camera on); each check opens it anew.
 
-import { api, ApiError } from "./api.js";
+import { api } from "./api.js";
 import { t } from "./i18n.js";
 import { busy, say } from "./ui.js";
 import { Camera } from "/portal/static/js/camera.js";
-
-const SHOW_ACTIONS_MS = 1200;
-const BURST_FRAMES = 10;
-const BURST_INTERVAL_MS = 200;
+import { passFaceCheck } from "/portal/static/js/facecheck.js";
 
 const checks = new Set();
 
@@ -54,32 +50,9 @@ export class FaceCheck {
           if (e?.name === "NotAllowedError" || e?.name === "NotFoundError") throw new Error(t("cam.denied"));
           throw e;
         }
-        const challenge = await api("POST", "/api/v1/me/face-challenges");
-        this.banner.textContent = challenge.actions.map((a) => t("action." + a, a)).join(" → ");
-        this.banner.hidden = false;
-        say(this.status, t("sign.face.follow"));
-        // Show the actions first: the burst should start at rest.
-        await new Promise((ok) => setTimeout(ok, SHOW_ACTIONS_MS));
-        let frames;
-        try {
-          frames = await this.camera.burst(BURST_FRAMES, BURST_INTERVAL_MS);
-        } finally {
-          this.banner.hidden = true;
-          this.stop();
-        }
-        say(this.status, t("sign.face.checking"));
-        const form = new FormData();
-        frames.forEach((f, i) => form.append("frame", f, `f${i}.jpg`));
-        try {
-          await api("POST", `/api/v1/me/face-challenges/${challenge.challenge_id}/burst`, { form });
-        } catch (e) {
-          if (e instanceof ApiError && e.code === "face_check_failed") {
-            throw new Error(t("sign.face.failed") + " " + t("reason." + e.reason, e.reason));
-          }
-          throw e;
-        }
-        this.passed = challenge.challenge_id;
-        say(this.status, t("sign.face.passed"), "ok");
+        this.passed = await passFaceCheck(api, t, this.camera, this.banner, this.status, () =>
+          this.stop(),
+        );
       } finally {
         this.stop();
       }

@@ -331,6 +331,13 @@ async def test_a_stale_frame_a_decline_and_an_expiry_sign_nothing(
         claimed = await client.claim_qr(current)
     assert claimed["verification_code"] == shown
     await shot(page, "phone-decline-01-qr")
+    # Leaving the screen clears the QR; coming back shows the same request again.
+    await desktop.go("cabinet")
+    await expect(page.locator("#phone-qr")).not_to_have_attribute("data-drawn", re.compile("."))
+    await desktop.go("phone")
+    await desktop.redrawn()
+    await expect(page.locator("#phone-code")).to_have_text(shown)
+    await expect(page.locator("#phone-again")).to_be_visible()
 
     # The citizen declines on the phone: the desktop says so; no signature.
     await client.decline(claimed["request_id"])

@@ -173,6 +173,8 @@ function show(req) {
   $("phone-code").textContent = req.verification_code;
   $("phone-request-text").textContent = req.display_text;
   $("phone-qr-wrap").hidden = false;
+  // Starting over leaves this request to expire on the phone (it cannot be withdrawn).
+  $("phone-again").hidden = false;
   clearQr();
   showState(req);
   start();
@@ -211,6 +213,8 @@ async function step() {
   current.error = false;
   showState(req);
   if (FINAL.has(req.status)) {
+    clearQr();
+    $("phone-qr-wrap").hidden = true;
     if (req.status === "approved" && !signed(req)) return true; // signing in the HSM still
     finish(req);
     return false;
@@ -231,6 +235,7 @@ async function step() {
 
 /** The request cannot be read any more: say so and stop. */
 function gone(e) {
+  if (!current) return false; // started over meanwhile
   const state = $("phone-state");
   if (e instanceof ApiError && [401, 404, 410].includes(e.status)) current.done = true;
   current.error = true;
@@ -238,12 +243,10 @@ function gone(e) {
   $("phone-qr-wrap").hidden = true;
   if (e instanceof ApiError && (e.status === 404 || e.status === 410)) {
     say(state, t(e.status === 410 ? "phone.state.expired" : "phone.state.gone"), "bad");
-    offerAgain();
     return false;
   }
   if (e instanceof ApiError && e.status === 401) {
     say(state, describeError(e), "bad");
-    offerAgain();
     return false;
   }
   // A network blip or a limit: keep the request, try again at the next tick.
@@ -274,8 +277,6 @@ function showState(req) {
 function finish(req) {
   stop();
   current.done = true;
-  clearQr();
-  $("phone-qr-wrap").hidden = true;
   if (req.status === "approved") {
     const list = $("phone-downloads");
     list.replaceChildren();
@@ -293,11 +294,6 @@ function finish(req) {
     }
     $("phone-result").hidden = false;
   }
-  offerAgain();
-}
-
-function offerAgain() {
-  $("phone-again").hidden = false;
 }
 
 /** Back to the form for another request (the shown one is left to expire). */

@@ -11,6 +11,7 @@ import { enterCabinet, initCabinet, stopCamera as stopCabinetCamera } from "./ca
 import { enterEnrol, initEnrol, stopCamera as stopEnrolCamera } from "./enrol.js";
 import { applyLanguage, currentLanguage, LANGUAGES, t } from "./i18n.js";
 import { initLogin } from "./login.js";
+import { enterPhone, initPhone, leavePhone, resetPhone } from "./phone.js";
 import { enterSign, initSign, stopCamera as stopSignCamera } from "./sign.js";
 import { describeError, flash, showPendingFlash } from "./ui.js";
 
@@ -20,6 +21,7 @@ const VIEWS = {
   login: { enter: null },
   enrol: { enter: enterEnrol },
   sign: { enter: enterSign, full: true },
+  phone: { enter: enterPhone, full: true },
   cabinet: { enter: enterCabinet, full: true },
   auditor: { enter: enterAuditor },
 };
@@ -52,6 +54,7 @@ async function route() {
   stopEnrolCamera();
   stopSignCamera();
   stopCabinetCamera();
+  if (name !== "phone") leavePhone();
   showPendingFlash();
   for (const section of document.querySelectorAll("section[data-view]")) {
     section.hidden = section.dataset.view !== name;
@@ -83,6 +86,7 @@ async function logout() {
     await api("POST", "/portal/session/logout");
   } finally {
     setSession(null);
+    resetPhone();
     location.hash = "#/";
   }
 }
@@ -102,6 +106,7 @@ async function main() {
   document.getElementById("logout").addEventListener("click", logout);
   initEnrol();
   initSign();
+  initPhone();
   initCabinet();
   initAuditor();
   initLogin(() => (location.hash = "#/cabinet"));

@@ -120,6 +120,24 @@ const en = {
   "app.dev.revoke.cancel": "Cancel",
   "app.dev.revoke.done": "The phone is revoked.",
   "app.dev.revoke.self": "This phone is revoked: it can no longer confirm logins or signatures.",
+
+  "app.nav.scan": "Scan",
+  "app.inbox.scan": "Scan a QR code",
+  "app.scan.title": "Scan a QR code",
+  "app.scan.lead": "Scan the moving QR code on the screen that asks for your signature: a service's page or the portal.",
+  "app.scan.start": "Scan with the camera",
+  "app.scan.stop": "Stop the camera",
+  "app.scan.photo": "Or take a photo of the code",
+  "app.scan.photo.hint": "The code changes every second: take the photo and use it at once.",
+  "app.scan.starting": "Opening the camera…",
+  "app.scan.aim": "Hold the code inside the frame.",
+  "app.scan.reading": "Reading the code…",
+  "app.scan.claiming": "Code read. Asking the service for the request…",
+  "app.scan.nocode": "No QR code was found in the photo. Take it again, closer and sharper.",
+  "app.scan.notours": "This QR code is not a cloudsign signature request.",
+  "app.scan.refused": "The service refused this code: it is too old (the code changes every second), the request has ended, or it is not for you. Scan the code the screen shows now.",
+  "app.scan.nocamera": "The camera cannot be opened here. Take a photo of the code instead.",
+  "app.push.new": "New request from {requester}, verification code {code}.",
 };
 
 const ru = {
@@ -229,6 +247,24 @@ const ru = {
   "app.dev.revoke.cancel": "Отмена",
   "app.dev.revoke.done": "Телефон отозван.",
   "app.dev.revoke.self": "Этот телефон отозван: он больше не может подтверждать входы и подписи.",
+
+  "app.nav.scan": "Сканер",
+  "app.inbox.scan": "Сканировать QR-код",
+  "app.scan.title": "Сканировать QR-код",
+  "app.scan.lead": "Отсканируйте меняющийся QR-код на экране, который просит вашу подпись: на странице сервиса или на портале.",
+  "app.scan.start": "Сканировать камерой",
+  "app.scan.stop": "Выключить камеру",
+  "app.scan.photo": "Или сфотографируйте код",
+  "app.scan.photo.hint": "Код меняется каждую секунду: сделайте снимок и сразу используйте его.",
+  "app.scan.starting": "Включаем камеру…",
+  "app.scan.aim": "Держите код внутри рамки.",
+  "app.scan.reading": "Читаем код…",
+  "app.scan.claiming": "Код прочитан. Запрашиваем запрос у сервиса…",
+  "app.scan.nocode": "На снимке не найден QR-код. Сфотографируйте ещё раз, ближе и чётче.",
+  "app.scan.notours": "Этот QR-код — не запрос подписи cloudsign.",
+  "app.scan.refused": "Сервис отклонил этот код: он устарел (код меняется каждую секунду), запрос завершён или он не для вас. Отсканируйте код, который экран показывает сейчас.",
+  "app.scan.nocamera": "Здесь нельзя включить камеру. Сфотографируйте код.",
+  "app.push.new": "Новый запрос от {requester}, код подтверждения {code}.",
 };
 
 const kk = {
@@ -338,6 +374,24 @@ const kk = {
   "app.dev.revoke.cancel": "Болдырмау",
   "app.dev.revoke.done": "Телефон кері шақырылды.",
   "app.dev.revoke.self": "Бұл телефон кері шақырылды: ол енді кіруді және қолтаңбаларды растай алмайды.",
+
+  "app.nav.scan": "Сканер",
+  "app.inbox.scan": "QR-кодты сканерлеу",
+  "app.scan.title": "QR-кодты сканерлеу",
+  "app.scan.lead": "Қолтаңбаңызды сұрап тұрған экрандағы өзгеріп тұратын QR-кодты сканерлеңіз: қызметтің бетінде немесе порталда.",
+  "app.scan.start": "Камерамен сканерлеу",
+  "app.scan.stop": "Камераны өшіру",
+  "app.scan.photo": "Немесе кодты суретке түсіріңіз",
+  "app.scan.photo.hint": "Код әр секунд сайын өзгереді: суретке түсіріп, бірден пайдаланыңыз.",
+  "app.scan.starting": "Камера қосылып жатыр…",
+  "app.scan.aim": "Кодты жақтаудың ішінде ұстаңыз.",
+  "app.scan.reading": "Код оқылып жатыр…",
+  "app.scan.claiming": "Код оқылды. Сұрау қызметтен алынып жатыр…",
+  "app.scan.nocode": "Суреттен QR-код табылмады. Жақынырақ әрі анығырақ қайта түсіріңіз.",
+  "app.scan.notours": "Бұл QR-код cloudsign қолтаңба сұрауы емес.",
+  "app.scan.refused": "Қызмет бұл кодты қабылдамады: ол ескірген (код әр секунд сайын өзгереді), сұрау аяқталған немесе ол сізге арналмаған. Экран қазір көрсетіп тұрған кодты сканерлеңіз.",
+  "app.scan.nocamera": "Мұнда камераны қосу мүмкін емес. Кодты суретке түсіріңіз.",
+  "app.push.new": "{requester} жаңа сұрау жіберді, растау коды {code}.",
 };
 
 export const APP_DICTIONARIES = { kk, ru, en };

@@ -426,7 +426,6 @@ async def test_a_push_reaches_the_apps_service_worker(
     received, endpoint = push_endpoint
     _, code = await proof(face="obama_1.jpg")
     phone = await open_phone("obama_2.jpg")  # service workers allowed
-    await phone.context.grant_permissions(["notifications"], origin=base_url)
     app = App(phone, base_url)
     page = phone.page
     cdp = phone.cdp
@@ -439,10 +438,17 @@ async def test_a_push_reaches_the_apps_service_worker(
     await app.enrol(code)
     await app.go("inbox")
     await page.wait_for_function("navigator.serviceWorker.controller !== null", timeout=TIMEOUT_MS)
-    # The app tried its own subscription: this browser has no push service
+    # Notifications not yet allowed: the inbox offers them (the browser asks on a tap).
+    await expect(page.locator("body")).to_have_attribute("data-push", "ask")
+    await expect(page.locator("#push-offer")).to_be_visible()
+    assert not traffic.problems, traffic.problems
+    await phone.context.grant_permissions(["notifications"], origin=base_url)
+    await page.click("#push-enable")
+    # Allowed, the app subscribes: this browser has no push service
     # (Playwright's contexts are incognito, where Chromium refuses the Push
     # API, and says so in the console itself); the app goes on without it.
     await expect(page.locator("body")).to_have_attribute("data-push", "off")
+    await expect(page.locator("#push-offer")).to_be_hidden()
     assert _problems(traffic) == [], traffic.problems
 
     # The bound device's subscription, through the app's route: the test's

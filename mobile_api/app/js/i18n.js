@@ -138,6 +138,8 @@ const en = {
   "app.scan.refused": "The service refused this code: it is too old (the code changes every second), the request has ended, or it is not for you. Scan the code the screen shows now.",
   "app.scan.nocamera": "The camera cannot be opened here. Take a photo of the code instead.",
   "app.push.new": "New request from {requester}, verification code {code}.",
+  "app.push.offer": "Get a notification on this phone when a request arrives.",
+  "app.push.enable": "Turn on notifications",
 };
 
 const ru = {
@@ -265,6 +267,8 @@ const ru = {
   "app.scan.refused": "Сервис отклонил этот код: он устарел (код меняется каждую секунду), запрос завершён или он не для вас. Отсканируйте код, который экран показывает сейчас.",
   "app.scan.nocamera": "Здесь нельзя включить камеру. Сфотографируйте код.",
   "app.push.new": "Новый запрос от {requester}, код подтверждения {code}.",
+  "app.push.offer": "Получайте уведомление на этот телефон, когда приходит запрос.",
+  "app.push.enable": "Включить уведомления",
 };
 
 const kk = {
@@ -392,6 +396,8 @@ const kk = {
   "app.scan.refused": "Қызмет бұл кодты қабылдамады: ол ескірген (код әр секунд сайын өзгереді), сұрау аяқталған немесе ол сізге арналмаған. Экран қазір көрсетіп тұрған кодты сканерлеңіз.",
   "app.scan.nocamera": "Мұнда камераны қосу мүмкін емес. Кодты суретке түсіріңіз.",
   "app.push.new": "{requester} жаңа сұрау жіберді, растау коды {code}.",
+  "app.push.offer": "Сұрау келгенде осы телефонға хабарлама алыңыз.",
+  "app.push.enable": "Хабарламаларды қосу",
 };
 
 export const APP_DICTIONARIES = { kk, ru, en };

@@ -16,7 +16,7 @@ import { stopAllCameras } from "./face.js";
 import { applyLanguage, currentLanguage, LANGUAGES, t, tf } from "./i18n.js";
 import { enterInbox, initInbox, refreshInbox, stopInbox } from "./inbox.js";
 import { initLogin } from "./login.js";
-import { enablePush } from "./push.js";
+import { enablePush, initPush } from "./push.js";
 import { enterRequest, initRequest, stopRequest } from "./request.js";
 import { enterScan, initScan, stopScan } from "./scan.js";
 import { enterSign, initSign, stopSign } from "./sign.js";
@@ -162,6 +162,7 @@ async function main() {
   initInbox();
   initRequest();
   initScan();
+  initPush();
   initSign();
   initDevices();
   window.addEventListener("hashchange", route);

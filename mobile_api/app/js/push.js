@@ -5,17 +5,28 @@
 // tells the open app. Push is a hint only: with no push service (a browser
 // without one, no network, the citizen said no), nothing is said and the
 // inbox, polled while shown, has every request all the same.
-// `body[data-push]` says how it went ("on" or "off"), for people and tests.
+//
+// Notifications need the citizen's permission. Once given, the phone
+// subscribes by itself whenever a bound phone's owner is signed in; until
+// then the inbox offers a button that asks (a browser asks only on a tap).
+// `body[data-push]` says where it stands ("on", "off": tried, no push
+// service; "ask": the offer is shown; "denied"), for people and tests.
 
 import { api, ownerId, sessionScope } from "./api.js";
+import { $, busy } from "./ui.js";
 import { b64url, thisDevice, unb64url } from "./webauthn.js";
 
 let done = null; // the owner and device a subscription was tried for
 
+const supported = () => "serviceWorker" in navigator && "PushManager" in window && "Notification" in window;
+
+function state(value) {
+  document.body.dataset.push = value;
+  const offer = $("push-offer");
+  if (offer) offer.hidden = value !== "ask";
+}
+
 async function subscribe(device) {
-  if (!("serviceWorker" in navigator) || !("PushManager" in window)) return false;
-  const registration = await navigator.serviceWorker.getRegistration("/app/");
-  if (!registration) return false;
   const ready = await navigator.serviceWorker.ready;
   const { public_key: key } = await api("GET", "/api/v1/push/key");
   let sub = await ready.pushManager.getSubscription();
@@ -34,10 +45,18 @@ async function subscribe(device) {
   return true;
 }
 
-/** Subscribe this phone once per signed-in owner, if it is a bound device; never throws. */
+/** Subscribe this phone once per signed-in owner, if it is a bound device
+ *  and notifications are allowed; never throws. */
 export async function enablePush() {
   const device = thisDevice();
-  if (sessionScope() !== "full" || !device?.device_id) return;
+  if (!supported() || sessionScope() !== "full" || !device?.device_id) return;
+  // No worker (not registered, or blocked): no push, and nothing to offer.
+  const registration = await navigator.serviceWorker.getRegistration("/app/").catch(() => null);
+  if (!registration) return state("off");
+  if (Notification.permission !== "granted") {
+    state(Notification.permission === "denied" ? "denied" : "ask");
+    return;
+  }
   const who = `${ownerId()}/${device.device_id}`;
   if (done === who) return;
   done = who;
@@ -48,5 +67,19 @@ export async function enablePush() {
     // No push service here: the inbox is the way requests arrive.
     console.info("web push is not available:", e?.name || e);
   }
-  document.body.dataset.push = on ? "on" : "off";
+  state(on ? "on" : "off");
+}
+
+export function initPush() {
+  const button = $("push-enable");
+  button.addEventListener("click", () =>
+    busy(button, async () => {
+      try {
+        await Notification.requestPermission();
+      } catch {
+        /* an old browser's callback form, or none: the permission says */
+      }
+      await enablePush();
+    }),
+  );
 }

@@ -30,6 +30,7 @@ NODE_MODULES: Final = Path(__file__).resolve().parents[2] / "node_modules"
 #: The only third-party browser code, pinned by package-lock.json; a fixed map, no lookup.
 VENDOR: Final = {
     "hash-wasm.js": NODE_MODULES / "hash-wasm" / "dist" / "index.esm.min.js",
+    "jsqr.js": NODE_MODULES / "jsqr" / "dist" / "jsQR.js",
     "qrcode.js": NODE_MODULES / "qrcode-generator" / "dist" / "qrcode.mjs",
 }
 _TYPES: Final = {

@@ -16,7 +16,7 @@ from cloudsign.portal.api import CSP, SECURITY_HEADERS, STATIC_DIR
 from mobile_api.webapp import APP_DIR, PORTAL_FILES, VERSION_PLACEHOLDER
 
 JS_DIR = APP_DIR / "js"
-_IMPORT = re.compile(r'^import\s[^;]*?from\s+"([^"]+)";', re.M | re.S)
+_IMPORT = re.compile(r'^import\s+(?:[^;"]*?from\s+)?"([^"]+)";', re.M | re.S)
 
 
 def _shell() -> list[str]:

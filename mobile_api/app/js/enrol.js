@@ -12,6 +12,7 @@ import { api, ApiError, sessionScope, setScope, setSession, signedIn } from "./a
 import { FaceCheck } from "./face.js";
 import { deviceProof, passwordKey } from "./factors.js";
 import { language, t } from "./i18n.js";
+import { enablePush } from "./push.js";
 import { $, busy, describeError, say, takeValue } from "./ui.js";
 import { register, rememberDevice } from "./webauthn.js";
 import { hex, sha256 } from "/portal/static/js/crypto.js";
@@ -240,6 +241,7 @@ async function onKey(ev) {
     $("done-serial").textContent = cred.certificate_serial;
     say(status, "");
     show("done");
+    enablePush(); // this bound phone hears of new requests at once, where it can
   }, status);
   if (!ok) status.append(" ", t("enrol.key.retry"));
 }

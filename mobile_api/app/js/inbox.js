@@ -42,6 +42,11 @@ export async function enterInbox() {
   }, POLL_MS);
 }
 
+/** Load the list again now, if it is shown (a push said something new). */
+export function refreshInbox() {
+  if (timer) load().catch((e) => say($("inbox-status"), String(e.message || e), "bad"));
+}
+
 export function stopInbox() {
   clearInterval(timer);
   timer = null;

@@ -4,15 +4,21 @@
 //
 // `#/activate/{code}` opens the enrolment with the code filled in (and takes
 // the code out of the address bar and the history), as the portal does.
+//
+// A signed-in owner on a bound phone subscribes to Web Push (push.js); the
+// service worker's word of a new request refreshes the inbox and says who
+// asks, and a tapped notification opens the request.
 
 import { api, clearSession, sessionScope, signedIn, whenExpired } from "./api.js";
 import { enterDevices, initDevices, stopDevices } from "./devices.js";
 import { enterEnrol, initEnrol, stopEnrol } from "./enrol.js";
 import { stopAllCameras } from "./face.js";
-import { applyLanguage, currentLanguage, LANGUAGES, t } from "./i18n.js";
-import { enterInbox, initInbox, stopInbox } from "./inbox.js";
+import { applyLanguage, currentLanguage, LANGUAGES, t, tf } from "./i18n.js";
+import { enterInbox, initInbox, refreshInbox, stopInbox } from "./inbox.js";
 import { initLogin } from "./login.js";
+import { enablePush, initPush } from "./push.js";
 import { enterRequest, initRequest, stopRequest } from "./request.js";
+import { enterScan, initScan, stopScan } from "./scan.js";
 import { enterSign, initSign, stopSign } from "./sign.js";
 import { describeError, flash } from "./ui.js";
 
@@ -23,11 +29,14 @@ const VIEWS = {
   enrol: { enter: enterEnrol },
   inbox: { enter: enterInbox, full: true },
   request: { enter: enterRequest, full: true },
+  scan: { enter: enterScan, full: true },
   sign: { enter: enterSign, full: true },
   devices: { enter: enterDevices, full: true },
 };
 
 let pendingFlash = null;
+// Push is set up once the worker's registration was tried (it needs the worker).
+let workerTried = false;
 
 function parseHash() {
   const path = location.hash.replace(/^#\/?/, "");
@@ -61,6 +70,7 @@ async function route() {
     return;
   }
   stopAllCameras();
+  stopScan();
   stopInbox();
   stopEnrol();
   stopSign();
@@ -88,6 +98,7 @@ async function route() {
     flash(describeError(e), "bad");
   }
   document.body.dataset.ready = name;
+  if (workerTried && sessionScope() === "full") enablePush();
 }
 
 async function logout() {
@@ -105,11 +116,30 @@ async function logout() {
 
 async function registerWorker() {
   if (!("serviceWorker" in navigator)) return;
+  navigator.serviceWorker.addEventListener("message", onWorkerMessage);
+  navigator.serviceWorker.startMessages();
   try {
     await navigator.serviceWorker.register("/app/sw.js", { scope: "/app/" });
   } catch (e) {
     // The app works without it (no offline shell); say why in the console only.
     console.warn("service worker not registered:", e);
+  }
+}
+
+const REQUEST_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** What the service worker says: a push for a new request, or a tapped notification. */
+function onWorkerMessage(ev) {
+  const msg = ev.data;
+  if (!msg || typeof msg !== "object" || !REQUEST_ID.test(String(msg.request_id))) return;
+  if (sessionScope() !== "full") return;
+  if (msg.type === "open-request") {
+    location.hash = `#/request/${msg.request_id}`;
+  } else if (msg.type === "signing-request") {
+    const values = { requester: String(msg.requester || "").slice(0, 200), code: String(msg.verification_code || "") };
+    flash(tf("app.push.new", values));
+    document.body.dataset.pushed = msg.request_id;
+    refreshInbox();
   }
 }
 
@@ -131,11 +161,15 @@ async function main() {
   initLogin(() => (location.hash = "#/inbox"));
   initInbox();
   initRequest();
+  initScan();
+  initPush();
   initSign();
   initDevices();
   window.addEventListener("hashchange", route);
   await route();
   await registerWorker();
+  workerTried = true;
+  if (sessionScope() === "full") enablePush();
 }
 
 main();

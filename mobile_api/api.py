@@ -13,11 +13,13 @@ Signing requests, the requesting screen (the portal session):
     POST   /api/v1/signing-requests          create
     GET    /api/v1/signing-requests/{id}     status, code, and the signatures
     GET    /api/v1/signing-requests/{id}/qr  the QR frame to show now
+    DELETE /api/v1/signing-requests/{id}     withdraw it (while nobody decided)
 
 Signing requests, a relying party (HTTP Basic client_id:client_secret):
     POST   /api/v1/rp/signing-requests       create {iin?, display_text, documents, callback_url?}
     GET    /api/v1/rp/signing-requests/{id}  status and the signatures
     GET    /api/v1/rp/signing-requests/{id}/qr  the QR frame for its page to show
+    DELETE /api/v1/rp/signing-requests/{id}  withdraw it (while nobody decided)
 
 Relying parties, a security officer (operator listener):
     POST/GET /operator/api/v1/relying-parties, DELETE .../{id}
@@ -268,6 +270,14 @@ async def get_request(request: web.Request) -> web.Response:
     return web.json_response(request_json(req, signatures=True), headers=NO_STORE)
 
 
+@routes.delete("/api/v1/signing-requests/{request_id}")
+async def withdraw_request(request: web.Request) -> web.Response:
+    """The requesting screen takes back a request nobody has decided yet."""
+    owner = await current_owner(request)
+    req = await request.app[SIGNING_REQUESTS].withdraw(owner, path_id(request, "request_id"))
+    return web.json_response(request_json(req, signatures=False))
+
+
 @routes.get("/api/v1/signing-requests/{request_id}/qr")
 async def qr_frame(request: web.Request) -> web.Response:
     owner = await current_owner(request)
@@ -389,6 +399,13 @@ async def party_get(request: web.Request) -> web.Response:
     party = await _party(request)
     req = await request.app[SIGNING_REQUESTS].for_party(party.id, path_id(request, "request_id"))
     return web.json_response(request_json(req, signatures=True), headers=NO_STORE)
+
+
+@routes.delete("/api/v1/rp/signing-requests/{request_id}")
+async def party_withdraw(request: web.Request) -> web.Response:
+    party = await _party(request)
+    req = await request.app[SIGNING_REQUESTS].withdraw_for(party.id, path_id(request, "request_id"))
+    return web.json_response(request_json(req, signatures=False))
 
 
 @routes.get("/api/v1/rp/signing-requests/{request_id}/qr")

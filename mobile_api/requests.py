@@ -39,7 +39,7 @@ import secrets
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from sqlalchemy import insert, select, update
@@ -67,6 +67,14 @@ NONCE_BYTES: Final = 16
 #: Wrong approvals (any factor) after which the request itself fails.
 MAX_FAILED_APPROVALS: Final = 3
 PDF_MAGIC: Final = b"%PDF-"
+#: How long an approved request may stay `signing` before it counts as cut short.
+SIGNING_GRACE: Final = timedelta(minutes=10)
+
+
+class NoDeviceError(ConflictError):
+    """The owner has no bound phone to approve on."""
+
+    code = "no_device"
 
 
 @dataclass(frozen=True)
@@ -170,7 +178,7 @@ class SigningRequests:
         """A request for the owner's own phone, from the portal session."""
         owner.require_full()
         if not await self.devices.has_devices(owner.id):
-            raise ConflictError("bind a phone first: requests are approved on a bound device")
+            raise NoDeviceError("bind a phone first: requests are approved on a bound device")
         cred = await self._credential(owner.id, credential_id)
         request_id = await self._insert(
             open_to_scan=False,
@@ -241,7 +249,7 @@ class SigningRequests:
         SAD, `collect_authorization`)."""
         owner.require_full()
         if not await self.devices.has_devices(owner.id):
-            raise ConflictError("bind a phone first, or authorise with the factors themselves")
+            raise NoDeviceError("bind a phone first, or authorise with the factors themselves")
         cred = await self._credential(owner.id, credential_id)
         request_id = await self._insert(
             open_to_scan=False,
@@ -495,7 +503,7 @@ class SigningRequests:
                     signing_requests.c.status == "pending",
                     signing_requests.c.expires_at > now,
                 )
-                .values(status="approved", decided_at=now, device_id=device_id)
+                .values(status="signing", decided_at=now, device_id=device_id)
             )
             if claimed.rowcount != 1:
                 raise ConflictError("the request was decided meanwhile")
@@ -520,16 +528,23 @@ class SigningRequests:
             else:
                 await self._sign(owner.id, req, cred, unlocked)
         except Exception as e:
-            async with self.db.transaction() as conn:
-                await conn.execute(
-                    update(signing_requests)
-                    .where(signing_requests.c.id == req.id)
-                    .values(status="failed", error=_short(str(e)))
-                )
+            await self._finish_signing(req.id, "failed", _short(str(e)))
             raise
+        else:
+            # Approved once every signature is stored: a requester never
+            # sees "approved" without them.
+            await self._finish_signing(req.id, "approved", None)
         finally:
             self._decided(req.id)
         return await self.get(owner.id, req.id)
+
+    async def _finish_signing(self, request_id: str, status: str, error: str | None) -> None:
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                update(signing_requests)
+                .where(signing_requests.c.id == request_id, signing_requests.c.status == "signing")
+                .values(status=status, error=error)
+            )
 
     async def _sign(
         self, owner_id: str, req: SigningRequest, cred: Credential, unlocked: UnlockedKey
@@ -584,6 +599,21 @@ class SigningRequests:
         req = await self._pending(owner.id, request_id)
         await self._decide(req, "declined", None)
         return await self.get(owner.id, req.id)
+
+    async def withdraw(self, owner: Owner, request_id: str) -> SigningRequest:
+        """The requesting screen takes its request back (before a decision)."""
+        owner.require_full()
+        req = await self._pending(owner.id, request_id)
+        await self._decide(req, "withdrawn", None)
+        return await self.get(owner.id, req.id)
+
+    async def withdraw_for(self, party_id: str, request_id: str) -> SigningRequest:
+        """A relying party takes its own request back."""
+        req = await self.for_party(party_id, request_id)
+        if req.status != "pending":
+            raise ConflictError(f"the request is {req.status}")
+        await self._decide(req, "withdrawn", None)
+        return await self.for_party(party_id, req.id)
 
     async def end_pending(self, owner_id: str, reason: str) -> int:
         """Every pending request of the owner fails (a device was revoked)."""
@@ -703,6 +733,16 @@ class SigningRequests:
                     .where(signing_requests.c.id.in_(ids), signing_requests.c.status == "pending")
                     .values(status="expired", decided_at=now)
                 )
+            # Signing cut short (the process died): failed, never approved.
+            await conn.execute(
+                update(signing_requests)
+                .where(
+                    scope,
+                    signing_requests.c.status == "signing",
+                    signing_requests.c.decided_at <= now - SIGNING_GRACE,
+                )
+                .values(status="failed", error="signing was interrupted")
+            )
         for request_id in ids:
             self._decided(request_id)
 

@@ -105,7 +105,9 @@ signing_requests = Table(
     Column("failed_approvals", Integer, nullable=False, server_default="0"),
     Column("error", String(200)),
     CheckConstraint(
-        "status IN ('pending', 'approved', 'declined', 'expired', 'failed')", name="status"
+        "status IN ('pending', 'signing', 'approved', 'declined', 'expired', 'failed', "
+        "'withdrawn')",
+        name="status",
     ),
     CheckConstraint("origin IN ('portal', 'rp', 'csc')", name="origin"),
 )

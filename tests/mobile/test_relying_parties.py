@@ -169,6 +169,26 @@ async def test_a_request_without_an_iin_goes_to_whoever_scans_it_first(
     )
     _, result = await rp.call("GET", f"/api/v1/rp/signing-requests/{request_id}")
     assert result["status"] == "approved" and result["documents"][0]["signature"]
+    # Decided: the relying party cannot take it back any more; an undecided one it can.
+    status, _ = await rp.call("DELETE", f"/api/v1/rp/signing-requests/{request_id}")
+    assert status == 409
+    _, again = await rp.call(
+        "POST",
+        "/api/v1/rp/signing-requests",
+        {
+            "display_text": "Sign here",
+            "documents": [
+                {"name": "h", "format": "raw", "hash": base64.b64encode(digest).decode()}
+            ],
+        },
+    )
+    status, withdrawn = await rp.call(
+        "DELETE", f"/api/v1/rp/signing-requests/{again['request_id']}"
+    )
+    assert status == 200 and withdrawn["status"] == "withdrawn"
+    # Its page has no frame to show any more.
+    status, _ = await rp.call("GET", f"/api/v1/rp/signing-requests/{again['request_id']}/qr")
+    assert status == 409
 
 
 async def test_relying_party_credentials_and_boundaries(

@@ -26,7 +26,7 @@ from device_client.authenticator import SoftAuthenticator
 from device_client.client import ApiError, CloudsignClient
 from mobile_api.codes import qr_frame
 from mobile_api.tables import signing_requests
-from tests.helpers import new_client, passed_face_check
+from tests.helpers import enrolled, new_client, passed_face_check
 from tests.mobile.test_devices import PASSWORD, phone_enrolled
 from tests.pdfs import simple_pdf
 
@@ -260,3 +260,56 @@ async def test_revoking_the_phone_ends_its_pending_requests(
     assert (await desktop.signing_request(made["request_id"]))["status"] == "failed"
     with pytest.raises(ApiError):
         await app.approve(made["request_id"], phone, password=PASSWORD, face_challenge_id=None)
+
+
+async def test_the_requester_withdraws_an_undecided_request(
+    client: CloudsignClient, http: aiohttp.ClientSession, server: Any
+) -> None:
+    desktop, app, phone, _cred = await desktop_and_phone(client, http)
+    digest = hashlib.sha256(b"withdrawn").digest()
+    made = await desktop.create_signing_request(
+        [{"name": "h", "format": "raw", "hash": digest}], "text"
+    )
+    request_id = made["request_id"]
+    withdrawn = await desktop.request("DELETE", f"/api/v1/signing-requests/{request_id}")
+    assert withdrawn["status"] == "withdrawn"
+    # The phone no longer sees it, and cannot approve it.
+    assert await app.inbox() == []
+    with pytest.raises(ApiError) as e:
+        await app.approve(
+            request_id, phone, password=PASSWORD, face_challenge_id=await passed_face_check(app)
+        )
+    assert e.value.status == 409
+    # Decided already: withdrawing again is a conflict; another citizen's is no request.
+    with pytest.raises(ApiError) as e:
+        await desktop.request("DELETE", f"/api/v1/signing-requests/{request_id}")
+    assert e.value.status == 409
+    stranger = new_client(client.base_url, http)
+    await phone_enrolled(stranger)
+    other = await desktop.create_signing_request(
+        [{"name": "h", "format": "raw", "hash": digest}], "text"
+    )
+    with pytest.raises(ApiError) as e:
+        await stranger.request("DELETE", f"/api/v1/signing-requests/{other['request_id']}")
+    assert e.value.status == 404
+    async with server.app[DATABASE].read() as conn:
+        decisions = [
+            r[0]["decision"]
+            for r in await conn.execute(
+                select(events.c.data)
+                .where(events.c.owner_id == app.owner_id, events.c.event_type == "request.decide")
+                .order_by(events.c.seq)
+            )
+        ]
+    assert decisions == ["withdrawn"]
+
+
+async def test_a_request_needs_a_bound_phone_and_says_so(
+    client: CloudsignClient,
+) -> None:
+    await enrolled(client)
+    with pytest.raises(ApiError) as e:
+        await client.create_signing_request(
+            [{"name": "h", "format": "raw", "hash": hashlib.sha256(b"x").digest()}], "text"
+        )
+    assert e.value.status == 409 and e.value.body["code"] == "no_device"

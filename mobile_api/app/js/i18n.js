@@ -96,6 +96,8 @@ const en = {
   "app.status.declined": "declined",
   "app.status.expired": "expired",
   "app.status.failed": "failed",
+  "app.status.signing": "signing",
+  "app.status.withdrawn": "withdrawn",
 
   "app.sign.title": "Sign a file",
   "app.sign.pick": "Choose a file on this phone",
@@ -225,6 +227,8 @@ const ru = {
   "app.status.declined": "отклонён",
   "app.status.expired": "истёк",
   "app.status.failed": "не выполнен",
+  "app.status.signing": "подписывается",
+  "app.status.withdrawn": "отозван",
 
   "app.sign.title": "Подписать файл",
   "app.sign.pick": "Выберите файл на этом телефоне",
@@ -354,6 +358,8 @@ const kk = {
   "app.status.declined": "бас тартылды",
   "app.status.expired": "мерзімі өтті",
   "app.status.failed": "орындалмады",
+  "app.status.signing": "қол қойылуда",
+  "app.status.withdrawn": "кері алынды",
 
   "app.sign.title": "Файлға қол қою",
   "app.sign.pick": "Осы телефоннан файлды таңдаңыз",

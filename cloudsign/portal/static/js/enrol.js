@@ -12,7 +12,7 @@ import { hex, passwordKeyFor, sha256 } from "./crypto.js";
 import { FaceCheck } from "./facecheck.js";
 import { language, t } from "./i18n.js";
 import { busy, describeError, say, takeValue } from "./ui.js";
-import qrcode from "/portal/vendor/qrcode.js";
+import { drawQr } from "./qrcanvas.js";
 
 const STEPS = ["code", "consent", "totp", "face", "key", "done"];
 // As cloudsign/proofing: 20 characters of this alphabet, shown in groups of four.
@@ -153,25 +153,6 @@ function clearTotp() {
   $("totp-secret").textContent = "";
   const canvas = $("totp-qr");
   canvas.getContext("2d").clearRect(0, 0, canvas.width, canvas.height);
-}
-
-function drawQr(canvas, text) {
-  const qr = qrcode(0, "M");
-  qr.addData(text);
-  qr.make();
-  const n = qr.getModuleCount();
-  const scale = 6;
-  const margin = 4;
-  canvas.width = canvas.height = (n + 2 * margin) * scale;
-  const g = canvas.getContext("2d");
-  g.fillStyle = "#fff";
-  g.fillRect(0, 0, canvas.width, canvas.height);
-  g.fillStyle = "#000";
-  for (let r = 0; r < n; r++) {
-    for (let c = 0; c < n; c++) {
-      if (qr.isDark(r, c)) g.fillRect((c + margin) * scale, (r + margin) * scale, scale, scale);
-    }
-  }
 }
 
 async function onActivate(ev) {

@@ -20,7 +20,7 @@ import { ApiError, api } from "./api.js";
 import { b64decode, b64encode, hex, sha256 } from "./crypto.js";
 import { t } from "./i18n.js";
 import { busy, describeError, formatBytes, say } from "./ui.js";
-import qrcode from "/portal/vendor/qrcode.js";
+import { drawQr } from "./qrcanvas.js";
 
 const $ = (id) => document.getElementById(id);
 const TICK_MS = 1000;
@@ -28,7 +28,7 @@ const MAX_FILES = 20; // the service's default max_request_documents
 const MAX_TOTAL_BYTES = 11 << 20; // base64 in a 16 MiB JSON body
 const MAX_TEXT = 1000;
 const LEVELS = { pades: ["B", "T", "LT"], cades: ["B", "T"] };
-const FINAL = new Set(["approved", "declined", "expired", "failed"]);
+const FINAL = new Set(["approved", "declined", "expired", "failed", "withdrawn"]);
 
 let files = []; // [{ name, bytes, digest, format }]
 let autoText = ""; // the display text this page proposed (replaced when the files change)
@@ -159,7 +159,7 @@ async function onCreate(ev) {
 
 /** The 409 of a create: no bound phone, or no key at all. */
 function noPhone(e) {
-  return /phone|device/i.test(e.message) ? t("phone.nophone") : describeError(e);
+  return e.code === "no_device" ? t("phone.nophone") : describeError(e);
 }
 
 /** The waiting screen for a new request, and its loop. */
@@ -173,7 +173,6 @@ function show(req) {
   $("phone-code").textContent = req.verification_code;
   $("phone-request-text").textContent = req.display_text;
   $("phone-qr-wrap").hidden = false;
-  // Starting over leaves this request to expire on the phone (it cannot be withdrawn).
   $("phone-again").hidden = false;
   clearQr();
   showState(req);
@@ -212,16 +211,16 @@ async function step() {
   current.last = req;
   current.error = false;
   showState(req);
-  if (FINAL.has(req.status)) {
+  if (FINAL.has(req.status) || req.status === "signing") {
     clearQr();
     $("phone-qr-wrap").hidden = true;
-    if (req.status === "approved" && !signed(req)) return true; // signing in the HSM still
+    if (req.status === "signing") return true; // approved; the HSM is signing still
     finish(req);
     return false;
   }
   try {
     const frame = await api("GET", `/api/v1/signing-requests/${encodeURIComponent(id)}/qr`);
-    if (current && current.id === id && !document.hidden) drawQr($("phone-qr"), frame.qr);
+    if (current && current.id === id && !document.hidden) showQr($("phone-qr"), frame.qr);
   } catch (e) {
     // 409: decided meanwhile (the next round says how); 404/410: gone.
     if (e instanceof ApiError && e.status === 409) {
@@ -255,20 +254,20 @@ function gone(e) {
   return true;
 }
 
-const signed = (req) => req.documents.every((d) => typeof d.signature === "string");
-
 function showState(req) {
   const state = $("phone-state");
   const key = {
     pending: "phone.state.pending",
-    approved: signed(req) ? "phone.state.approved" : "phone.state.signing",
+    signing: "phone.state.signing",
+    approved: "phone.state.approved",
     declined: "phone.state.declined",
+    withdrawn: "phone.state.withdrawn",
     expired: "phone.state.expired",
     failed: "phone.state.failed",
   }[req.status];
   let text = t(key || "phone.state.failed");
   if (req.status === "failed" && req.error) text += ` (${req.error})`;
-  const waiting = req.status === "pending" || (req.status === "approved" && !signed(req));
+  const waiting = req.status === "pending" || req.status === "signing";
   say(state, text, waiting ? "" : req.status === "approved" ? "ok" : "bad");
   document.getElementById("phone-wait").dataset.status = req.status;
 }
@@ -297,6 +296,19 @@ function finish(req) {
 }
 
 /** Back to the form for another request (the shown one is left to expire). */
+/** Another signature: a request still undecided is withdrawn, so the phone
+ *  no longer offers it. */
+async function startOver() {
+  const undecided = current && !current.done ? current.id : null;
+  resetPhone();
+  if (undecided === null) return;
+  try {
+    await api("DELETE", `/api/v1/signing-requests/${encodeURIComponent(undecided)}`);
+  } catch {
+    /* decided or gone meanwhile: nothing left to take back */
+  }
+}
+
 export function resetPhone() {
   stop();
   current = null;
@@ -321,23 +333,8 @@ export function resetPhone() {
 
 const QR_PIXELS = 320; // whole pixels per module: a sharp image for any camera
 
-function drawQr(canvas, text) {
-  const qr = qrcode(0, "M");
-  qr.addData(text);
-  qr.make();
-  const n = qr.getModuleCount();
-  const margin = 4;
-  const scale = Math.max(4, Math.floor(QR_PIXELS / (n + 2 * margin)));
-  canvas.width = canvas.height = (n + 2 * margin) * scale;
-  const g = canvas.getContext("2d");
-  g.fillStyle = "#fff";
-  g.fillRect(0, 0, canvas.width, canvas.height);
-  g.fillStyle = "#000";
-  for (let r = 0; r < n; r++) {
-    for (let c = 0; c < n; c++) {
-      if (qr.isDark(r, c)) g.fillRect((c + margin) * scale, (r + margin) * scale, scale, scale);
-    }
-  }
+function showQr(canvas, text) {
+  drawQr(canvas, text, QR_PIXELS);
   canvas.dataset.drawn = String(Number(canvas.dataset.drawn || 0) + 1);
 }
 
@@ -366,7 +363,7 @@ export function initPhone() {
     onFiles(ev).catch((e) => say(status, describeError(e), "bad")),
   );
   $("phone-form").addEventListener("submit", onCreate);
-  $("phone-again").addEventListener("click", resetPhone);
+  $("phone-again").addEventListener("click", startOver);
   document.addEventListener("visibilitychange", () => {
     if (document.body.dataset.current !== "phone" || !current) return;
     if (document.hidden) leavePhone();

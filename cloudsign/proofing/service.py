@@ -210,23 +210,27 @@ class ProofingService:
         lost phone's revocation): the live face, once."""
         OperatorService.require(officer, Role.REGISTRATION)
         async with self.db.transaction() as conn:
-            row = (
-                await conn.execute(
-                    select(face_captures.c.template_sealed).where(
-                        face_captures.c.id == capture_id,
-                        face_captures.c.purpose == "desk",
-                        face_captures.c.operator_id == officer.id,
-                        face_captures.c.status == "captured",
-                    )
-                )
-            ).first()
-            spent = await conn.execute(
-                update(face_captures)
-                .where(face_captures.c.id == capture_id, face_captures.c.status == "captured")
-                .values(status="used", template_sealed=None)
-            )
-            if row is None or spent.rowcount != 1:
-                raise ConflictError("capture the citizen's face first (a passed, unused capture)")
+            return await self._spend_desk_capture(conn, officer, capture_id)
+
+    async def _spend_desk_capture(
+        self, conn: Any, officer: Operator, capture_id: str
+    ) -> FaceTemplate:
+        """Inside a transaction: the officer's passed, unused capture, now used."""
+        refused = ConflictError("capture the citizen's face first (a passed, unused capture)")
+        mine = (
+            face_captures.c.id == capture_id,
+            face_captures.c.purpose == "desk",
+            face_captures.c.operator_id == officer.id,
+            face_captures.c.status == "captured",
+        )
+        row = (await conn.execute(select(face_captures.c.template_sealed).where(*mine))).first()
+        if row is None:
+            raise refused
+        spent = await conn.execute(
+            update(face_captures).where(*mine).values(status="used", template_sealed=None)
+        )
+        if spent.rowcount != 1:  # another action spent it first
+            raise refused
         return await self._unseal(capture_id, row[0])
 
     async def approve_desk(
@@ -240,26 +244,7 @@ class ProofingService:
         code = _new_code()
         expires = now + self.settings.activation_ttl
         async with self.db.transaction() as conn:
-            row = (
-                await conn.execute(
-                    select(face_captures.c.template_sealed).where(
-                        face_captures.c.id == capture_id,
-                        face_captures.c.purpose == "desk",
-                        face_captures.c.operator_id == officer.id,
-                        face_captures.c.status == "captured",
-                    )
-                )
-            ).first()
-            if row is None:
-                raise ConflictError("capture the citizen's face first (a passed, unused capture)")
-            template = await self._unseal(capture_id, row[0])
-            spent = await conn.execute(
-                update(face_captures)
-                .where(face_captures.c.id == capture_id, face_captures.c.status == "captured")
-                .values(status="used", template_sealed=None)
-            )
-            if spent.rowcount != 1:  # another approval of this capture came first
-                raise ConflictError("capture the citizen's face first (a passed, unused capture)")
+            template = await self._spend_desk_capture(conn, officer, capture_id)
             await conn.execute(
                 proofings.insert().values(
                     id=proofing_id,

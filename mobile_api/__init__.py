@@ -4,6 +4,7 @@ and approved on the phone (animated QR, inbox), bound to the exact hashes."""
 
 from mobile_api.binding import DeviceBinding
 from mobile_api.devices import Device, DeviceService
+from mobile_api.egov import EgovQr
 from mobile_api.push import PushService
 from mobile_api.relying import Callbacks, RelyingParties, RelyingParty
 from mobile_api.requests import SigningRequest, SigningRequests
@@ -14,6 +15,7 @@ __all__ = [
     "Device",
     "DeviceBinding",
     "DeviceService",
+    "EgovQr",
     "MobileSettings",
     "PushService",
     "RelyingParties",

@@ -197,9 +197,7 @@ def attach_content(detached: bytes, content: bytes) -> bytes:
     parts: dict[str, Any] = {
         "version": signed["version"],
         "digest_algorithms": signed["digest_algorithms"],
-        "encap_content_info": cms.EncapsulatedContentInfo(
-            {"content_type": "data", "content": content}
-        ),
+        "encap_content_info": {"content_type": "data", "content": content},
         "signer_infos": signed["signer_infos"],
     }
     for optional in ("certificates", "crls"):
@@ -461,18 +459,24 @@ class EgovQr:
             # The protocol has no call for a decline or an expiry.
             await self._finish(row["id"], req.status if req.status != "pending" else "failed", None)
             return
+        try:
+            outcome, attempts, error = await self._send(row, req)
+        except Exception as e:
+            # Never left "sending": an unexpected failure is a failed delivery.
+            outcome, attempts, error = "failed", 0, f"not sent ({type(e).__name__})"
+        await self._record(row, req, outcome, attempts, error)
+
+    async def _send(self, row: Any, req: SigningRequest) -> tuple[str, int, str | None]:
         signatures = [d.signature for d in req.documents]
         if any(s is None for s in signatures):
-            await self._record(row, req, "failed", 0, "the signatures were not made")
-            return
+            return "failed", 0, "the signatures were not made"
         token = None
         if row["auth_token"] is not None:
             token = await self._unseal(row["id"], bytes(row["auth_token"]))
         body = orjson.dumps(
             await self._put_body(row, req, [s for s in signatures if s is not None])
         )
-        outcome, attempts, error = await self._put(row["api2_uri"], body, token)
-        await self._record(row, req, outcome, attempts, error)
+        return await self._put(row["api2_uri"], body, token)
 
     async def _put_body(
         self, row: Any, req: SigningRequest, signatures: Sequence[bytes]
@@ -561,7 +565,10 @@ class EgovQr:
     # -- the Token, sealed at rest -------------------------------------------------------
 
     async def _key(self, procedure_id: str) -> AESGCM:
-        return AESGCM(await self.hasher.hmac_sha256("egov-token", procedure_id.encode()))
+        # The relying parties' HMAC key, under a label no client id can take
+        # (those are `rp-<hex>`): no new HSM object to provision.
+        label = b"egov-token\x00" + procedure_id.encode()
+        return AESGCM(await self.hasher.hmac_sha256("rp-callback", label))
 
     async def _seal(self, procedure_id: str, token: str) -> bytes:
         nonce = secrets.token_bytes(12)

@@ -258,8 +258,11 @@ class EgovQr:
         party = await self.parties.egov_service(api1_url)
         if party is None:
             raise ForbiddenError("this e-government service is not registered with cloudsign")
+        # What would refuse the request anyway is checked before the link is used up.
         if not await self.requests.devices.has_devices(owner.id):
             raise ConflictError("bind a phone first: requests are approved on a bound device")
+        if not await self.requests.credentials.active_ids(owner.id):
+            raise ConflictError("no active key to sign with")
         procedure_id = str(uuid.uuid4())
         now = self.clock()
         try:

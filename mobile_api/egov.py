@@ -218,10 +218,9 @@ def _parse_time(text: str) -> datetime:
 
 
 def _fields(data: object, api: str) -> Fields:
-    try:
-        return Fields.of(data, api)
-    except ValidationError as e:
-        raise EgovServiceError(f"{api}: {e.detail}") from e
+    if not isinstance(data, dict):
+        raise EgovServiceError(f"{api}: the answer must be a JSON object")
+    return Fields(data)
 
 
 class EgovQr:
@@ -464,7 +463,7 @@ class EgovQr:
             return
         try:
             outcome, attempts, error = await self._send(row, req)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - the procedure must not stay "sending"
             # Never left "sending": an unexpected failure is a failed delivery.
             outcome, attempts, error = "failed", 0, f"not sent ({type(e).__name__})"
         await self._record(row, req, outcome, attempts, error)

@@ -35,6 +35,7 @@ from cloudsign.appkeys import (
     DATABASE,
     DEVICE_BINDING,
     DEVICES,
+    EGOV_QR,
     FACE_POOL,
     FACES,
     GUARD,
@@ -99,6 +100,7 @@ from mobile_api import (
     DeskAccess,
     DeviceBinding,
     DeviceService,
+    EgovQr,
     MobileSettings,
     PushService,
     RelyingParties,
@@ -249,7 +251,10 @@ async def _features(app: web.Application) -> AsyncIterator[None]:
     )
     parties = RelyingParties(db, hsm, clock=clock)
     callbacks = Callbacks(db, parties, app[HTTP_CLIENT])
-    requests.on_decided = callbacks.send
+    requests.add_decided_listener(callbacks.send)
+    egov = EgovQr(db, hsm, parties, requests, app[HTTP_CLIENT], mobile, clock=clock)
+    requests.add_decided_listener(egov.deliver)
+    app[EGOV_QR] = egov
     requests.push = PushService(db, hsm, app[HTTP_CLIENT], mobile, clock=clock)
     app[PUSH] = requests.push
     app[RELYING_PARTIES] = parties

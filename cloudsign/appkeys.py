@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from mobile_api import (
         DeviceBinding,
         DeviceService,
+        EgovQr,
         PushService,
         RelyingParties,
         SigningRequests,
@@ -64,6 +65,8 @@ DEVICE_BINDING: web.AppKey[DeviceBinding] = web.AppKey("device_binding")
 SIGNING_REQUESTS: web.AppKey[SigningRequests] = web.AppKey("signing_requests")
 RELYING_PARTIES: web.AppKey[RelyingParties] = web.AppKey("relying_parties")
 PUSH: web.AppKey[PushService] = web.AppKey("push")
+#: eGov QR signing: links the phone scanned, fetched and answered server side.
+EGOV_QR: web.AppKey[EgovQr] = web.AppKey("egov_qr")
 #: Where the operator listener runs (the public app knows, for tests and logs).
 OPERATOR_URL = web.AppKey("operator_url", str)
 CA: web.AppKey[CertificateAuthority] = web.AppKey("ca")

@@ -261,6 +261,9 @@ class Settings:
     )
     push_allow_loopback: bool = False  # tests: their own push endpoint on loopback
     push_contact: str = ""  # VAPID "sub": mailto: or https:; default mailto:pki@<public host>
+    # eGov QR signing (mobile_api/egov.py): the services' API No. 1/2 over https only
+    egov_allow_loopback: bool = False  # tests: their own e-government service on loopback
+    egov_max_response_bytes: int = 8 << 20  # the largest API No. 2 answer read
 
     def __post_init__(self) -> None:
         _check(1 <= self.port <= 65535, "port must be 1..65535")
@@ -300,6 +303,10 @@ class Settings:
         _check(1 <= self.max_devices <= 20, "max_devices must be 1..20")
         _check(30 <= self.signing_request_ttl_seconds <= 86400, "signing_request_ttl_seconds 30..")
         _check(1 <= self.max_request_documents <= 100, "max_request_documents must be 1..100")
+        _check(
+            64 << 10 <= self.egov_max_response_bytes <= 64 << 20,
+            "egov_max_response_bytes must be 64 KiB..64 MiB",
+        )
         _check(1 <= self.certificate_validity_days <= 3650, "certificate_validity_days 1..3650")
         _check(bool(self.hsm_token_label), "hsm_token_label must not be empty")
         if self.ca_key_algorithm not in CA_KEY_ALGORITHMS:

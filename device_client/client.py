@@ -569,6 +569,14 @@ class CloudsignClient:
         )
         return result
 
+    async def egov_scan(self, link: str) -> dict[str, Any]:
+        """Hand a scanned eGov QR (`mobileSign:https://...`) to the service,
+        which fetches the procedure itself: the signing request to approve."""
+        result: dict[str, Any] = await self.request(
+            "POST", "/api/v1/device/egov-qr", {"link": link}
+        )
+        return result
+
     async def decline(self, request_id: str) -> dict[str, Any]:
         result: dict[str, Any] = await self.request(
             "POST", f"/api/v1/device/requests/{request_id}/decline", {}

@@ -4,6 +4,7 @@ and approved on the phone (animated QR, inbox), bound to the exact hashes."""
 
 from mobile_api.binding import DeskAccess, DeviceBinding
 from mobile_api.devices import Device, DeviceService
+from mobile_api.egov import EgovQr
 from mobile_api.push import PushService
 from mobile_api.relying import Callbacks, RelyingParties, RelyingParty
 from mobile_api.requests import SigningRequest, SigningRequests
@@ -15,6 +16,7 @@ __all__ = [
     "Device",
     "DeviceBinding",
     "DeviceService",
+    "EgovQr",
     "MobileSettings",
     "PushService",
     "RelyingParties",

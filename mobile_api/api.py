@@ -32,6 +32,7 @@ Signing requests, the phone (the app's session):
     POST   /api/v1/device/requests/{id}/challenge       the approval challenge
     POST   /api/v1/device/requests/{id}/approval        approve with every factor
     POST   /api/v1/device/requests/{id}/decline
+    POST   /api/v1/device/egov-qr            an eGov QR / mobileSign: link {link} (docs/egov-qr.md)
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from cloudsign.accounts import (
 from cloudsign.appkeys import (
     DEVICE_BINDING,
     DEVICES,
+    EGOV_QR,
     PUSH,
     RELYING_PARTIES,
     SETTINGS,
@@ -370,6 +372,18 @@ async def decline(request: web.Request) -> web.Response:
     return web.json_response(request_json(req, signatures=False))
 
 
+@routes.post("/api/v1/device/egov-qr")
+async def egov_qr(request: web.Request) -> web.Response:
+    """The phone scanned an e-government service's QR (or opened its
+    `mobileSign:` link): the server fetches the procedure and answers with
+    the signing request to approve like any other."""
+    owner = await current_owner(request)
+    body = await read_json(request)
+    body.only({"link"})
+    req = await request.app[EGOV_QR].scan(owner, body.text("link", max_len=2100))
+    return web.json_response(request_json(req, signatures=False), status=201, headers=NO_STORE)
+
+
 # -- relying parties ------------------------------------------------------------------
 
 
@@ -426,6 +440,7 @@ def party_json(party: RelyingParty) -> dict[str, Any]:
         "name": party.name,
         "client_id": party.client_id,
         "callback_prefix": party.callback_prefix,
+        "egov_prefix": party.egov_prefix,
         "status": party.status,
         "created_at": party.created_at.isoformat(),
     }
@@ -437,12 +452,13 @@ async def register_party(request: web.Request) -> web.Response:
     secret and the callback key are in this answer only."""
     officer = await current_operator(request, Role.SECURITY)
     body = await read_json(request)
-    body.only({"name", "callback_prefix"})
+    body.only({"name", "callback_prefix", "egov_prefix"})
     registration = await request.app[RELYING_PARTIES].register(
         body.text("name", max_len=200),
         body.optional_text("callback_prefix", max_len=400),
         by_operator=officer.id,
         by_name=officer.username,
+        egov_prefix=body.optional_text("egov_prefix", max_len=400),
     )
     return web.json_response(
         {

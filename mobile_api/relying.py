@@ -37,7 +37,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.engine import RowMapping
 
 from cloudsign.clock import Clock
-from cloudsign.errors import NotFoundError, UnauthorizedError, ValidationError
+from cloudsign.errors import ConflictError, NotFoundError, UnauthorizedError, ValidationError
 from cloudsign.events import EventType, append_event
 from cloudsign.storage import Database
 from hsm_bridge import KeyedHasher
@@ -58,6 +58,8 @@ class RelyingParty:
     callback_prefix: str | None
     status: str
     created_at: datetime
+    #: An e-government service's API No. 1/No. 2 URL prefix (mobile_api.egov).
+    egov_prefix: str | None = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,29 @@ def check_callback_prefix(prefix: str) -> str:
     return prefix
 
 
+def check_egov_prefix(prefix: str) -> str:
+    """An e-government service's URL prefix: https (http only on loopback,
+    where a test's service runs), a host, a path ending in `/` (so a prefix
+    never matches a longer host or a sibling path), nothing else."""
+    url = urlsplit(prefix)
+    loopback = url.hostname in ("127.0.0.1", "localhost", "::1")
+    if url.scheme != "https" and not (url.scheme == "http" and loopback):
+        raise ValidationError("egov_prefix must be an https URL", field="egov_prefix")
+    if (
+        not url.hostname
+        or url.username
+        or url.password
+        or url.query
+        or url.fragment
+        or not url.path.endswith("/")
+    ):
+        raise ValidationError(
+            "egov_prefix: scheme://host[:port]/path/ (ending in /), without credentials",
+            field="egov_prefix",
+        )
+    return prefix
+
+
 def sign_callback(key: bytes, body: bytes, at: int) -> str:
     mac = hmac.new(key, str(at).encode() + b"." + body, hashlib.sha256).hexdigest()
     return f"t={at},v1={mac}"
@@ -100,10 +125,28 @@ class RelyingParties:
         self.clock = clock
 
     async def register(
-        self, name: str, callback_prefix: str | None, *, by_operator: str, by_name: str
+        self,
+        name: str,
+        callback_prefix: str | None,
+        *,
+        by_operator: str,
+        by_name: str,
+        egov_prefix: str | None = None,
     ) -> Registration:
         if callback_prefix is not None:
             check_callback_prefix(callback_prefix)
+        if egov_prefix is not None:
+            check_egov_prefix(egov_prefix)
+            async with self.db.read() as conn:
+                taken = (
+                    await conn.execute(
+                        select(relying_parties.c.id).where(
+                            relying_parties.c.egov_prefix == egov_prefix
+                        )
+                    )
+                ).first()
+            if taken is not None:
+                raise ConflictError("another relying party has this egov_prefix")
         party_id = str(uuid.uuid4())
         client_id = f"rp-{secrets.token_hex(8)}"
         secret = secrets.token_urlsafe(SECRET_BYTES)
@@ -116,6 +159,7 @@ class RelyingParties:
                     client_id=client_id,
                     secret_hash=_hash(secret),
                     callback_prefix=callback_prefix,
+                    egov_prefix=egov_prefix,
                     status="active",
                     created_at=now,
                     created_by=by_operator,
@@ -130,10 +174,11 @@ class RelyingParties:
                     "operator": by_name,
                     "relying_party": party_id,
                     "name": name,
+                    "egov_prefix": egov_prefix,
                 },
                 at=now,
             )
-        party = RelyingParty(party_id, name, client_id, callback_prefix, "active", now)
+        party = RelyingParty(party_id, name, client_id, callback_prefix, "active", now, egov_prefix)
         key = await self.callback_key(client_id)
         return Registration(party, secret, base64.urlsafe_b64encode(key).decode())
 
@@ -169,6 +214,25 @@ class RelyingParties:
             raise refused
         return _party(row)
 
+    async def egov_service(self, url: str) -> RelyingParty | None:
+        """The active relying party whose registered eGov prefix `url` is
+        under (None for any other URL: the caller refuses it)."""
+        async with self.db.read() as conn:
+            rows = (
+                await conn.execute(
+                    select(relying_parties).where(
+                        relying_parties.c.egov_prefix.is_not(None),
+                        relying_parties.c.status == "active",
+                    )
+                )
+            ).mappings()
+            found = [_party(r) for r in rows]
+        for party in found:
+            assert party.egov_prefix is not None
+            if url.startswith(party.egov_prefix):
+                return party
+        return None
+
     async def all(self) -> list[RelyingParty]:
         async with self.db.read() as conn:
             rows = (
@@ -201,7 +265,13 @@ class RelyingParties:
 
 def _party(r: RowMapping) -> RelyingParty:
     return RelyingParty(
-        r["id"], r["name"], r["client_id"], r["callback_prefix"], r["status"], r["created_at"]
+        r["id"],
+        r["name"],
+        r["client_id"],
+        r["callback_prefix"],
+        r["status"],
+        r["created_at"],
+        r["egov_prefix"],
     )
 
 

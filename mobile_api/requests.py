@@ -149,8 +149,9 @@ class SigningRequests:
         clock: Clock,
     ) -> None:
         self.accounts = accounts
-        #: Called with a request's id once it is decided (relying parties' callbacks).
-        self.on_decided: Callable[[str], Coroutine[Any, Any, None]] | None = None
+        #: Each called with a request's id once it is decided (relying parties'
+        #: callbacks, eGov QR deliveries): `add_decided_listener`.
+        self._decided_listeners: list[Callable[[str], Coroutine[Any, Any, None]]] = []
         self._tasks: set[asyncio.Task[None]] = set()
         #: Web Push to the citizen's phones when a request for them is created.
         self.push: PushService | None = None
@@ -279,6 +280,39 @@ class SigningRequests:
             del self._authorized[key]
         return req, self._authorized.pop(req.id, None) if req.status == "approved" else None
 
+    async def create_scanned(
+        self,
+        party: RelyingParty,
+        owner: Owner,
+        display_text: str,
+        documents: Sequence[NewDocument],
+        level: str,
+        expires_at: datetime,
+    ) -> SigningRequest:
+        """A relying party's request that the citizen's own phone brought in
+        (an eGov QR link the app scanned, mobile_api.egov): it is the
+        scanning citizen's at once, with their first active key, and it
+        expires at `expires_at` or after the usual lifetime, whichever is
+        first."""
+        owner.require_full()
+        if not await self.devices.has_devices(owner.id):
+            raise NoDeviceError("bind a phone first: requests are approved on a bound device")
+        cred = await self._credential(owner.id, None)
+        request_id = await self._insert(
+            open_to_scan=False,
+            origin="rp",
+            requester_name=party.name,
+            relying_party_id=party.id,
+            owner_id=owner.id,
+            credential_id=cred,
+            display_text=display_text,
+            documents=documents,
+            level=level,
+            callback_url=None,
+            expires_at=expires_at,
+        )
+        return await self.get(owner.id, request_id)
+
     async def _credential(self, owner_id: str, credential_id: str | None) -> str:
         if credential_id is None:
             ids = await self.credentials.active_ids(owner_id)
@@ -300,6 +334,7 @@ class SigningRequests:
         documents: Sequence[NewDocument],
         level: str,
         callback_url: str | None,
+        expires_at: datetime | None = None,
     ) -> str:
         if not documents:
             raise ValidationError("at least one document", field="documents")
@@ -331,7 +366,10 @@ class SigningRequests:
                     verification_code=codes.verification_code(commitment),
                     status="pending",
                     created_at=now,
-                    expires_at=now + self.settings.request_ttl,
+                    expires_at=min(
+                        now + self.settings.request_ttl,
+                        expires_at or now + self.settings.request_ttl,
+                    ),
                 )
             )
             await conn.execute(
@@ -746,9 +784,15 @@ class SigningRequests:
         for request_id in ids:
             self._decided(request_id)
 
+    def add_decided_listener(self, listener: Callable[[str], Coroutine[Any, Any, None]]) -> None:
+        """`listener(request_id)` runs beside the answer once a request is
+        decided (approved, declined, expired, failed); each on its own, so
+        one listener's failure is not another's."""
+        self._decided_listeners.append(listener)
+
     def _decided(self, request_id: str) -> None:
-        if self.on_decided is not None:
-            self._spawn(self.on_decided(request_id))
+        for listener in self._decided_listeners:
+            self._spawn(listener(request_id))
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """Notices (callbacks, pushes) run beside the answer; a failure is

@@ -26,6 +26,9 @@ class MobileSettings:
     push_allow_loopback: bool
     #: Who the push services may contact about this sender (VAPID `sub`).
     push_contact: str
+    #: eGov QR signing: loopback http services accepted (tests only).
+    egov_allow_loopback: bool
+    egov_max_response_bytes: int
 
     @classmethod
     def from_settings(cls, s: Settings) -> MobileSettings:
@@ -42,4 +45,6 @@ class MobileSettings:
             push_services=tuple(h.strip().lower() for h in s.push_services.split(",") if h.strip()),
             push_allow_loopback=s.push_allow_loopback,
             push_contact=s.push_contact or f"mailto:pki@{url.hostname or 'localhost'}",
+            egov_allow_loopback=s.egov_allow_loopback,
+            egov_max_response_bytes=s.egov_max_response_bytes,
         )

@@ -1,6 +1,6 @@
 """Tables of the mobile channel: bound devices, their one-time WebAuthn
-challenges and push subscriptions, relying parties, and signing requests
-with their documents."""
+challenges and push subscriptions, relying parties, signing requests with
+their documents, and the eGov QR procedures scanned into signing requests."""
 
 from __future__ import annotations
 
@@ -66,6 +66,9 @@ relying_parties = Table(
     Column("secret_hash", String(64), nullable=False),
     # Callbacks go only to URLs that start with this (https, or loopback http).
     Column("callback_prefix", String(400)),
+    # An e-government service speaking the eGov QR protocol (mobile_api.egov):
+    # its API No. 1 and No. 2 URLs start with this (https, or loopback in tests).
+    Column("egov_prefix", String(400), unique=True),
     Column("status", String(16), nullable=False),  # active | disabled
     Column("created_at", UTCDateTime(), nullable=False),
     Column("created_by", String(36), ForeignKey("operators.id")),
@@ -140,4 +143,34 @@ push_subscriptions = Table(
     Column("endpoint", String(2000), nullable=False),
     Column("client_keys", JSON, nullable=False),  # p256dh, auth (base64url)
     Column("created_at", UTCDateTime(), nullable=False),
+)
+
+#: An eGov QR signing procedure a citizen's phone scanned (mobile_api.egov):
+#: one row per link, so a link is used once.
+egov_procedures = Table(
+    "egov_procedures",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    # SHA-256 (hex) of the API No. 1 URL the link names.
+    Column("link_hash", String(64), nullable=False, unique=True),
+    Column("relying_party_id", String(36), ForeignKey("relying_parties.id"), nullable=False),
+    Column("owner_id", String(36), ForeignKey("owners.id"), nullable=False, index=True),
+    Column("request_id", String(36), ForeignKey("signing_requests.id"), unique=True),
+    # API No. 2: where the documents are fetched from and the signatures go.
+    Column("api2_uri", String(2000)),
+    Column("auth_type", String(8)),  # None | Token
+    # The Token (auth_type Token), AES-GCM under a key derived in the HSM:
+    # nonce || ciphertext. Never stored in the clear.
+    Column("auth_token", LargeBinary),
+    Column("sign_method", String(24)),  # CMS_SIGN_ONLY | CMS_WITH_DATA
+    # What the PUT repeats of API No. 2's answer: each document's id, names,
+    # meta and mime (not its data), by position in the signing request.
+    Column("documents", JSON),
+    # fetching -> refused (the scan failed) | pending -> sending -> sent | failed
+    # (the delivery), or declined | expired | failed (the request; nothing is sent)
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("error", String(200)),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("finished_at", UTCDateTime()),
 )

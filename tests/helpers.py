@@ -51,6 +51,8 @@ FAST_SETTINGS: dict[str, Any] = {
     "max_face_challenges_per_hour": 10_000,
     # Web Push goes to the tests' own push endpoint on loopback (tests/mobile).
     "push_allow_loopback": True,
+    # eGov QR signing reaches the tests' own e-government service on loopback.
+    "egov_allow_loopback": True,
     # Any free port for the embedded anvil: two runs on one machine never collide.
     "chain_anvil_port": 0,
 }

@@ -61,6 +61,7 @@ from mobile_api import codes
 from tests.app.conftest import PhoneOpener
 from tests.app.phone import PASSWORD, TIMEOUT_MS, App, Phone, shot
 from tests.clocks import SteppingClock
+from tests.egov_service import running_service
 from tests.mobile.test_push import _verify_vapid, b64url, push_endpoint  # noqa: F401
 from tests.mobile.test_relying_parties import RelyingPartyClient
 from tests.portal.browser import FFMPEG, HEIGHT, WIDTH, Traffic, leaks
@@ -525,3 +526,57 @@ async def test_a_push_reaches_the_apps_service_worker(
         }
     ], notes
     assert _problems(traffic) == [], traffic.problems
+
+
+async def test_an_egov_services_qr_is_scanned_and_its_procedure_signed(
+    open_phone: PhoneOpener,
+    proof: Proofer,
+    base_url: str,
+    http: aiohttp.ClientSession,
+    staff: Staff,
+    tmp_path: Path,
+) -> None:
+    """An e-government service's QR (a `mobileSign:` link, docs/egov-qr.md):
+    the app hands the link to the service, which fetches the procedure; the
+    phone approves it as any request, and the e-gov service receives a CMS
+    that `openssl cms -verify` accepts."""
+    async for egov in running_service():
+        await staff.security.request(
+            "POST",
+            "/operator/api/v1/relying-parties",
+            {"name": "Test agency (eGov)", "egov_prefix": egov.prefix},
+        )
+        egov.trust(
+            [
+                (await _pem(http, base_url, "issuing")).decode(),
+                (await _pem(http, base_url, "root")).decode(),
+            ]
+        )
+        _, code = await proof(face="obama_1.jpg")
+        phone = await open_phone("obama_2.jpg", service_workers="block")
+        app = App(phone, base_url)
+        page = phone.page
+        await app.enrol(code)
+        link, proc = egov.new([("application.txt", NOTE, "text/plain")])
+        picture = tmp_path / "egov.png"
+        segno.make(link, error="m").save(str(picture), kind="png", scale=6, border=4)
+        assert _read_qr(picture.read_bytes()) == link
+        await app.go("scan")
+        await _photo(app, picture)
+        await app.ready("request")
+        await expect(page.locator("#req-from")).to_have_text("Test agency (eGov)")
+        assert proc.api1_hits == 1 and proc.api2_hits == 1
+        verdict = await app.face_check("#req-face")
+        assert "passed" in verdict, verdict
+        await page.fill("#req-password", PASSWORD)
+        await page.click("#req-approve")
+        await expect(page.locator("#req-state")).to_have_text(
+            "Signed. Signatures made: 1.", timeout=TIMEOUT_MS
+        )
+        await asyncio.wait_for(proc.signed.wait(), timeout=TIMEOUT_MS / 1000)
+        assert proc.errors == [] and proc.verified == {1: NOTE}
+        # The same QR again: a procedure is signed once.
+        await app.go("scan")
+        await _photo(app, picture)
+        await expect(page.locator("#scan-status")).to_have_class(re.compile(r"\bbad\b"))
+        assert proc.api1_hits == 1

@@ -14,6 +14,11 @@ const FRAME = /^cloudsign\.[0-9a-f-]{36}\.\d{1,6}\.[0-9a-f]{64}$/;
 
 export const isFrame = (text) => typeof text === "string" && FRAME.test(text);
 
+/** An e-government service's QR: a `mobileSign:` link to its procedure
+ *  (docs/egov-qr.md); the service fetches and checks it, never this page. */
+export const isEgovLink = (text) =>
+  typeof text === "string" && text.length <= 2100 && /^mobileSign:https?:\/\//i.test(text);
+
 /** The text of the QR code in a drawable (video, bitmap), or null. */
 export function decode(source, width, height, { canvas, invert = true } = {}) {
   if (!width || !height) return null;

@@ -6,11 +6,14 @@
 // (`POST /api/v1/device/qr`) and the request's own screen opens (request.js:
 // what is signed, the code computed here, the approval). A frame the service
 // refuses (old, already taken, another citizen's, not one of ours) says so;
-// the camera is off again whenever this screen is left.
+// the camera is off again whenever this screen is left. An e-government
+// service's QR (a `mobileSign:` link) goes to the service as it is
+// (`POST /api/v1/device/egov-qr`), which fetches the procedure server side and
+// answers with an ordinary request to approve.
 
 import { api, ApiError } from "./api.js";
 import { t } from "./i18n.js";
-import { decode, decodeFile, isFrame } from "./qr.js";
+import { decode, decodeFile, isEgovLink, isFrame } from "./qr.js";
 import { $, describeError, say } from "./ui.js";
 import { Camera } from "/portal/static/js/camera.js";
 
@@ -57,7 +60,8 @@ export function stopScan() {
 /** The service's word on a frame: the request's screen, or why not. */
 async function claim(text) {
   if (claiming) return;
-  if (!isFrame(text)) {
+  const egov = isEgovLink(text);
+  if (!egov && !isFrame(text)) {
     say(status(), t("app.scan.notours"), "bad");
     return;
   }
@@ -65,7 +69,9 @@ async function claim(text) {
   stopScan();
   say(status(), t("app.scan.claiming"));
   try {
-    const req = await api("POST", "/api/v1/device/qr", { body: { qr: text } });
+    const req = egov
+      ? await api("POST", "/api/v1/device/egov-qr", { body: { link: text } })
+      : await api("POST", "/api/v1/device/qr", { body: { qr: text } });
     say(status(), "");
     location.hash = `#/request/${encodeURIComponent(req.request_id)}`;
   } catch (e) {
@@ -83,7 +89,7 @@ function tick() {
   if (!camera?.stream) return;
   if (video.readyState >= 2) {
     const text = decode(video, video.videoWidth, video.videoHeight, { canvas, invert: false });
-    if (text !== null && isFrame(text)) return claim(text);
+    if (text !== null && (isFrame(text) || isEgovLink(text))) return claim(text);
     if (text !== null) say(status(), t("app.scan.notours"), "bad");
   }
   timer = setTimeout(tick, SCAN_INTERVAL_MS);

@@ -72,7 +72,7 @@ from cloudsign.storage import Database
 from cloudsign.web.inputs import Fields
 from hsm_bridge import KeyedHasher
 from mobile_api.relying import RelyingParties, RelyingParty
-from mobile_api.requests import NewDocument, SigningRequest, SigningRequests
+from mobile_api.requests import NewDocument, NoDeviceError, SigningRequest, SigningRequests
 from mobile_api.settings import MobileSettings
 from mobile_api.tables import egov_procedures, signing_requests
 
@@ -259,7 +259,7 @@ class EgovQr:
             raise ForbiddenError("this e-government service is not registered with cloudsign")
         # What would refuse the request anyway is checked before the link is used up.
         if not await self.requests.devices.has_devices(owner.id):
-            raise ConflictError("bind a phone first: requests are approved on a bound device")
+            raise NoDeviceError("bind a phone first: requests are approved on a bound device")
         if not await self.requests.credentials.active_ids(owner.id):
             raise ConflictError("no active key to sign with")
         procedure_id = str(uuid.uuid4())

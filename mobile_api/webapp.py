@@ -41,6 +41,7 @@ APP_DIR: Final = Path(__file__).resolve().parent / "app"
 PORTAL_FILES: Final = (
     "js/api.js",
     "js/camera.js",
+    "js/consents.js",
     "js/crypto.js",
     "js/facecheck.js",
     "js/i18n.js",

@@ -41,6 +41,7 @@ const SHELL = [
   "/app/js/webauthn.js",
   "/portal/static/js/api.js",
   "/portal/static/js/camera.js",
+  "/portal/static/js/consents.js",
   "/portal/static/js/crypto.js",
   "/portal/static/js/facecheck.js",
   "/portal/static/js/i18n.js",

@@ -15,7 +15,7 @@ import { language, t } from "./i18n.js";
 import { enablePush } from "./push.js";
 import { $, busy, describeError, say, takeValue } from "./ui.js";
 import { register, rememberDevice } from "./webauthn.js";
-import { hex, sha256 } from "/portal/static/js/crypto.js";
+import { acceptConsents, consentsPending, showConsents } from "/portal/static/js/consents.js";
 
 const STEPS = ["code", "consent", "face", "device", "key", "done"];
 // As cloudsign/proofing: 20 characters of this alphabet, shown in groups of four.
@@ -65,11 +65,7 @@ async function currentStep() {
     $("done-serial").textContent = active.certificate_serial;
     return "done";
   }
-  const me = await api("GET", "/api/v1/me");
-  const texts = await api("GET", `/api/v1/consent-texts?language=${language()}`);
-  const accepted = (text) =>
-    me.consents.some((c) => c.kind === text.kind && c.version === text.version);
-  if (!texts.every(accepted)) return "consent";
+  if (await consentsPending(api, language())) return "consent";
   const { devices } = await api("GET", "/api/v1/me/devices");
   if (!devices.some((d) => d.status === "active")) return bindFace.passed ? "device" : "face";
   return "key";
@@ -92,46 +88,7 @@ export async function enterEnrol(arg) {
 }
 
 async function loadConsents() {
-  const list = $("consent-list");
-  const lang = language();
-  const texts = await api("GET", `/api/v1/consent-texts?language=${lang}`);
-  list.replaceChildren();
-  list.dataset.language = lang;
-  for (const text of texts) {
-    // The hash sent back is the one of the words shown here, computed here.
-    const digest = hex(await sha256(new TextEncoder().encode(text.text)));
-    const box = document.createElement("div");
-    box.className = "consent";
-    const h = document.createElement("h3");
-    h.textContent = t("consent." + text.kind, text.kind);
-    const body = document.createElement("div");
-    body.className = "text";
-    body.tabIndex = 0;
-    body.lang = text.language;
-    body.setAttribute("role", "region");
-    body.setAttribute("aria-label", h.textContent);
-    body.textContent = text.text;
-    const meta = document.createElement("p");
-    meta.className = "meta";
-    meta.textContent = `${t("consent.version")} ${text.version} · SHA-256 ${digest}`;
-    const label = document.createElement("label");
-    label.className = "choice";
-    const check = document.createElement("input");
-    check.type = "checkbox";
-    check.required = true;
-    check.name = "consent";
-    Object.assign(check.dataset, {
-      kind: text.kind,
-      version: text.version,
-      language: text.language,
-      sha256: digest,
-    });
-    const span = document.createElement("span");
-    span.textContent = t("consent.accept");
-    label.append(check, " ", span);
-    box.append(h, body, meta, label);
-    list.append(box);
-  }
+  await showConsents(api, t, language(), $("consent-list"));
 }
 
 async function onActivate(ev) {
@@ -166,12 +123,7 @@ async function onConsent(ev) {
   const status = form.querySelector(":scope > .status");
   if (!form.reportValidity()) return;
   await busy(form, async () => {
-    for (const check of form.querySelectorAll("input[name=consent]")) {
-      const { kind, version, language: lang, sha256: digest } = check.dataset;
-      await api("POST", "/api/v1/me/consents", {
-        body: { kind, version, sha256: digest, language: lang },
-      });
-    }
+    await acceptConsents(api, form);
     say(status, "");
     await enterStep(await currentStep());
   }, status);

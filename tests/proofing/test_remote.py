@@ -16,7 +16,8 @@ import pytest
 from cloudsign.appkeys import PROOFING
 from cloudsign.errors import ConfigurationError
 from cloudsign.proofing import load_registry_key
-from device_client.client import CloudsignClient
+from device_client.authenticator import SoftAuthenticator
+from device_client.client import ApiError, CloudsignClient
 from tests.face_images import live_burst
 from tests.helpers import free_port, make_iin, passed_face_check
 from tests.proofing.support import (
@@ -324,3 +325,34 @@ def test_registry_key_from_pem_file_or_raw_base64(tmp_path: Path) -> None:
     for bad in ("", "not base64", base64.b64encode(b"short").decode(), str(tmp_path / "none")):
         with pytest.raises(ConfigurationError):
             load_registry_key(bad)
+
+
+async def test_a_remote_proofing_binds_the_first_phone(
+    remote_client: CloudsignClient, remote_app: Any, registry: RegistryServer, obama: RegistryPerson
+) -> None:
+    """The app's enrolment without a desk: the remote proofing's enrolment
+    session is the possession of the moment, so a face check binds the
+    phone, which is then the key's possession factor."""
+    challenge = await remote_client.remote_proofing(obama.iin, "barack@example.kz")
+    await remote_client.finish_remote_proofing(
+        challenge["capture_id"], live_burst("obama_2.jpg", challenge["actions"])
+    )
+    await remote_client.accept_consents()
+    phone = SoftAuthenticator(origin=remote_client.base_url)
+    device = await remote_client.bind_device(
+        phone, "Pixel 7", face_challenge_id=await passed_face_check(remote_client, "obama_3.jpg")
+    )
+    assert device["status"] == "active"
+    cred = await remote_client.create_credential(
+        PASSWORD, None, await passed_face_check(remote_client, "obama_3.jpg"), device=phone
+    )
+    assert cred["certificate"]
+    (proofing,) = await proofings_of(remote_app, obama.iin)
+    assert proofing.method == "registry" and proofing.status == "used"
+    # Another phone now needs every factor, not the proofing.
+    other = SoftAuthenticator(origin=remote_client.base_url)
+    with pytest.raises(ApiError) as e:
+        await remote_client.bind_device(
+            other, "Tablet", face_challenge_id=await passed_face_check(remote_client, "obama_3.jpg")
+        )
+    assert e.value.status == 400 and "password" in e.value.body["detail"]

@@ -247,7 +247,17 @@ async def _features(app: web.Application) -> AsyncIterator[None]:
     accounts.use_devices(devices)
     accounts.on_delete(devices)
     requests = SigningRequests(
-        db, hsm, credentials, app[SIGNING], factors, devices, accounts, mobile, clock=clock
+        db,
+        hsm,
+        credentials,
+        app[SIGNING],
+        factors,
+        devices,
+        accounts,
+        mobile,
+        guard,
+        limits,
+        clock=clock,
     )
     parties = RelyingParties(db, hsm, clock=clock)
     callbacks = Callbacks(db, parties, app[HTTP_CLIENT])

@@ -118,6 +118,7 @@ class GuardSettings:
     max_face_challenges_per_hour: int
     max_transport_keys_per_hour: int
     max_enrolments_per_address_per_hour: int
+    max_signing_requests_per_hour: int
 
 
 @dataclass(frozen=True)
@@ -228,6 +229,8 @@ class Settings:
     max_face_challenges_per_hour: int = 30
     max_transport_keys_per_hour: int = 60
     max_enrolments_per_address_per_hour: int = 20
+    # signing requests (and CSC phone approvals) for one citizen's phone: no push-bombing
+    max_signing_requests_per_hour: int = 30
     # certificate status services (cloudsign/status): CRL, OCSP, TSA, notices
     crl_interval_hours: int = 24  # a complete CRL is published this often
     crl_validity_hours: int = 25  # nextUpdate - thisUpdate of a complete CRL
@@ -296,6 +299,10 @@ class Settings:
         _check(
             1 <= self.max_enrolments_per_address_per_hour <= 100_000,
             "max_enrolments_per_address_per_hour 1..100000",
+        )
+        _check(
+            1 <= self.max_signing_requests_per_hour <= 100_000,
+            "max_signing_requests_per_hour 1..100000",
         )
         _check(
             10 <= self.device_challenge_ttl_seconds <= 600, "device_challenge_ttl_seconds 10..600"
@@ -410,6 +417,7 @@ class Settings:
             max_face_challenges_per_hour=self.max_face_challenges_per_hour,
             max_transport_keys_per_hour=self.max_transport_keys_per_hour,
             max_enrolments_per_address_per_hour=self.max_enrolments_per_address_per_hour,
+            max_signing_requests_per_hour=self.max_signing_requests_per_hour,
         )
 
     @cached_property

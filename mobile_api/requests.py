@@ -47,8 +47,15 @@ from sqlalchemy import insert, select, update
 from cloudsign.accounts import AccountService, DeviceProof, Owner
 from cloudsign.clock import Clock
 from cloudsign.credentials import Credential, CredentialService
-from cloudsign.errors import ConflictError, FactorError, NotFoundError, ValidationError
+from cloudsign.errors import (
+    ConflictError,
+    FactorError,
+    NotFoundError,
+    RateLimitedError,
+    ValidationError,
+)
 from cloudsign.events import EventType, append_event
+from cloudsign.guard import Guard, Limits
 from cloudsign.signing import Authorization, DocumentRequest, FactorCheck, SigningService
 from cloudsign.storage import Database
 from hsm_bridge import KeyedHasher, TransportMessage, UnlockedKey, hash_algorithm
@@ -145,9 +152,13 @@ class SigningRequests:
         devices: DeviceService,
         accounts: AccountService,
         settings: MobileSettings,
+        guard: Guard,
+        limits: Limits,
         *,
         clock: Clock,
     ) -> None:
+        self.guard = guard
+        self.limits = limits
         self.accounts = accounts
         #: Each called with a request's id once it is decided (relying parties'
         #: callbacks, eGov QR deliveries): `add_decided_listener`.
@@ -181,6 +192,7 @@ class SigningRequests:
         if not await self.devices.has_devices(owner.id):
             raise NoDeviceError("bind a phone first: requests are approved on a bound device")
         cred = await self._credential(owner.id, credential_id)
+        await self._count_for_phone(owner.id)
         request_id = await self._insert(
             open_to_scan=False,
             origin="portal",
@@ -222,8 +234,12 @@ class SigningRequests:
             if owner_id is not None and await self.devices.has_devices(owner_id):
                 ids = await self.credentials.active_ids(owner_id)
                 credential_id = ids[0] if ids else None
-            if credential_id is None:
+            if owner_id is None or credential_id is None:
                 owner_id = None
+            elif not await self._phone_may_be_asked(owner_id):
+                # Too many for this phone: the request reaches nobody, and
+                # the answer is the one an unknown IIN gets (no oracle).
+                owner_id = credential_id = None
         request_id = await self._insert(
             open_to_scan=iin is None,
             origin="rp",
@@ -252,6 +268,7 @@ class SigningRequests:
         if not await self.devices.has_devices(owner.id):
             raise NoDeviceError("bind a phone first, or authorise with the factors themselves")
         cred = await self._credential(owner.id, credential_id)
+        await self._count_for_phone(owner.id)
         request_id = await self._insert(
             open_to_scan=False,
             origin="csc",
@@ -298,6 +315,7 @@ class SigningRequests:
         if not await self.devices.has_devices(owner.id):
             raise NoDeviceError("bind a phone first: requests are approved on a bound device")
         cred = await self._credential(owner.id, None)
+        await self._count_for_phone(owner.id)
         request_id = await self._insert(
             open_to_scan=False,
             origin="rp",
@@ -312,6 +330,17 @@ class SigningRequests:
             expires_at=expires_at,
         )
         return await self.get(owner.id, request_id)
+
+    async def _count_for_phone(self, owner_id: str) -> None:
+        """One more request for the owner's phone (429 past the hourly limit)."""
+        await self.guard.counted([(self.limits.requests, owner_id)], factor="signing-request")
+
+    async def _phone_may_be_asked(self, owner_id: str) -> bool:
+        try:
+            await self._count_for_phone(owner_id)
+        except RateLimitedError:
+            return False
+        return True
 
     async def _credential(self, owner_id: str, credential_id: str | None) -> str:
         if credential_id is None:

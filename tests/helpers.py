@@ -47,6 +47,7 @@ FAST_SETTINGS: dict[str, Any] = {
     # raised here and tested at their defaults in tests/guard.
     "max_failed_per_address": 100_000,
     "max_enrolments_per_address_per_hour": 100_000,
+    "max_signing_requests_per_hour": 100_000,
     "max_transport_keys_per_hour": 100_000,
     "max_face_challenges_per_hour": 10_000,
     # Web Push goes to the tests' own push endpoint on loopback (tests/mobile).

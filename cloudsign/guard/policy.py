@@ -32,6 +32,7 @@ class Limits:
     transport_keys: Limit  # per account: one-time HSM keys issued
     anonymous_keys: Limit  # per address: HSM keys for logins (no account yet)
     enrolments: Limit  # per address: activations and remote proofings started
+    requests: Limit  # per account: signing requests for the citizen's phone (push, inbox)
 
     @classmethod
     def from_settings(cls, s: GuardSettings) -> Limits:
@@ -56,4 +57,5 @@ class Limits:
             transport_keys=rate("transport.account", s.max_transport_keys_per_hour),
             anonymous_keys=rate("transport.address", s.max_transport_keys_per_hour),
             enrolments=rate("enrolment.address", s.max_enrolments_per_address_per_hour),
+            requests=rate("requests.account", s.max_signing_requests_per_hour),
         )

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import hashlib
 import hmac
 import json
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import aiohttp
@@ -18,10 +20,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from sqlalchemy import select
 
-from cloudsign.appkeys import DATABASE
+from cloudsign.appkeys import DATABASE, SIGNING_REQUESTS
+from cloudsign.guard import Limit
 from cloudsign.storage.schema import events
 from device_client.client import ApiError, CloudsignClient
-from tests.helpers import new_client, passed_face_check
+from tests.helpers import make_iin, new_client, passed_face_check
 from tests.mobile.test_devices import PASSWORD, phone_enrolled
 from tests.staff import Staff
 
@@ -250,3 +253,52 @@ async def test_relying_party_credentials_and_boundaries(
     )
     status, _ = await one.call("GET", f"/api/v1/rp/signing-requests/{created['request_id']}")
     assert status == 401
+
+
+async def test_no_one_floods_a_phone_with_requests(
+    client: CloudsignClient,
+    http: aiohttp.ClientSession,
+    server: Any,
+    staff: Staff,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Requests for one citizen's phone are rate limited: the citizen's own
+    screen gets 429; a relying party naming the IIN gets the answer an
+    unknown IIN gets, and its request reaches no phone (no oracle, no push)."""
+    requests = server.app[SIGNING_REQUESTS]
+    monkeypatch.setattr(
+        requests,
+        "limits",
+        dataclasses.replace(
+            requests.limits,
+            requests=Limit("requests.test", 2, timedelta(hours=1), resets_on_success=False),
+        ),
+    )
+    _phone, _cred, identity = await phone_enrolled(client)
+    desktop = new_client(client.base_url, http)
+    await desktop.login(identity["iin"], None, PASSWORD, device=_phone)
+    doc = [{"name": "h", "format": "raw", "hash": hashlib.sha256(b"flood").digest()}]
+    for _ in range(2):
+        await desktop.create_signing_request(doc, "text")
+    with pytest.raises(ApiError) as e:
+        await desktop.create_signing_request(doc, "text")
+    assert e.value.status == 429
+    assert len(await client.inbox()) == 2
+
+    rp = RelyingPartyClient(client.base_url, http, await _register(staff, None))
+    body = {
+        "display_text": "Sign here",
+        "documents": [
+            {"name": "h", "format": "raw", "hash": base64.b64encode(b"\1" * 32).decode()}
+        ],
+    }
+    status, known = await rp.call(
+        "POST", "/api/v1/rp/signing-requests", {**body, "iin": identity["iin"]}
+    )
+    assert status == 201, known
+    status, unknown = await rp.call(
+        "POST", "/api/v1/rp/signing-requests", {**body, "iin": make_iin()}
+    )
+    assert status == 201, unknown
+    assert set(known) == set(unknown) and known["status"] == unknown["status"] == "pending"
+    assert len(await client.inbox()) == 2

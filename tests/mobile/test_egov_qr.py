@@ -126,10 +126,12 @@ async def test_an_egov_procedure_signed_on_the_phone_and_sent_back(
         decided = [
             r[0]
             for r in await conn.execute(
-                select(events.c.data).where(
+                select(events.c.data)
+                .where(
                     events.c.event_type == "request.decide",
                     events.c.data["request"].as_string() == request_id,
                 )
+                .order_by(events.c.seq)
             )
         ]
     assert {"decision": "approved"}.items() <= decided[0].items()

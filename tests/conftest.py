@@ -38,18 +38,15 @@ from tests.helpers import (
 from tests.helpers import TOTP_CLOCK as TEST_TOTP_CLOCK
 from tests.staff import STAFF, Staff, bootstrap_staff
 
-#: Test folders driving Chromium: one scheduling group beside the backends'.
-BROWSER_TESTS = ("tests/app/", "tests/portal/")
 _BACKEND_ID = re.compile(r"\[(" + "|".join(BACKENDS) + r")[\]-]")
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """Under xdist with `--dist loadgroup` (what `make pytest` runs), every
     test of one backend runs on one worker, so each worker starts that
-    backend's server once, the browser tests being a group of their own;
-    tests without a backend are shared out one by one. (xdist's own
-    `xdist_group` marker does not reach pytest 9's node ids, so the group
-    is read from the backend's parameter id instead.)"""
+    backend's server once; tests without a backend are shared out one by
+    one. (xdist's own `xdist_group` marker does not reach pytest 9's node
+    ids, so the group is read from the backend's parameter id instead.)"""
     if config.getvalue("dist") != "loadgroup":
         return None
     from xdist.scheduler import LoadGroupScheduling
@@ -57,13 +54,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     class ByBackend(LoadGroupScheduling):
         def _split_scope(self, nodeid: str) -> str:
             m = _BACKEND_ID.search(nodeid)
-            if m is None:
-                return nodeid
-            # The browser tests (SQLite only, a third of the SQLite time) are
-            # a group of their own, so the two workers end close together.
-            if nodeid.startswith(BROWSER_TESTS):
-                return "browser"
-            return m.group(1)
+            return m.group(1) if m else nodeid
 
     return ByBackend(config, log)
 

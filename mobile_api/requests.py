@@ -188,11 +188,7 @@ class SigningRequests:
         level: str,
     ) -> SigningRequest:
         """A request for the owner's own phone, from the portal session."""
-        owner.require_full()
-        if not await self.devices.has_devices(owner.id):
-            raise NoDeviceError("bind a phone first: requests are approved on a bound device")
-        cred = await self._credential(owner.id, credential_id)
-        await self._count_for_phone(owner.id)
+        cred = await self._own_phone(owner, credential_id)
         request_id = await self._insert(
             open_to_scan=False,
             origin="portal",
@@ -264,11 +260,7 @@ class SigningRequests:
         """A CSC authorisation that the owner's phone approves: a request
         for the client's SHA-256 hashes (signed later by the client with the
         SAD, `collect_authorization`)."""
-        owner.require_full()
-        if not await self.devices.has_devices(owner.id):
-            raise NoDeviceError("bind a phone first, or authorise with the factors themselves")
-        cred = await self._credential(owner.id, credential_id)
-        await self._count_for_phone(owner.id)
+        cred = await self._own_phone(owner, credential_id)
         request_id = await self._insert(
             open_to_scan=False,
             origin="csc",
@@ -311,11 +303,7 @@ class SigningRequests:
         scanning citizen's at once, with their first active key, and it
         expires at `expires_at` or after the usual lifetime, whichever is
         first."""
-        owner.require_full()
-        if not await self.devices.has_devices(owner.id):
-            raise NoDeviceError("bind a phone first: requests are approved on a bound device")
-        cred = await self._credential(owner.id, None)
-        await self._count_for_phone(owner.id)
+        cred = await self._own_phone(owner, None)
         request_id = await self._insert(
             open_to_scan=False,
             origin="rp",
@@ -330,6 +318,16 @@ class SigningRequests:
             expires_at=expires_at,
         )
         return await self.get(owner.id, request_id)
+
+    async def _own_phone(self, owner: Owner, credential_id: str | None) -> str:
+        """For a request the owner's own session makes for their phone: a
+        bound phone, the key to sign with, one more on the phone's count."""
+        owner.require_full()
+        if not await self.devices.has_devices(owner.id):
+            raise NoDeviceError("bind a phone first: requests are approved on a bound device")
+        cred = await self._credential(owner.id, credential_id)
+        await self._count_for_phone(owner.id)
+        return cred
 
     async def _count_for_phone(self, owner_id: str) -> None:
         """One more request for the owner's phone (429 past the hourly limit)."""

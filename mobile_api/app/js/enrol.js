@@ -65,7 +65,7 @@ async function currentStep() {
     $("done-serial").textContent = active.certificate_serial;
     return "done";
   }
-  if (await consentsPending(api, language())) return "consent";
+  if (await consentsPending(api, await api("GET", "/api/v1/me"), language())) return "consent";
   const { devices } = await api("GET", "/api/v1/me/devices");
   if (!devices.some((d) => d.status === "active")) return bindFace.passed ? "device" : "face";
   return "key";

@@ -7,9 +7,8 @@
 
 import { hex, sha256 } from "./crypto.js";
 
-/** Whether the account has yet to accept a current consent text. */
-export async function consentsPending(api, lang) {
-  const me = await api("GET", "/api/v1/me");
+/** Whether the account (`me`, as GET /api/v1/me answers) has yet to accept a current text. */
+export async function consentsPending(api, me, lang) {
   const texts = await api("GET", `/api/v1/consent-texts?language=${lang}`);
   const accepted = (text) =>
     me.consents.some((c) => c.kind === text.kind && c.version === text.version);

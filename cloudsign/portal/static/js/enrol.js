@@ -65,8 +65,8 @@ async function currentStep() {
     $("done-serial").textContent = active.certificate_serial;
     return "done";
   }
-  if (await consentsPending(api, language())) return "consent";
   const me = await api("GET", "/api/v1/me");
+  if (await consentsPending(api, me, language())) return "consent";
   if (!me.totp_confirmed) return "totp";
   return face.passed ? "key" : "face";
 }

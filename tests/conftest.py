@@ -38,6 +38,7 @@ from tests.helpers import (
 from tests.helpers import TOTP_CLOCK as TEST_TOTP_CLOCK
 from tests.staff import STAFF, Staff, bootstrap_staff
 
+_BROWSER_TESTS = ("tests/app/", "tests/portal/")
 _BACKEND_ID = re.compile(r"\[(" + "|".join(BACKENDS) + r")[\]-]")
 
 
@@ -46,7 +47,13 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     test of one backend runs on one worker, so each worker starts that
     backend's server once; tests without a backend are shared out one by
     one. (xdist's own `xdist_group` marker does not reach pytest 9's node
-    ids, so the group is read from the backend's parameter id instead.)"""
+    ids, so the group is read from the backend's parameter id instead.)
+
+    The SQLite browser tests (the portal's and the app's) are a group of
+    their own, so they can run beside the PostgreSQL group rather than after
+    the rest of SQLite's. A worker that takes them starts its own SQLite
+    server in its own data directory; PostgreSQL tests never leave their
+    group, since two servers on one PostgreSQL database would clash."""
     if config.getvalue("dist") != "loadgroup":
         return None
     from xdist.scheduler import LoadGroupScheduling
@@ -54,7 +61,11 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     class ByBackend(LoadGroupScheduling):
         def _split_scope(self, nodeid: str) -> str:
             m = _BACKEND_ID.search(nodeid)
-            return m.group(1) if m else nodeid
+            if not m:
+                return nodeid
+            if m.group(1) == "sqlite" and nodeid.startswith(_BROWSER_TESTS):
+                return "sqlite-browser"
+            return m.group(1)
 
     return ByBackend(config, log)
 

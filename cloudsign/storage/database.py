@@ -46,6 +46,7 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(target, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
 
     @property
     def backend(self) -> str:
@@ -54,12 +55,16 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
         """One transaction; commits on success, rolls back on any error."""
-        async with self.engine.begin() as conn:
+        async with self.engine.connect() as conn:
             if self.is_sqlite:
-                # Take the write lock up front: SQLite otherwise upgrades a
-                # read lock mid-transaction and fails under concurrency.
-                await conn.exec_driver_sql("SELECT 1")
-            yield conn
+                # BEGIN IMMEDIATE: take the write lock up front, waiting out
+                # the busy timeout. A deferred transaction that read first and
+                # writes later fails at once with SQLITE_BUSY when another
+                # process (the CLI beside the server) committed in between,
+                # since the busy handler cannot help a stale WAL snapshot.
+                await conn.execution_options(**{_IMMEDIATE: True})
+            async with conn.begin():
+                yield conn
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
@@ -67,14 +72,19 @@ class Database:
             yield conn
 
     async def migrate(self) -> None:
-        async with self.engine.begin() as conn:
+        async with self.transaction() as conn:
             await conn.run_sync(_upgrade)
 
     async def close(self) -> None:
         await self.engine.dispose()
 
 
+_IMMEDIATE = "cloudsign_sqlite_immediate"
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # SQLAlchemy, not the driver, opens transactions (see _sqlite_begin).
+    dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA foreign_keys=ON")
@@ -83,6 +93,13 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # Deleted key blobs and sealed secrets are overwritten, not left in free pages.
     cur.execute("PRAGMA secure_delete=ON")
     cur.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    """Open every SQLite transaction explicitly: IMMEDIATE for writes
+    (:meth:`Database.transaction`), deferred for reads."""
+    immediate = conn.get_execution_options().get(_IMMEDIATE, False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def alembic_config(connection: Connection | None = None) -> Config:

@@ -36,6 +36,9 @@ from biometrics.verdict import Verdict
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+#: Told of every finished call: `(operation, seconds from submission to answer)`.
+CallObserver = Callable[[str, float], None]
+
 
 #: How often a worker checks that the process that started it is alive.
 PARENT_POLL_SECONDS = 0.5
@@ -101,6 +104,18 @@ class FaceWorkerPool:
         self._max_pending = max_pending
         self._pending = 0
         self._executor: ProcessPoolExecutor | None = None
+        self.observer: CallObserver | None = None
+
+    @property
+    def ready(self) -> bool:
+        """Started, and no worker has died since (a dead worker breaks a
+        :class:`ProcessPoolExecutor` for good; the service must restart)."""
+        return self._executor is not None and not getattr(self._executor, "_broken", False)
+
+    @property
+    def pending(self) -> int:
+        """Calls queued or running now."""
+        return self._pending
 
     @property
     def running(self) -> bool:
@@ -151,6 +166,7 @@ class FaceWorkerPool:
         if self._pending >= self._max_pending:
             raise WorkerBusyError("face workers are saturated")
         self._pending += 1
+        started = time.perf_counter()
         try:
             return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
         except BiometricsError:
@@ -163,6 +179,9 @@ class FaceWorkerPool:
             raise WorkerError(f"face worker call failed: {type(e).__name__}") from e
         finally:
             self._pending -= 1
+            if self.observer is not None:
+                name = getattr(getattr(fn, "func", fn), "__name__", "call")
+                self.observer(name, time.perf_counter() - started)
 
     async def enrol(self, images: Sequence[bytes]) -> FaceTemplate:
         return await self._run(functools.partial(engine.enrol, list(images), self.policy))

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, time
 from typing import Final
 
 import aiohttp
@@ -43,10 +44,12 @@ from cloudsign.appkeys import (
     HTTP_CLIENT,
     LIFECYCLE,
     LIMITS,
+    METRICS,
     OPERATOR_URL,
     OPERATORS,
     PROOFING,
     PUSH,
+    READINESS,
     RELYING_PARTIES,
     REVOCATION,
     SEQUENCER_TASK,
@@ -89,10 +92,18 @@ from cloudsign.signing import api as signing_api
 from cloudsign.status import StatusOperations, StatusServices
 from cloudsign.status import api as status_api
 from cloudsign.storage import Database
-from cloudsign.web import health
+from cloudsign.web import health, metrics
 from cloudsign.web.caching import no_store_middleware
 from cloudsign.web.client import client_address_middleware
-from cloudsign.web.logs import SafeAccessLogger, access_logger, install_log_policy
+from cloudsign.web.health import Probe
+from cloudsign.web.logs import (
+    SafeAccessLogger,
+    access_logger,
+    install_log_policy,
+    install_request_ids,
+    request_id_middleware,
+)
+from cloudsign.web.metrics import Metrics, metrics_middleware
 from cloudsign.web.problems import problem_middleware
 from hsm_bridge import HsmBridge, HsmError
 from mobile_api import (
@@ -137,6 +148,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     db = Database(app[SETTINGS].effective_database_url)
     await db.migrate()
     app[DATABASE] = db
+    app[READINESS]["database"] = Probe(db.ping)
     yield
     await db.close()
 
@@ -153,6 +165,9 @@ async def _hsm(app: web.Application) -> AsyncIterator[None]:
         await CertificateAuthority.initialise(bridge, settings.pki_dir, profile)
         app[HSM] = bridge
         app[CA] = CertificateAuthority.load(bridge, settings.pki_dir, profile)
+        bridge.observer = app[METRICS].observe_hsm
+        app[METRICS].hsm_queue.set_function(lambda: bridge.pending)
+        app[READINESS]["hsm"] = Probe(bridge.ping)
         yield
     finally:
         await bridge.close()
@@ -164,6 +179,14 @@ async def _face_pool(app: web.Application) -> AsyncIterator[None]:
     pool = FaceWorkerPool(policy_from(settings), workers=settings.workers)
     await pool.start()
     app[FACE_POOL] = pool
+    pool.observer = app[METRICS].observe_face
+    app[METRICS].face_queue.set_function(lambda: pool.pending)
+
+    async def face_pool_ready() -> None:
+        if not pool.ready:
+            raise RuntimeError("face workers are down")
+
+    app[READINESS]["face_pool"] = Probe(face_pool_ready)
     yield
     await pool.close()
 
@@ -192,6 +215,7 @@ async def _features(app: web.Application) -> AsyncIterator[None]:
     """Every feature's service, wired to the others it needs."""
     settings, db, hsm, clock = app[SETTINGS], app[DATABASE], app[HSM], _clock(app)
     guard = Guard(db, clock=clock)
+    guard.on_refusal = app[METRICS].observe_refusal
     limits = Limits.from_settings(settings.guard)
     accounts = AccountService(
         db, hsm, settings.accounts, guard, limits, clock=clock, totp_clock=app.get(TOTP_CLOCK)
@@ -315,11 +339,14 @@ async def _operator_listener(app: web.Application) -> AsyncIterator[None]:
     operator_app = web.Application(
         client_max_size=app[SETTINGS].max_upload_bytes,
         middlewares=[
+            request_id_middleware,
+            metrics_middleware,
             ConsoleHeaders(portal_api.SECURITY_HEADERS),
             client_address_middleware,
             problem_middleware,
         ],
     )
+    install_request_ids(operator_app)
     for key, value in app.items():
         operator_app[key] = value
     for routes in OPERATOR_ROUTES:
@@ -365,10 +392,28 @@ async def _audit(app: web.Application) -> AsyncIterator[None]:
     await anchorer.start()
     app[AUDIT_LOG] = audit_log
     app[ANCHORER] = anchorer
+    app[METRICS].add_refresher(lambda: _audit_figures(app))
+    app[READINESS]["chain"] = Probe(anchorer.reachable, required=False)
     try:
         yield
     finally:
         await anchorer.close()
+
+
+async def _audit_figures(app: web.Application) -> None:
+    """Sequencer lag and the last anchored day, read at every scrape."""
+    m = app[METRICS]
+    try:
+        count, oldest = await app[AUDIT_LOG].sequencer_lag()
+        day = await app[ANCHORER].last_confirmed_day()
+    except SQLAlchemyError as e:
+        log.warning("audit figures unavailable: %s", e)
+        return
+    m.sequencer_lag_events.set(count)
+    m.sequencer_lag_seconds.set(
+        0.0 if oldest is None else max(0.0, (_clock(app)() - oldest).total_seconds())
+    )
+    m.last_anchored_day.set(0 if day is None else datetime.combine(day, time(), UTC).timestamp())
 
 
 async def _audit_tasks(app: web.Application) -> AsyncIterator[None]:
@@ -408,6 +453,7 @@ CLEANUP_CONTEXTS: Final[list[CleanupContext]] = [
 #: Route tables of the public listener.
 ROUTES: Final[list[web.RouteTableDef]] = [
     health.routes,
+    metrics.routes,
     accounts_api.routes,
     proofing_api.routes,
     lifecycle_api.routes,
@@ -426,6 +472,7 @@ ROUTES: Final[list[web.RouteTableDef]] = [
 #: Route tables of the operator listener.
 OPERATOR_ROUTES: Final[list[web.RouteTableDef]] = [
     health.routes,
+    metrics.routes,
     operators_api.operator_routes,
     proofing_api.operator_routes,
     status_api.operator_routes,
@@ -448,9 +495,18 @@ def create_app(settings: Settings) -> web.Application:
     # The app-wide cap is the upload limit; JSON bodies are held to max_body_bytes.
     app = web.Application(
         client_max_size=settings.max_upload_bytes,
-        middlewares=[no_store_middleware, client_address_middleware, problem_middleware],
+        middlewares=[
+            request_id_middleware,
+            metrics_middleware,
+            no_store_middleware,
+            client_address_middleware,
+            problem_middleware,
+        ],
     )
+    install_request_ids(app)
     app[SETTINGS] = settings
+    app[METRICS] = Metrics()
+    app[READINESS] = {}
     # The app under /app/ answers with the portal's CSP and hardening headers.
     app[MOBILE_APP_HEADERS] = portal_api.SECURITY_HEADERS
     app.cleanup_ctx.extend(CLEANUP_CONTEXTS)

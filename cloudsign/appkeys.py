@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from cloudsign.signing import Cabinet, SigningService
     from cloudsign.status import RevocationService, StatusOperations, StatusServices
     from cloudsign.storage import Database
+    from cloudsign.web.health import Probe
+    from cloudsign.web.metrics import Metrics
     from hsm_bridge import HsmBridge
     from mobile_api import (
         DeviceBinding,
@@ -67,6 +69,10 @@ RELYING_PARTIES: web.AppKey[RelyingParties] = web.AppKey("relying_parties")
 PUSH: web.AppKey[PushService] = web.AppKey("push")
 #: eGov QR signing: links the phone scanned, fetched and answered server side.
 EGOV_QR: web.AppKey[EgovQr] = web.AppKey("egov_qr")
+#: The process's Prometheus instruments (cloudsign/web/metrics.py).
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+#: What `/readyz` checks, by name (cloudsign/web/health.py).
+READINESS: web.AppKey[dict[str, Probe]] = web.AppKey("readiness")
 #: Where the operator listener runs (the public app knows, for tests and logs).
 OPERATOR_URL = web.AppKey("operator_url", str)
 CA: web.AppKey[CertificateAuthority] = web.AppKey("ca")

@@ -47,12 +47,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from cloudsign.app import create_app
-    from cloudsign.web.logs import SafeAccessLogger, access_logger
+    from cloudsign.web.logs import SafeAccessLogger, access_logger, configure_logging
 
     settings = _settings(args)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_format)
     logging.getLogger("cloudsign").info("settings: %s", json.dumps(settings.describe()))
     web.run_app(
         create_app(settings),

@@ -177,6 +177,7 @@ class Settings:
     port: int = 8080
     public_url: str = ""  # default http://host:port; goes into certificates
     max_body_bytes: int = 1 << 20
+    log_format: str = "json"  # `cloudsign serve`'s log lines: json or text
     # database: sqlite:///path or postgresql://user@host:port/db
     database_url: str = ""  # default sqlite in data_dir
     # HSM
@@ -271,6 +272,7 @@ class Settings:
     def __post_init__(self) -> None:
         _check(1 <= self.port <= 65535, "port must be 1..65535")
         _check(self.max_body_bytes >= 1024, "max_body_bytes must be at least 1024")
+        _check(self.log_format in ("json", "text"), "log_format must be json or text")
         _check(self.argon2_time_cost >= 1, "argon2_time_cost must be at least 1")
         _check(self.argon2_memory_kib >= 8 * self.argon2_parallelism, "argon2_memory_kib too small")
         _check(1 <= self.argon2_parallelism <= 16, "argon2_parallelism must be 1..16")

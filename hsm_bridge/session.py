@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final, ParamSpec, TypeVar
@@ -38,6 +39,10 @@ from hsm_bridge.secret import Secret
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+#: Told of every PKCS#11 call: `(operation, seconds queued, seconds running)`.
+#: The service feeds its metrics with it; the bridge itself keeps no figures.
+CallObserver = Callable[[str, float, float], None]
 
 #: The trusted master wrapping key (see `custody`). `start()` looks it up so
 #: that a bridge on an unprovisioned token fails at start, not at first use.
@@ -138,6 +143,9 @@ class HsmSession:
         self._local = threading.local()
         self._sessions: list[Any] = []
         self._sessions_lock = threading.Lock()
+        #: Calls of this bridge submitted and not yet finished (queue depth).
+        self.pending = 0
+        self.observer: CallObserver | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(module={self._module_path!r}, token={self._token_label!r})"
@@ -182,6 +190,14 @@ class HsmSession:
         await self._call(self._close)
         self._executor = None
 
+    def _ping(self) -> None:
+        self._find_key(self._session(), ObjectClass.SECRET_KEY, MASTER_KEY_LABEL)
+
+    async def ping(self) -> None:
+        """A round trip to the token (find the master key): raises when the
+        token is gone or the login was lost (the service's `/readyz`)."""
+        await self._call(self._ping)
+
     async def run_with_session(self, fn: Callable[[Any], T]) -> T:
         """Run `fn(session)` on the PKCS#11 thread with this bridge's session:
         for operator tools and tests that need the raw python-pkcs11 API."""
@@ -191,7 +207,21 @@ class HsmSession:
         if self._executor is None:
             raise HsmUnavailableError("the HSM bridge is not started")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
+        submitted = began = time.perf_counter()
+
+        def timed() -> T:
+            nonlocal began
+            began = time.perf_counter()
+            return fn(*args, **kwargs)
+
+        self.pending += 1
+        try:
+            return await loop.run_in_executor(self._executor, timed)
+        finally:
+            self.pending -= 1
+            if self.observer is not None:
+                name = getattr(fn, "__name__", "session").lstrip("_").replace("<lambda>", "session")
+                self.observer(name, began - submitted, time.perf_counter() - began)
 
     def _session(self) -> Any:
         s = getattr(self._local, "session", None)

@@ -26,11 +26,21 @@ def test_serve_initialises_then_reuses_the_data_dir(tmp_path: Path) -> None:
     proc = _serve(data, port)
     try:
         _wait_ready(proc, port)
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/pki/ca/root.pem") as r:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/pki/ca/root.pem", headers={"X-Request-Id": "probe-0001"}
+        )
+        with urllib.request.urlopen(request) as r:
             first_root = r.read()
+            assert r.headers["X-Request-Id"] == "probe-0001"
     finally:
         log = _stop(proc)
     assert b"BEGIN CERTIFICATE" in first_root
+    # JSON lines; the access line carries the request's id.
+    lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    assert {"time", "level", "logger", "message"} <= set(lines[0])
+    (access,) = [x for x in lines if x.get("request_id") == "probe-0001"]
+    assert access["logger"] == "cloudsign.access" and "/pki/ca/root.pem" in access["message"]
+    assert not [line for line in log.splitlines() if line and not line.startswith("{")], log
     assert (data / "hsm" / "tokens").is_dir()
     assert (data / "cloudsign.db").exists()
     assert oct((data / "hsm" / "user.pin").stat().st_mode & 0o777) == "0o600"

@@ -27,7 +27,7 @@ from datetime import date, timedelta
 from typing import Any, Final
 
 import aiohttp
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from audit_chain import AnchorClient, AnvilProcess, ChainError
@@ -302,6 +302,20 @@ class Anchorer:
             stmt = stmt.where(log_anchors.c.day >= since)
         async with self.db.read() as conn:
             return [_state(r) for r in (await conn.execute(stmt)).mappings().all()]
+
+    async def last_confirmed_day(self) -> date | None:
+        """The latest day whose checkpoint is confirmed on chain."""
+        stmt = select(func.max(log_anchors.c.day)).where(log_anchors.c.status == "confirmed")
+        async with self.db.read() as conn:
+            day: date | None = (await conn.execute(stmt)).scalar_one_or_none()
+        return day
+
+    async def reachable(self) -> int:
+        """The chain's head block, asked now (`/readyz`); raises when the
+        chain does not answer or was never connected."""
+        if not self._rpc_url:
+            raise ChainError("chain not connected yet", code="chain.unreachable")
+        return int(await self._rpc("eth_blockNumber", []), 16)
 
     async def anchor_state(self, day: date) -> AnchorState | None:
         async with self.db.read() as conn:

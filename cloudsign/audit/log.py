@@ -380,6 +380,18 @@ class AuditLog:
 
     # -- days and checkpoints ------------------------------------------------
 
+    async def sequencer_lag(self) -> tuple[int, datetime | None]:
+        """Committed events not yet sequenced (in the recent scan window) and
+        when the oldest of them occurred: what `/metrics` reports."""
+        floor = max(0, self._max_seq - SCAN_WINDOW)
+        stmt = select(func.count(), func.min(events.c.occurred_at)).where(
+            events.c.seq > floor,
+            ~exists().where(log_leaves.c.event_seq == events.c.seq),
+        )
+        async with self.db.read() as conn:
+            count, oldest = (await conn.execute(stmt)).one()
+        return int(count), oldest
+
     async def close_due_days(self) -> list[CheckpointRecord]:
         """Checkpoint every day that has ended and has no checkpoint yet."""
         now = self._now()

@@ -17,7 +17,7 @@ Counters live in the database, so every process sees the same counts.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -70,6 +70,8 @@ class Guard:
     def __init__(self, db: Database, *, clock: Clock) -> None:
         self.db = db
         self.clock = clock
+        #: Told of every refusal: `(limit name, "locked" | "rate_limited")`.
+        self.on_refusal: Callable[[str, str], None] | None = None
 
     async def attempt(
         self,
@@ -82,12 +84,14 @@ class Guard:
         """Count one attempt on every counter, or refuse (423/429) if any is over."""
         now = self.clock()
         refusal: LockedError | RateLimitedError | None = None
+        refused: list[Limit] = []
         locks: list[NewEvent] = []
         async with self.db.transaction() as conn:
             for limit, subject in checks:
                 count, window_start, locked_until = await _count(conn, limit, subject, now)
                 if locked_until is not None and locked_until > now:
                     refusal = refusal or _refusal(limit, locked_until - now)
+                    refused.append(limit)
                     continue
                 if count <= limit.max_count:
                     continue
@@ -110,8 +114,12 @@ class Guard:
                     )
                 )
                 refusal = refusal or _refusal(limit, until - now)
+                refused.append(limit)
             await append_events(conn, locks)
         if refusal is not None:
+            if self.on_refusal is not None:
+                for limit in refused:
+                    self.on_refusal(limit.name, "locked" if limit.lock else "rate_limited")
             raise refusal
         return Attempt(tuple(checks), owner_id, credential_id, factor, now)
 

@@ -33,7 +33,9 @@ def async_url(url: str) -> str:
 class Database:
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = url
-        kwargs: dict[str, Any] = {"echo": echo}
+        # Parameters (IINs, names, sealed blobs) never reach a log or an
+        # exception message, whatever the logging configuration.
+        kwargs: dict[str, Any] = {"echo": echo, "hide_parameters": True}
         target = async_url(url)
         self.is_sqlite = target.startswith("sqlite")
         if self.is_sqlite:
@@ -70,6 +72,11 @@ class Database:
     async def read(self) -> AsyncIterator[AsyncConnection]:
         async with self.engine.connect() as conn:
             yield conn
+
+    async def ping(self) -> None:
+        """One round trip (`/readyz`): raises when the database is away."""
+        async with self.engine.connect() as conn:
+            await conn.exec_driver_sql("SELECT 1")
 
     async def migrate(self) -> None:
         async with self.transaction() as conn:

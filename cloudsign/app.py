@@ -42,6 +42,7 @@ from cloudsign.appkeys import (
     GUARD,
     HSM,
     HTTP_CLIENT,
+    LEADERSHIP,
     LIFECYCLE,
     LIMITS,
     METRICS,
@@ -92,6 +93,7 @@ from cloudsign.signing import api as signing_api
 from cloudsign.status import StatusOperations, StatusServices
 from cloudsign.status import api as status_api
 from cloudsign.storage import Database
+from cloudsign.storage.leader import Leadership
 from cloudsign.web import health, metrics
 from cloudsign.web.caching import no_store_middleware
 from cloudsign.web.client import client_address_middleware
@@ -198,15 +200,16 @@ async def _http_client(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _status(app: web.Application) -> AsyncIterator[None]:
-    """CRL, OCSP, TSA, notices (cloudsign/status); publication and the
-    revocation watcher unless `status_background_tasks` is off."""
+    """CRL, OCSP, TSA, notices (cloudsign/status); the revocation watcher and
+    the CRL follower unless `status_background_tasks` is off (publication
+    runs in the leader alone: `_background`)."""
     settings = app[SETTINGS].status
     status = await StatusServices.build(
         settings, app[DATABASE], app[HSM], app[CA], clock=_clock(app)
     )
     app[STATUS] = status
     app[REVOCATION] = status.revocation
-    tasks = await status.start_background() if settings.background_tasks else []
+    tasks = await status.start_watching() if settings.background_tasks else []
     yield
     await _stop(tasks)
 
@@ -416,24 +419,43 @@ async def _audit_figures(app: web.Application) -> None:
     m.last_anchored_day.set(0 if day is None else datetime.combine(day, time(), UTC).timestamp())
 
 
-async def _audit_tasks(app: web.Application) -> AsyncIterator[None]:
-    """Sequencer + day close, anchoring and retention, unless
-    `audit_background_tasks` is off."""
-    settings = app[SETTINGS].audit
-    if not settings.background_tasks:
+async def _background(app: web.Application) -> AsyncIterator[None]:
+    """The work that runs exactly once across processes, in the leader
+    (cloudsign/storage/leader.py): the audit sequencer with day close,
+    anchoring and retention (unless `audit_background_tasks` is off), and CRL
+    publication (unless `status_background_tasks` is off). Start-up tries to
+    lead at once, so a single process has its tasks before it serves."""
+    settings = app[SETTINGS]
+    audit, status = settings.audit.background_tasks, settings.status.background_tasks
+    if not (audit or status):
         yield
         return
-    audit_log = app[AUDIT_LOG]
-    sequencer = asyncio.create_task(
-        run_sequencer(audit_log, settings.sequence_interval.total_seconds()),
-        name="audit-sequencer",
-    )
-    anchoring = asyncio.create_task(app[ANCHORER].run(), name="audit-anchoring")
-    retention = asyncio.create_task(run_retention(audit_log), name="audit-retention")
-    app[SEQUENCER_TASK] = sequencer
-    app[ANCHOR_TASK] = anchoring
+    leadership = Leadership(app[DATABASE], "background")
+    app[LEADERSHIP] = leadership
+    app[METRICS].leader.set_function(lambda: int(leadership.leading))
+
+    async def start() -> list[asyncio.Task[None]]:
+        tasks: list[asyncio.Task[None]] = []
+        if status:
+            tasks += await app[STATUS].start_publishing()
+        if audit:
+            audit_log = app[AUDIT_LOG]
+            interval = settings.audit.sequence_interval.total_seconds()
+            app[SEQUENCER_TASK] = asyncio.create_task(
+                run_sequencer(audit_log, interval), name="audit-sequencer"
+            )
+            app[ANCHOR_TASK] = asyncio.create_task(app[ANCHORER].run(), name="audit-anchoring")
+            tasks += [
+                app[SEQUENCER_TASK],
+                app[ANCHOR_TASK],
+                asyncio.create_task(run_retention(audit_log), name="audit-retention"),
+            ]
+        return tasks
+
+    app[ANCHORER].fence = leadership.confirm
+    await leadership.start(start)
     yield
-    await _stop([retention, anchoring, sequencer])
+    await leadership.stop()
 
 
 #: Resources in start-up order (torn down in reverse): each after the ones it uses.
@@ -446,7 +468,7 @@ CLEANUP_CONTEXTS: Final[list[CleanupContext]] = [
     _features,
     _sweeper,
     _audit,
-    _audit_tasks,
+    _background,
     _operator_listener,
 ]
 

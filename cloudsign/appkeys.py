@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from cloudsign.signing import Cabinet, SigningService
     from cloudsign.status import RevocationService, StatusOperations, StatusServices
     from cloudsign.storage import Database
+    from cloudsign.storage.leader import Leadership
     from cloudsign.web.health import Probe
     from cloudsign.web.metrics import Metrics
     from hsm_bridge import HsmBridge
@@ -90,5 +91,7 @@ AUDIT_LOG: web.AppKey[AuditLog] = web.AppKey("audit_log")
 ANCHORER: web.AppKey[Anchorer] = web.AppKey("audit_anchorer")
 
 # -- background tasks (tests stop and restart them) -----------------------------------
+#: Which process runs the once-only background work (cloudsign/storage/leader.py).
+LEADERSHIP: web.AppKey[Leadership] = web.AppKey("leadership")
 SEQUENCER_TASK: web.AppKey[asyncio.Task[None]] = web.AppKey("audit_sequencer_task")
 ANCHOR_TASK: web.AppKey[asyncio.Task[None]] = web.AppKey("audit_anchor_task")

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any, Final
@@ -140,6 +141,9 @@ class Anchorer:
         self._anvil: AnvilProcess | None = None
         self._rpc_url = settings.rpc_url
         self._client: AnchorClient | None = None
+        #: Asked right before an anchoring transaction is sent: does this
+        #: process still lead (cloudsign/storage/leader.py)? None: always.
+        self.fence: Callable[[], Awaitable[bool]] | None = None
         self._chain_id: int | None = None
         self._http = http
 
@@ -387,6 +391,8 @@ class Anchorer:
             log.warning(
                 "the anchor of %s (tx %s) left the chain; anchoring again", day, state.tx_hash
             )
+        if self.fence is not None and not await self.fence():
+            raise ChainError(f"day {day}: this process no longer leads", code="chain.not_leader")
         if not await self._claim(day, client):
             assert state is not None
             return state

@@ -16,6 +16,7 @@ the official notice of a revocation is its publication in a CRL.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -44,6 +45,8 @@ ISSUING: Final = "issuing"
 ROOT: Final = "root"
 #: How often the publisher looks whether something is due.
 CHECK_INTERVAL_SECONDS: Final = 30.0
+#: How often a process that does not publish reloads the latest CRLs.
+FOLLOW_SECONDS: Final = 5.0
 #: Revocations arriving this close together go into one delta CRL.
 DEBOUNCE_SECONDS: Final = 0.1
 NUMBER_RETRIES: Final = 5
@@ -133,6 +136,7 @@ class CrlPublisher:
         self._base_serials: tuple[int, frozenset[str]] | None = None
         self._dirty = False
         self._wake = asyncio.Event()
+        self._followed = asyncio.Event()
         self._lock = asyncio.Lock()
 
     # -- serving -----------------------------------------------------------
@@ -170,6 +174,7 @@ class CrlPublisher:
     def revoked(self, serial: str) -> None:
         self._dirty = True
         self._wake.set()
+        self._followed.set()
 
     # -- building ----------------------------------------------------------
 
@@ -354,6 +359,20 @@ class CrlPublisher:
         if root is None or now >= root.this_update + self.policy.interval:
             done.append(await self.publish_full(ROOT, now))
         return done
+
+    async def follow(self) -> None:
+        """Every process: reload the latest stored CRLs (the leader's), every
+        `FOLLOW_SECONDS` and soon after a revocation this process heard of."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._followed.wait(), timeout=FOLLOW_SECONDS)
+                # The leader publishes a delta within its debounce; give it a moment.
+                await asyncio.sleep(1.0)
+            self._followed.clear()
+            try:
+                await self.load()
+            except (SQLAlchemyError, OSError) as e:
+                log.warning("CRL reload failed, will retry: %s", e)
 
     async def run(self) -> None:
         while True:

@@ -122,12 +122,18 @@ class StatusServices:
             tsa_identity=tsa_identity,
         )
 
-    async def start_background(self) -> list[asyncio.Task[None]]:
-        """Publish at once (the URLs in certificates must resolve), then keep
-        publishing and watching for revocations made elsewhere."""
-        await self.crl.tick()
+    async def start_watching(self) -> list[asyncio.Task[None]]:
+        """Every process: watch for revocations made elsewhere (the OCSP
+        cache hears of them) and follow the CRLs the leader publishes."""
+        await self.crl.load()
         await self.watcher.poll()
         return [
-            asyncio.create_task(self.crl.run(), name="crl-publisher"),
+            asyncio.create_task(self.crl.follow(), name="crl-follower"),
             asyncio.create_task(self.watcher.run(), name="revocation-watcher"),
         ]
+
+    async def start_publishing(self) -> list[asyncio.Task[None]]:
+        """The leader only (cloudsign/storage/leader.py): publish what is due
+        at once (the URLs in certificates must resolve), then keep publishing."""
+        await self.crl.tick()
+        return [asyncio.create_task(self.crl.run(), name="crl-publisher")]

@@ -131,6 +131,12 @@ class Metrics:
             "Start (UTC) of the latest day whose checkpoint is confirmed on chain; 0 if none.",
             registry=r,
         )
+        self.leader = Gauge(
+            "cloudsign_background_leader",
+            "1 while this process runs the once-only background work (sequencer, "
+            "anchoring, retention, CRL publication), else 0.",
+            registry=r,
+        )
         self.refusals = Counter(
             "cloudsign_rate_limit_refusals",
             "Attempts refused by a rate limit or a lock-out, by limit.",

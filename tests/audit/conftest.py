@@ -24,9 +24,10 @@ from aiohttp.test_utils import TestServer
 from audit_chain import AnvilProcess, find_anvil
 from cloudsign import app as app_module
 from cloudsign.app import create_app
-from cloudsign.appkeys import CLOCK, SETTINGS, TOTP_CLOCK
+from cloudsign.appkeys import CLOCK, METRICS, READINESS, SETTINGS, TOTP_CLOCK
 from cloudsign.audit import api as audit_api
 from cloudsign.settings import Settings, load_settings
+from cloudsign.web.metrics import Metrics
 from cloudsign.web.problems import problem_middleware
 from tests.helpers import FAST_SETTINGS, PG_ADMIN_DSN, free_port, pg_create, pg_drop
 from tests.helpers import TOTP_CLOCK as TEST_TOTP_CLOCK
@@ -98,6 +99,7 @@ def audit_settings(base: Settings, database_url: str, rpc_url: str, **over: Any)
         "database_url": database_url,
         "chain_rpc_url": rpc_url,
         "audit_background_tasks": False,
+        "status_background_tasks": False,  # no status services in the audit-only app
         "chain_poll_interval_ms": 100,
         "audit_sequence_interval_ms": 50,
         "audit_origin": "cloudsign.test/audit-log",
@@ -112,13 +114,15 @@ def audit_only_app(settings: Settings, clock: Callable[[], datetime]) -> web.App
     app = web.Application(middlewares=[problem_middleware])
     app[SETTINGS] = settings
     app[CLOCK] = clock
+    app[METRICS] = Metrics()
+    app[READINESS] = {}
     app.cleanup_ctx.extend(
         [
             app_module._database,
             app_module._hsm,
             app_module._http_client,
             app_module._audit,
-            app_module._audit_tasks,
+            app_module._background,
         ]
     )
     app.add_routes(audit_api.routes)

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from audit_chain import AnchorClient, AnvilProcess, ChainError
 from audit_chain.anvil import rpc_call
-from cloudsign.appkeys import ANCHOR_TASK, ANCHORER, AUDIT_LOG, DATABASE
+from cloudsign.appkeys import ANCHOR_TASK, ANCHORER, AUDIT_LOG, DATABASE, LEADERSHIP
 from cloudsign.audit import Anchorer, AuditLog
 from cloudsign.audit.tables import log_anchors, log_leaves
 from cloudsign.ca.tables import certificates
@@ -110,8 +110,10 @@ async def test_hard_kill_of_chain_and_task_loses_nothing(
     # The anchorer tries day 2 against the dead chain and records no anchor.
     await wait_for(lambda: _tried_and_failed(anchorer))
     assert await _status(anchorer, DAY2, "confirmed") is None
-    # Kill the anchoring task too, and restart the chain from its state file.
-    server.app[ANCHOR_TASK].cancel()
+    # The first process's background work dies too (its leadership with it),
+    # and the chain restarts from its state file: a second process takes over.
+    await server.app[LEADERSHIP].stop()
+    assert server.app[ANCHOR_TASK].done()
     restarted = AnvilProcess(anvil.state_path, port=anvil.port, state_interval=1).start()
     try:
         second = await audit_server(audit_background_tasks=True)

@@ -69,7 +69,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 async def _query(settings: Settings, stmt: Any) -> list[dict[str, Any]]:
-    db = Database(settings.effective_database_url)
+    db = Database(settings.effective_database_url, immediate=True)
     try:
         await db.migrate()
         async with db.read() as conn:

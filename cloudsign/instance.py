@@ -307,7 +307,7 @@ async def initialise(settings: Settings) -> list[str]:
             done.append(f"created root and issuing CA in {settings.pki_dir}")
     finally:
         await bridge.close()
-    db = Database(settings.effective_database_url)
+    db = Database(settings.effective_database_url, immediate=True)
     try:
         await db.migrate()
         done.append(f"database migrated ({db.backend})")

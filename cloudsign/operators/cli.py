@@ -41,7 +41,7 @@ def _password(args: argparse.Namespace) -> str:
 async def _create_officer(settings: Settings, username: str, name: str, password: str) -> str:
     access = prepare_hsm(settings)
     bridge = HsmBridge(access.module, access.token_label, access.pin)
-    db = Database(settings.effective_database_url)
+    db = Database(settings.effective_database_url, immediate=True)
     await bridge.start()
     try:
         await db.migrate()

@@ -34,7 +34,7 @@ def _actor(args: argparse.Namespace) -> str:
 
 
 async def _with_db(settings: Settings, fn: Callable[[Database], Any]) -> Any:
-    db = Database(settings.effective_database_url)
+    db = Database(settings.effective_database_url, immediate=True)
     try:
         await db.migrate()
         return await fn(db)

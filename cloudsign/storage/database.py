@@ -31,8 +31,19 @@ def async_url(url: str) -> str:
 
 
 class Database:
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, immediate: bool = False) -> None:
+        """`immediate` (SQLite): every transaction is opened explicitly and a
+        write transaction takes the write lock at BEGIN (`BEGIN IMMEDIATE`),
+        waiting for it up to `CLI_BUSY_SECONDS`. The command line's processes
+        use it: their transactions are short, they run beside a busy server,
+        and a transaction that read first and wrote later would otherwise
+        fail at once with SQLITE_BUSY when the server committed in between
+        (the busy handler cannot help a stale WAL snapshot). The server keeps
+        the driver's own transactions (begun at the first write), so that a
+        transaction awaiting slow work (a face check, an HSM queue) before it
+        writes holds no lock meanwhile."""
         self.url = url
+        self.immediate = immediate
         # Parameters (IINs, names, sealed blobs) never reach a log or an
         # exception message, whatever the logging configuration.
         kwargs: dict[str, Any] = {"echo": echo, "hide_parameters": True}
@@ -42,13 +53,15 @@ class Database:
             path = make_url(target).database
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-            kwargs["connect_args"] = {"timeout": 30}
+            kwargs["connect_args"] = {"timeout": CLI_BUSY_SECONDS if immediate else 30}
         else:
             kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(target, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
-            event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
+            if immediate:
+                event.listen(self.engine.sync_engine, "connect", _sqlite_explicit)
+                event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
 
     @property
     def backend(self) -> str:
@@ -58,12 +71,7 @@ class Database:
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
         """One transaction; commits on success, rolls back on any error."""
         async with self.engine.connect() as conn:
-            if self.is_sqlite:
-                # BEGIN IMMEDIATE: take the write lock up front, waiting out
-                # the busy timeout. A deferred transaction that read first and
-                # writes later fails at once with SQLITE_BUSY when another
-                # process (the CLI beside the server) committed in between,
-                # since the busy handler cannot help a stale WAL snapshot.
+            if self.is_sqlite and self.immediate:
                 await conn.execution_options(**{_IMMEDIATE: True})
             async with conn.begin():
                 yield conn
@@ -87,15 +95,19 @@ class Database:
 
 
 _IMMEDIATE = "cloudsign_sqlite_immediate"
+#: How long a command-line process waits for SQLite's write lock.
+CLI_BUSY_SECONDS = 120
+
+
+def _sqlite_explicit(dbapi_conn: Any, _record: Any) -> None:
+    # SQLAlchemy, not the driver, opens transactions (see _sqlite_begin).
+    dbapi_conn.isolation_level = None
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    # SQLAlchemy, not the driver, opens transactions (see _sqlite_begin).
-    dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA synchronous=NORMAL")
     # Deleted key blobs and sealed secrets are overwritten, not left in free pages.
     cur.execute("PRAGMA secure_delete=ON")
@@ -103,7 +115,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(conn: Connection) -> None:
-    """Open every SQLite transaction explicitly: IMMEDIATE for writes
+    """An `immediate` database's transactions: IMMEDIATE for writes
     (:meth:`Database.transaction`), deferred for reads."""
     immediate = conn.get_execution_options().get(_IMMEDIATE, False)
     conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

@@ -217,6 +217,8 @@ class Leadership:
                 tasks = None
                 self._set(False)
                 await self._release()
+                # Let the others try first: this process just lost its connection.
+                await asyncio.sleep(self.retry_seconds)
         finally:
             await _cancel(tasks or [])
             self.leading = False

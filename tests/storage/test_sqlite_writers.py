@@ -16,7 +16,7 @@ async def test_a_transaction_that_reads_then_writes_survives_a_concurrent_writer
     tmp_path: Path,
 ) -> None:
     url = f"sqlite:///{tmp_path / 'two.db'}"
-    first, second = Database(url), Database(url)
+    first, second = Database(url, immediate=True), Database(url, immediate=True)
     try:
         async with first.transaction() as conn:
             await conn.execute(text("CREATE TABLE t (n INTEGER)"))

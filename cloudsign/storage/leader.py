@@ -58,7 +58,8 @@ def lock_key(name: str) -> int:
 
 
 class Leadership:
-    """`await leadership.run(start)` until cancelled: lead when possible."""
+    """`await leadership.start(starter)`: lead whenever the lock is free, run
+    `starter()`'s tasks while leading; `await leadership.stop()` at shutdown."""
 
     def __init__(self, db: Database, name: str, *, retry_seconds: float = RETRY_SECONDS) -> None:
         self.db = db
@@ -69,7 +70,9 @@ class Leadership:
         self.terms = 0
         self._conn: AsyncConnection | None = None
         self._fd: int | None = None
-        self._changed = asyncio.Event()
+        # confirm() runs from the loop and from the anchoring path: one
+        # connection takes one query at a time.
+        self._confirm_lock = asyncio.Lock()
         self._runner: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
@@ -124,20 +127,26 @@ class Leadership:
             return False
         key = lock_key(self.name) & 0xFFFF_FFFF_FFFF_FFFF
         try:
-            held = (
-                await conn.execute(
-                    text(
-                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
-                        "AND pid = pg_backend_pid() AND granted AND objsubid = 1 "
-                        "AND classid = :hi AND objid = :lo"
-                    ),
-                    {"hi": key >> 32, "lo": key & 0xFFFF_FFFF},
-                )
-            ).scalar_one()
-            await conn.commit()
+            async with self._confirm_lock:
+                held = await self._held(conn, key)
         except (SQLAlchemyError, OSError) as e:
             log.warning("leadership %s: lost the database connection: %s", self.name, e)
             return False
+        return held
+
+    @staticmethod
+    async def _held(conn: AsyncConnection, key: int) -> bool:
+        held = (
+            await conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                    "AND pid = pg_backend_pid() AND granted AND objsubid = 1 "
+                    "AND classid = :hi AND objid = :lo"
+                ),
+                {"hi": key >> 32, "lo": key & 0xFFFF_FFFF},
+            )
+        ).scalar_one()
+        await conn.commit()
         return bool(held)
 
     async def _release(self) -> None:
@@ -154,14 +163,8 @@ class Leadership:
 
     # -- the loop --------------------------------------------------------------
 
-    async def wait_changed(self) -> None:
-        """Until this process starts or stops leading (tests, metrics)."""
-        self._changed.clear()
-        await self._changed.wait()
-
     def _set(self, leading: bool) -> None:
         self.leading = leading
-        self._changed.set()
 
     async def try_lead(self, start: Starter) -> list[asyncio.Task[None]] | None:
         """One attempt: on success this process leads and `start()`'s tasks
@@ -204,7 +207,10 @@ class Leadership:
         try:
             while True:
                 if tasks is None:
-                    tasks = await self.try_lead(start)
+                    try:
+                        tasks = await self.try_lead(start)
+                    except Exception as e:  # noqa: BLE001 - a term that fails to start is retried
+                        log.warning("leadership %s: starting the work failed: %s", self.name, e)
                 if tasks is None:
                     await asyncio.sleep(self.retry_seconds)
                     continue

@@ -152,10 +152,6 @@ def access_logger() -> logging.Logger:
 # -- request ids ---------------------------------------------------------------
 
 
-def request_id_of(request: web.BaseRequest) -> str | None:
-    return request.get(_REQUEST_ID_KEY)
-
-
 @web.middleware
 async def request_id_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -10,8 +10,8 @@ import pytest
 from hsm_bridge import HsmBridge, KeyCustody, KeyedHasher, Sealer, Secret, ServiceKeys
 
 ROLES: list[type] = [KeyCustody, ServiceKeys, Sealer, KeyedHasher]
-#: Owned by whoever creates the bridge, not by any feature.
-LIFECYCLE = {"start", "close", "run_with_session"}
+#: Owned by whoever creates the bridge, not by any feature (`ping`: /readyz).
+LIFECYCLE = {"start", "close", "run_with_session", "ping"}
 
 
 def _bridge() -> HsmBridge:

@@ -11,7 +11,6 @@ Features never construct each other; they get what they need here, by role
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, time
@@ -94,6 +93,7 @@ from cloudsign.status import StatusOperations, StatusServices
 from cloudsign.status import api as status_api
 from cloudsign.storage import Database
 from cloudsign.storage.leader import Leadership
+from cloudsign.tasks import stop_tasks
 from cloudsign.web import health, metrics
 from cloudsign.web.caching import no_store_middleware
 from cloudsign.web.client import client_address_middleware
@@ -133,14 +133,6 @@ HTTP_CLIENT_TIMEOUT: Final = aiohttp.ClientTimeout(total=30)
 
 def _clock(app: web.Application) -> Clock:
     return app.get(CLOCK, utc_now)
-
-
-async def _stop(tasks: list[asyncio.Task[None]]) -> None:
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 # -- resources ------------------------------------------------------------------
@@ -211,7 +203,7 @@ async def _status(app: web.Application) -> AsyncIterator[None]:
     app[REVOCATION] = status.revocation
     tasks = await status.start_watching() if settings.background_tasks else []
     yield
-    await _stop(tasks)
+    await stop_tasks(tasks)
 
 
 async def _features(app: web.Application) -> AsyncIterator[None]:
@@ -383,7 +375,7 @@ async def _sweeper(app: web.Application) -> AsyncIterator[None]:
 
     task = asyncio.create_task(run(), name="transport-key-sweeper")
     yield
-    await _stop([task])
+    await stop_tasks([task])
 
 
 async def _audit(app: web.Application) -> AsyncIterator[None]:
@@ -433,6 +425,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     leadership = Leadership(app[DATABASE], "background")
     app[LEADERSHIP] = leadership
     app[METRICS].leader.set_function(lambda: int(leadership.leading))
+    app[METRICS].leader_attempts.set_function(lambda: leadership.attempts)
 
     async def start() -> list[asyncio.Task[None]]:
         tasks: list[asyncio.Task[None]] = []

@@ -20,13 +20,17 @@ from tests.helpers import PG_ADMIN_DSN, free_port, pg_create, pg_drop
 from tests.serving import serve, stop, wait_ready
 
 
-def _leader(port: int) -> float:
+def _gauge(port: int, name: str) -> float:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
         text = r.read().decode()
     for family in text_string_to_metric_families(text):
-        if family.name == "cloudsign_background_leader":
+        if family.name == name:
             return family.samples[0].value
-    raise AssertionError("no leader gauge")
+    raise AssertionError(f"no {name}")
+
+
+def _leader(port: int) -> float:
+    return _gauge(port, "cloudsign_background_leader")
 
 
 def _wait_for(condition: Callable[[], bool], what: str, within: float = 60.0) -> float:
@@ -71,7 +75,10 @@ def test_one_leader_among_processes_and_a_successor_after_kill_9(tmp_path: Path)
         # The killed process comes back by itself, and follows.
         procs[0] = serve(data, ports[0], **env)
         wait_ready(procs[0], ports[0])
-        time.sleep(3)  # several of its lock attempts
+        _wait_for(
+            lambda: _gauge(ports[0], "cloudsign_background_leader_attempts") >= 3,
+            "several lock attempts of the restarted process",
+        )
         assert _leader(ports[0]) == 0
         assert _leader(ports[1]) == 1
         with urllib.request.urlopen(f"http://127.0.0.1:{ports[0]}/readyz", timeout=10) as r:

@@ -34,7 +34,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -42,6 +42,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cloudsign.storage.database import Database
+from cloudsign.tasks import stop_tasks
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,8 @@ class Leadership:
         self.name = name
         self.retry_seconds = retry_seconds
         self.leading = False
-        #: How many times this process became the leader.
+        #: How many times this process tried the lock, and became the leader.
+        self.attempts = 0
         self.terms = 0
         self._conn: AsyncConnection | None = None
         self._fd: int | None = None
@@ -169,6 +171,7 @@ class Leadership:
     async def try_lead(self, start: Starter) -> list[asyncio.Task[None]] | None:
         """One attempt: on success this process leads and `start()`'s tasks
         run; None when another process leads (or the database is away)."""
+        self.attempts += 1
         try:
             got = await self._acquire()
         except (SQLAlchemyError, OSError) as e:
@@ -198,7 +201,7 @@ class Leadership:
         """Step down for good: the tasks are cancelled, the lock released."""
         runner, self._runner = self._runner, None
         if runner is not None:
-            await _cancel([runner])
+            await stop_tasks([runner])
 
     async def run(self, start: Starter, *, leading: list[asyncio.Task[None]] | None = None) -> None:
         """Until cancelled: lead when the lock is free, step down when it is
@@ -219,21 +222,13 @@ class Leadership:
                     if not await self.confirm():
                         break
                 log.warning("leadership %s: stepped down", self.name)
-                await _cancel(tasks)
+                await stop_tasks(tasks)
                 tasks = None
                 self._set(False)
                 await self._release()
                 # Let the others try first: this process just lost its connection.
                 await asyncio.sleep(self.retry_seconds)
         finally:
-            await _cancel(tasks or [])
+            await stop_tasks(tasks or [])
             self.leading = False
             await self._release()
-
-
-async def _cancel(tasks: list[asyncio.Task[Any]]) -> None:
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

@@ -137,6 +137,11 @@ class Metrics:
             "anchoring, retention, CRL publication), else 0.",
             registry=r,
         )
+        self.leader_attempts = Gauge(
+            "cloudsign_background_leader_attempts",
+            "Times this process tried to become the leader.",
+            registry=r,
+        )
         self.refusals = Counter(
             "cloudsign_rate_limit_refusals",
             "Attempts refused by a rate limit or a lock-out, by limit.",

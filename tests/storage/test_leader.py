@@ -5,6 +5,8 @@ connection, another takes over within seconds."""
 from __future__ import annotations
 
 import asyncio
+import signal
+import sys
 import uuid
 from collections.abc import Awaitable, Callable
 
@@ -40,15 +42,18 @@ class Worker:
         async def start() -> list[asyncio.Task[None]]:
             self.started += 1
 
+            running = asyncio.Event()
+
             async def work() -> None:
                 self.running += 1
+                running.set()
                 try:
                     await asyncio.Event().wait()
                 finally:
                     self.running -= 1
 
             task = asyncio.create_task(work())
-            await asyncio.sleep(0)
+            await running.wait()
             return [task]
 
         return start
@@ -65,7 +70,7 @@ async def test_one_leader_and_a_successor_when_it_stops(settings: Settings) -> N
         assert [leader.leading for leader in leaders] == [True, False, False]
         assert workers[0].running == 1
         # Followers keep trying, and keep failing while the first one leads.
-        await asyncio.sleep(5 * RETRY)
+        await _until(lambda: min(x.attempts for x in leaders[1:]) >= 3, "followers' attempts")
         assert [w.started for w in workers] == [1, 0, 0]
 
         await leaders[0].stop()
@@ -83,12 +88,14 @@ async def test_one_leader_and_a_successor_when_it_stops(settings: Settings) -> N
             await db.close()
 
 
-async def test_a_leader_cut_off_from_postgresql_steps_down(settings: Settings) -> None:
-    """The leader's database session ends under it (as when the leader is
-    killed, or the network drops): PostgreSQL releases the lock, a follower
-    leads, and the old leader notices at its next check and stops its work."""
+async def test_a_leader_that_dies_or_loses_its_lock_is_replaced(settings: Settings) -> None:
+    """PostgreSQL: the leader's database session ends under it (as when the
+    leader is killed, or the network drops): the lock is released, a leader
+    takes over, and the old leader notices at its next check and stops its
+    work. SQLite: the process holding the file lock is killed."""
     if settings.effective_database_url.startswith("sqlite"):
-        pytest.skip("PostgreSQL's advisory lock; SQLite's file lock dies with its process")
+        await _a_killed_sqlite_leader_is_replaced(settings)
+        return
     name = f"test-{uuid.uuid4().hex[:8]}"
     dbs = [Database(settings.effective_database_url) for _ in range(3)]
     first = Leadership(dbs[0], name, retry_seconds=RETRY)
@@ -125,3 +132,39 @@ async def test_a_leader_cut_off_from_postgresql_steps_down(settings: Settings) -
         await second.stop()
         for db in dbs:
             await db.close()
+
+
+async def _a_killed_sqlite_leader_is_replaced(settings: Settings) -> None:
+    """SQLite's lock is a file lock: another process holds it until it is
+    killed with SIGKILL, and then this one leads."""
+    name = f"test-{uuid.uuid4().hex[:8]}"
+    db = Database(settings.effective_database_url)
+    follower = Leadership(db, name, retry_seconds=RETRY)
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "import fcntl, os, sys\n"
+        "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+        "print('locked', flush=True)\n"
+        "sys.stdin.read()\n",
+        str(follower._lock_path()),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    worker = Worker()
+    try:
+        assert holder.stdout is not None
+        assert await holder.stdout.readline() == b"locked\n"
+        await follower.start(worker.starter())
+        await _until(lambda: follower.attempts >= 3, "the follower's attempts")
+        assert not follower.leading and worker.started == 0
+        holder.send_signal(signal.SIGKILL)
+        await holder.wait()
+        await _until(lambda: follower.leading and worker.running == 1, "the follower to lead")
+    finally:
+        if holder.returncode is None:
+            holder.kill()
+            await holder.wait()
+        await follower.stop()
+        await db.close()

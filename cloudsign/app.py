@@ -107,6 +107,7 @@ from cloudsign.web.logs import (
 )
 from cloudsign.web.metrics import Metrics, metrics_middleware
 from cloudsign.web.problems import problem_middleware
+from cloudsign.web.proxies import forwarded_middleware, install_hsts
 from hsm_bridge import HsmBridge, HsmError
 from mobile_api import (
     Callbacks,
@@ -513,12 +514,14 @@ def create_app(settings: Settings) -> web.Application:
         middlewares=[
             request_id_middleware,
             metrics_middleware,
+            forwarded_middleware(settings.trusted_proxy_networks),
             no_store_middleware,
             client_address_middleware,
             problem_middleware,
         ],
     )
     install_request_ids(app)
+    install_hsts(app, settings.effective_public_url)
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     app[READINESS] = {}

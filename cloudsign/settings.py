@@ -15,6 +15,7 @@ service is handed the whole configuration.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -27,6 +28,16 @@ from urllib.parse import urlsplit
 
 from cloudsign.errors import ConfigurationError
 from hsm_bridge import KeyAlgorithm, Secret
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(text: str) -> tuple[Network, ...]:
+    """`10.0.0.1, 192.168.0.0/16, ::1` -> networks; ValueError on a bad entry."""
+    return tuple(
+        ipaddress.ip_network(part.strip(), strict=False) for part in text.split(",") if part.strip()
+    )
+
 
 ENV_PREFIX: Final = "CLOUDSIGN_"
 CA_KEY_ALGORITHMS: Final = tuple(
@@ -178,6 +189,9 @@ class Settings:
     public_url: str = ""  # default http://host:port; goes into certificates
     max_body_bytes: int = 1 << 20
     log_format: str = "json"  # `cloudsign serve`'s log lines: json or text
+    # load balancers whose X-Forwarded-For/-Proto/-Host are believed (comma list of
+    # addresses or networks); empty: the headers are ignored
+    trusted_proxies: str = ""
     # database: sqlite:///path or postgresql://user@host:port/db
     database_url: str = ""  # default sqlite in data_dir
     # HSM
@@ -337,10 +351,20 @@ class Settings:
                 urlsplit(self.public_url).scheme in ("http", "https"),
                 "public_url must be http(s)",
             )
+        try:
+            parse_networks(self.trusted_proxies)
+        except ValueError:
+            raise ConfigurationError(
+                "trusted_proxies is a comma list of IP addresses or networks"
+            ) from None
         _check_audit(self)
         _check_status(self)
 
     # sections ---------------------------------------------------------------
+
+    @cached_property
+    def trusted_proxy_networks(self) -> tuple[Network, ...]:
+        return parse_networks(self.trusted_proxies)
 
     @cached_property
     def http(self) -> HttpSettings:

@@ -269,6 +269,7 @@ async def _features(app: web.Application) -> AsyncIterator[None]:
     requests = SigningRequests(
         db,
         hsm,
+        hsm,
         credentials,
         app[SIGNING],
         factors,
@@ -371,6 +372,9 @@ async def _sweeper(app: web.Application) -> AsyncIterator[None]:
                 if n:
                     log.info("destroyed %d expired transport keys", n)
                 await app[PROOFING].sweep()
+                n = await app[SIGNING].sads.sweep()
+                if n:
+                    log.info("ended %d expired SADs and their HSM keys", n)
             except (HsmError, OSError, SQLAlchemyError) as e:
                 log.warning("sweep failed: %s", e)
 

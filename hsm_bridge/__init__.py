@@ -13,6 +13,9 @@ Which module owns what:
   `transport_context`), one-time transport keys and the unwrap of `K_pw`.
 * `custody`: owner keys (`CreatedKey`, `UnlockedKey`), the owner-key blob
   format and the templates of owner private keys.
+* `activation`: the owner key between authorisation and signature, sealed
+  under a per-SAD HSM key and the client's SAD (`SadKey`), reachable from
+  every process and destroyed with the SAD.
 * `service_keys`: the service's long-lived signing keys (CA, OCSP, TSA,
   audit log, anchoring).
 * `sealing`: sealing keys and HMAC keys (`seal`, `unseal`, `hmac_sha256`).
@@ -28,6 +31,7 @@ role: the session base with the transport, custody, sealing and service-key
 operations mixed in.
 """
 
+from hsm_bridge.activation import HsmSadKeys, SadKey
 from hsm_bridge.algorithms import (
     HASHES,
     OWNER_KEY_ALGORITHMS,
@@ -36,7 +40,7 @@ from hsm_bridge.algorithms import (
     SignatureScheme,
     hash_algorithm,
 )
-from hsm_bridge.custody import CreatedKey, HsmOwnerKeys, UnlockedKey
+from hsm_bridge.custody import CreatedKey, UnlockedKey
 from hsm_bridge.errors import (
     HsmConfigurationError,
     HsmError,
@@ -53,9 +57,9 @@ from hsm_bridge.service_keys import HsmServiceKeys
 from hsm_bridge.transport import TransportMessage, transport_context
 
 
-class HsmBridge(HsmOwnerKeys, HsmServiceKeys):
-    """Async front of one PKCS#11 token: owner keys (with their transport keys
-    and sealing), service keys, sealing and keyed hashes.
+class HsmBridge(HsmSadKeys, HsmServiceKeys):
+    """Async front of one PKCS#11 token: owner keys (with their transport keys,
+    sealing and SAD binding), service keys, sealing and keyed hashes.
 
     `start()` logs in once (the login is per application in PKCS#11, shared
     by all bridges of the process) and the bridge opens its own working
@@ -77,6 +81,7 @@ __all__ = [
     "KeyBlobError",
     "KeyCustody",
     "KeyedHasher",
+    "SadKey",
     "Sealer",
     "Secret",
     "ServiceKeys",

@@ -13,8 +13,10 @@ the methods exist; signatures are checked by mypy.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Protocol, runtime_checkable
 
+from hsm_bridge.activation import SadKey
 from hsm_bridge.algorithms import HashAlgorithm, KeyAlgorithm, SignatureScheme
 from hsm_bridge.custody import CreatedKey, UnlockedKey
 from hsm_bridge.transport import TransportMessage
@@ -23,7 +25,8 @@ from hsm_bridge.transport import TransportMessage
 @runtime_checkable
 class KeyCustody(Protocol):
     """Owner keys behind the owner's password: transport keys, creation,
-    unlocking and signing with an unlocked key."""
+    unlocking, signing with an unlocked key, and the key bound to a SAD
+    between authorisation and signature (`hsm_bridge.activation`)."""
 
     async def create_transport_key(self, transport_key_id: str) -> bytes: ...
 
@@ -46,6 +49,27 @@ class KeyCustody(Protocol):
         hash_alg: HashAlgorithm,
         scheme: SignatureScheme,
     ) -> list[bytes]: ...
+
+    async def bind_to_sad(
+        self, key: UnlockedKey, sad_id: str, token: bytes, expires_at: datetime
+    ) -> SadKey: ...
+
+    async def sign_with_sad(
+        self,
+        sad: SadKey,
+        token: bytes,
+        digests: Sequence[bytes],
+        hash_alg: HashAlgorithm,
+        scheme: SignatureScheme,
+    ) -> list[bytes]: ...
+
+    async def rebind_sad(
+        self, sad: SadKey, token: bytes, new_token: bytes, expires_at: datetime
+    ) -> SadKey: ...
+
+    async def destroy_sad_key(self, sad_id: str, expires_at: int) -> bool: ...
+
+    async def sweep_sad_keys(self, now: datetime) -> int: ...
 
 
 @runtime_checkable

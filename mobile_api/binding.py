@@ -92,7 +92,7 @@ class DeviceBinding:
         await self.factors.verify(cred, password_key, None, face_challenge_id, require_otp=False)
         await self.devices.revoke(owner.id, device_id, by="owner")
         await self.requests.end_pending(owner.id, "the device was revoked")
-        self.signing.end_authorizations(owner.id)
+        await self.signing.end_authorizations(owner.id)
 
     async def revoke_at_desk(
         self,
@@ -127,7 +127,7 @@ class DeviceBinding:
         for device in chosen:
             await self.devices.revoke(owner_id, device.id, by="desk", operator=checked)
         await self.requests.end_pending(owner_id, "the device was revoked at the desk")
-        self.signing.end_authorizations(owner_id)
+        await self.signing.end_authorizations(owner_id)
         ids = {d.id for d in chosen}
         return [d for d in await self.devices.of_owner(owner_id) if d.id in ids]
 

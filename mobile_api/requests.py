@@ -23,9 +23,11 @@ signature. Revoking a device ends its owner's pending requests at once.
 A CSC client can drive the same approval (`authorize_on_phone`, behind
 `credentials/authorize` answering 202): the request carries the client's
 hashes (origin `csc`), the phone approves it as any other, and the approval
-issues a SAD for exactly those hashes instead of signing. The SAD waits in
-this process for the client's `credentials/authorizeCheck`
-(`collect_authorization`), which takes it once.
+issues a SAD for exactly those hashes instead of signing. The SAD waits for
+the client's `credentials/authorizeCheck`
+(`collect_authorization`), which takes it once. Until then it waits on the
+request's row sealed under the HSM's `credential` sealing key (bound to the
+request id), so any process can hand it out and the row alone gives nothing.
 """
 
 from __future__ import annotations
@@ -56,9 +58,15 @@ from cloudsign.errors import (
 )
 from cloudsign.events import EventType, append_event
 from cloudsign.guard import Guard, Limits
-from cloudsign.signing import Authorization, DocumentRequest, FactorCheck, SigningService
+from cloudsign.signing import (
+    Authorization,
+    DocumentRequest,
+    FactorCheck,
+    SadError,
+    SigningService,
+)
 from cloudsign.storage import Database
-from hsm_bridge import KeyedHasher, TransportMessage, UnlockedKey, hash_algorithm
+from hsm_bridge import KeyedHasher, Sealer, TransportMessage, UnlockedKey, hash_algorithm
 from mobile_api import codes
 from mobile_api.devices import DeviceService, approval_purpose
 from mobile_api.push import PushService
@@ -146,6 +154,7 @@ class SigningRequests:
         self,
         db: Database,
         hasher: KeyedHasher,
+        sealer: Sealer,
         credentials: CredentialService,
         signing: SigningService,
         factors: FactorCheck,
@@ -168,14 +177,13 @@ class SigningRequests:
         self.push: PushService | None = None
         self.db = db
         self.hasher = hasher
+        self.sealer = sealer
         self.credentials = credentials
         self.signing = signing
         self.factors = factors
         self.devices = devices
         self.settings = settings
         self.clock = clock
-        #: SADs of approved CSC authorisations, by request, until the client takes them.
-        self._authorized: dict[str, tuple[str, Authorization]] = {}
 
     # -- the requester's side -----------------------------------------------------------
 
@@ -280,14 +288,36 @@ class SigningRequests:
     async def collect_authorization(
         self, owner_id: str, request_id: str
     ) -> tuple[SigningRequest, tuple[str, Authorization] | None]:
-        """The request, and once it is approved its SAD (given out once)."""
+        """The request, and once it is approved its SAD (given out once, by
+        whichever process the client reaches)."""
         req = await self.get(owner_id, request_id)
         if req.origin != "csc":
             raise NotFoundError("no such authorisation")
-        now = self.clock()
-        for key in [k for k, (_s, a) in self._authorized.items() if a.expires_at <= now]:
-            del self._authorized[key]
-        return req, self._authorized.pop(req.id, None) if req.status == "approved" else None
+        if req.status != "approved" or req.credential_id is None:
+            return req, None
+        async with self.db.transaction() as conn:
+            sealed = (
+                await conn.execute(
+                    select(signing_requests.c.sealed_sad).where(signing_requests.c.id == req.id)
+                )
+            ).scalar()
+            if sealed is None:
+                return req, None
+            taken = await conn.execute(
+                update(signing_requests)
+                .where(signing_requests.c.id == req.id, signing_requests.c.sealed_sad == sealed)
+                .values(sealed_sad=None)
+            )
+            if taken.rowcount != 1:
+                return req, None
+        sad = (await self.sealer.unseal("credential", sealed, _sad_aad(req.id))).decode()
+        try:
+            auth = await self.signing.sads.find(
+                sad, owner_id=owner_id, credential_id=req.credential_id
+            )
+        except SadError:
+            return req, None  # expired before it was collected
+        return req, (sad, auth)
 
     async def create_scanned(
         self,
@@ -582,7 +612,7 @@ class SigningRequests:
             )
         try:
             if req.origin == "csc":
-                self._authorized[req.id] = self.signing.issue_sad(
+                sad, _auth = await self.signing.issue_sad(
                     cred,
                     req.hashes,
                     hash_algorithm("sha256"),
@@ -590,6 +620,13 @@ class SigningRequests:
                     ("face", "device", "password"),
                     req.display_text,
                 )
+                sealed = await self.sealer.seal("credential", sad.encode(), _sad_aad(req.id))
+                async with self.db.transaction() as conn:
+                    await conn.execute(
+                        update(signing_requests)
+                        .where(signing_requests.c.id == req.id)
+                        .values(sealed_sad=sealed)
+                    )
             else:
                 await self._sign(owner.id, req, cred, unlocked)
         except Exception as e:
@@ -615,7 +652,7 @@ class SigningRequests:
         self, owner_id: str, req: SigningRequest, cred: Credential, unlocked: UnlockedKey
     ) -> None:
         sha256 = hash_algorithm("sha256")
-        sad, _auth = self.signing.issue_sad(
+        sad, _auth = await self.signing.issue_sad(
             cred, req.hashes, sha256, unlocked, ("face", "device", "password"), req.display_text
         )
         for doc in req.documents:
@@ -919,3 +956,7 @@ def _short(text: str) -> str:
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
+
+
+def _sad_aad(request_id: str) -> bytes:
+    return b"cloudsign/sad-pickup/v1\x00" + request_id.encode()

@@ -107,6 +107,9 @@ signing_requests = Table(
     Column("device_id", String(36), ForeignKey("devices.id")),
     Column("failed_approvals", Integer, nullable=False, server_default="0"),
     Column("error", String(200)),
+    # A CSC phone approval's SAD, sealed under the HSM until the client's
+    # authorizeCheck takes it (once); any process can hand it out.
+    Column("sealed_sad", LargeBinary),
     CheckConstraint(
         "status IN ('pending', 'signing', 'approved', 'declined', 'expired', 'failed', "
         "'withdrawn')",

@@ -5,7 +5,7 @@ and the citizen API and CSC API over them."""
 from cloudsign.signing.cabinet import Cabinet, SignedDocument, StoredSignature
 from cloudsign.signing.cms import DocumentWorker
 from cloudsign.signing.factors import FactorCheck
-from cloudsign.signing.sad import Authorization, SadError, SadStore
+from cloudsign.signing.sad import Authorization, Grant, SadError, SadStore
 from cloudsign.signing.service import (
     AUTH_EXPRESSION,
     AuthorizeRequest,
@@ -21,6 +21,7 @@ __all__ = [
     "DocumentRequest",
     "DocumentWorker",
     "FactorCheck",
+    "Grant",
     "SadError",
     "SadStore",
     "SignedDocument",

@@ -34,7 +34,7 @@ from pyhanko_certvalidator.fetchers.aiohttp_fetchers import AIOHttpFetcherBacken
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from cloudsign.errors import ServiceUnavailableError, ValidationError
-from hsm_bridge import KeyCustody, SignatureScheme, UnlockedKey, hash_algorithm
+from hsm_bridge import HashAlgorithm, SignatureScheme, hash_algorithm
 
 T = TypeVar("T")
 
@@ -54,20 +54,25 @@ _BROKEN_PDF: Final = (
 )
 
 
+#: Signs one digest with the owner key in the HSM (under a SAD).
+DigestSigner = Callable[[bytes, HashAlgorithm, SignatureScheme], Awaitable[bytes]]
+
+
 class HsmOwnerSigner(signers.Signer):
-    """pyHanko signer whose private key is the unlocked owner key in the HSM."""
+    """pyHanko signer whose private key is the owner key in the HSM, reached
+    through `sign` (the SAD's binding, signing.sad)."""
 
     def __init__(
         self,
-        bridge: KeyCustody,
-        key: UnlockedKey,
+        sign: DigestSigner,
+        credential_id: str,
         certificate: x509.Certificate,
         chain: Sequence[x509.Certificate],
         *,
         prefer_pss: bool = False,
     ) -> None:
-        self._bridge = bridge
-        self._key = key
+        self._sign = sign
+        self._credential_id = credential_id
         super().__init__(
             signing_cert=certificate,
             cert_registry=SimpleCertificateStore.from_certs(list(chain)),  # type: ignore[no-untyped-call]
@@ -75,7 +80,7 @@ class HsmOwnerSigner(signers.Signer):
         )
 
     def __repr__(self) -> str:
-        return f"HsmOwnerSigner(credential={self._key.credential_id!r})"
+        return f"HsmOwnerSigner(credential={self._credential_id!r})"
 
     async def async_sign_raw(
         self, data: bytes, digest_algorithm: str, dry_run: bool = False
@@ -92,8 +97,7 @@ class HsmOwnerSigner(signers.Signer):
             scheme = SignatureScheme.RSA_PSS
         else:
             scheme = SignatureScheme.RSA_PKCS1V15
-        (signature,) = await self._bridge.sign_with_unlocked(self._key, [digest], h, scheme)
-        return signature
+        return await self._sign(digest, h, scheme)
 
 
 @dataclass(frozen=True)

@@ -311,7 +311,7 @@ async def extend_transaction(request: web.Request) -> web.Response:
     _version(request)
     owner = await current_owner(request)
     body = await read_json(request)
-    sad, auth = request.app[SIGNING].extend(
+    sad, auth = await request.app[SIGNING].extend(
         owner.id, _credential_id(body), body.optional_text("SAD", max_len=MAX_SAD_CHARS)
     )
     return web.json_response(

@@ -39,10 +39,17 @@ from cloudsign.signing.cms import (
     pades,
 )
 from cloudsign.signing.factors import FactorCheck
-from cloudsign.signing.sad import Authorization, SadStore, new_authorization_id
+from cloudsign.signing.sad import Authorization, Grant, SadStore
 from cloudsign.signing.tables import signed_documents
 from cloudsign.storage import Database
-from hsm_bridge import HashAlgorithm, KeyCustody, TransportMessage, UnlockedKey, hash_algorithm
+from hsm_bridge import (
+    HashAlgorithm,
+    KeyCustody,
+    SignatureScheme,
+    TransportMessage,
+    UnlockedKey,
+    hash_algorithm,
+)
 
 #: The factors of every authorisation (SCAL2): the auth expression names them.
 #: App users present a bound device's assertion in place of the code.
@@ -106,7 +113,7 @@ class SigningService:
         self.documents = documents
         self.settings = settings
         self.clock = clock
-        self.sads = SadStore(clock=clock)
+        self.sads = SadStore(db, custody, clock=clock)
 
     # -- authorisation ----------------------------------------------------------
 
@@ -120,7 +127,7 @@ class SigningService:
                 "numSignatures must equal the number of hashes", field="numSignatures"
             )
         unlocked = await self.factors.verify(cred, req.password_key, req.otp, req.face_challenge_id)
-        return self.issue_sad(
+        return await self.issue_sad(
             cred, hashes, req.hash_alg, unlocked, factors_of(req.otp), req.description
         )
 
@@ -140,7 +147,7 @@ class SigningService:
         if any(len(h) not in sizes for h in hashes):
             raise ValidationError("a hash has the wrong length for its algorithm", field="hash")
 
-    def issue_sad(
+    async def issue_sad(
         self,
         cred: Credential,
         hashes: list[bytes],
@@ -151,23 +158,18 @@ class SigningService:
     ) -> tuple[str, Authorization]:
         """A SAD for exactly `hashes`, once the caller has checked every
         factor and holds the key they opened (signing requests approved on
-        a phone come through here)."""
-        now = self.clock()
-        auth = Authorization(
-            id=new_authorization_id(),
+        a phone come through here). The key is bound to the SAD in the HSM
+        (`SadStore.issue`): from here on only the SAD's holder can use it."""
+        grant = Grant(
             owner_id=cred.owner_id,
             credential_id=cred.id,
             certificate_serial=cred.certificate_serial,
             hash_alg=hash_alg,
-            hashes=frozenset(hashes),
-            num_signatures=len(hashes),
+            hashes=hashes,
             factors=factors,
-            unlocked=unlocked,
-            created_at=now,
-            expires_at=now + self.settings.sad_ttl,
             description=description,
         )
-        return self.sads.issue(auth), auth
+        return await self.sads.issue(grant, unlocked, self.settings.sad_ttl)
 
     async def verify_factors(
         self,
@@ -180,16 +182,16 @@ class SigningService:
         (the owner's revocation)."""
         return await self.factors.verify(cred, password_key, otp, face_challenge_id)
 
-    def end_authorizations(self, owner_id: str) -> int:
+    async def end_authorizations(self, owner_id: str) -> int:
         """The owner's live SADs die now (a possession factor was revoked)."""
-        return self.sads.revoke_owner(owner_id)
+        return await self.sads.revoke_owner(owner_id)
 
-    def extend(
+    async def extend(
         self, owner_id: str, credential_id: str | None, sad: str | None
     ) -> tuple[str, Authorization]:
         if not credential_id:
             raise ValidationError("credentialID is required", field="credentialID")
-        return self.sads.extend(
+        return await self.sads.extend(
             sad, owner_id=owner_id, credential_id=credential_id, ttl=self.settings.sad_ttl
         )
 
@@ -210,7 +212,7 @@ class SigningService:
         scheme = scheme_for(cred.algorithm, sign_algo, hash_alg, sign_algo_params)
         if not hashes:
             raise ValidationError("no hash to sign", field="hash")
-        auth = self.sads.reserve(
+        auth = await self.sads.reserve(
             sad, owner_id=owner_id, credential_id=cred.id, hashes=hashes, hash_alg=hash_alg
         )
         try:
@@ -219,12 +221,13 @@ class SigningService:
                 cred,
                 hash_alg,
                 [(h, "raw", auth.description) for h in hashes],
-                self.custody.sign_with_unlocked(auth.unlocked, hashes, hash_alg, scheme),
+                self.sads.sign(auth, sad, hashes, hash_alg, scheme),
                 overlap=True,
             )
         except BaseException:
-            self.sads.release(auth, hashes)
+            await asyncio.shield(self.sads.release(auth, hashes))
             raise
+        await self.sads.finish_if_used(auth)
         return signatures
 
     async def sign_document(self, owner_id: str, req: DocumentRequest) -> tuple[str, bytes]:
@@ -248,10 +251,17 @@ class SigningService:
         cred = await self.credentials.active(owner_id, req.credential_id)
         _check_good(cred)
         h = hash_algorithm("sha256")
-        auth = self.sads.reserve(
+        auth = await self.sads.reserve(
             req.sad, owner_id=owner_id, credential_id=cred.id, hashes=[digest], hash_alg=h
         )
-        signer = HsmOwnerSigner(self.custody, auth.unlocked, cred.certificate, self.ca.chain)
+        sad = req.sad
+
+        async def sign_one(one: bytes, hash_alg: HashAlgorithm, scheme: SignatureScheme) -> bytes:
+            # pyHanko hashes the signed attributes; the SAD covers the document.
+            (signature,) = await self.sads.sign(auth, sad, [one], hash_alg, scheme)
+            return signature
+
+        signer = HsmOwnerSigner(sign_one, cred.id, cred.certificate, self.ca.chain)
         services = LevelServices(
             tsa_url=self.ca.profile.urls.tsa,
             trust_roots=(self.ca.root,),
@@ -280,8 +290,9 @@ class SigningService:
                 auth, cred, h, [(digest, req.signature_format, req.name)], produce(), overlap=False
             )
         except BaseException:
-            self.sads.release(auth, [digest])
+            await asyncio.shield(self.sads.release(auth, [digest]))
             raise
+        await self.sads.finish_if_used(auth)
         return doc_id, output
 
     async def _sign_and_record(
@@ -329,6 +340,7 @@ class SigningService:
                         for doc_id, (digest, fmt, _name) in zip(ids, items, strict=True)
                     ],
                 )
+                await self.sads.mark_signed(conn, auth, [digest for digest, _f, _n in items])
                 outputs = await task
                 await conn.execute(
                     insert(signed_documents),

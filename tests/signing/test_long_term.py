@@ -20,9 +20,10 @@ from pyhanko.sign.validation import DocumentSecurityStore, async_validate_pdf_si
 from pyhanko_certvalidator import ValidationContext
 from pyhanko_certvalidator.fetchers.aiohttp_fetchers import AIOHttpFetcherBackend
 
-from cloudsign.appkeys import CA, HSM, SIGNING
+from cloudsign.appkeys import CA, SIGNING
 from cloudsign.signing.cms import HsmOwnerSigner, LevelServices, pades
 from device_client.client import ApiError, CloudsignClient
+from hsm_bridge import HashAlgorithm, SignatureScheme
 from tests.helpers import enrolled, passed_face_check
 from tests.pdfs import simple_pdf
 from tests.signing.test_signing import openssl_cms_verify
@@ -89,9 +90,8 @@ async def test_signature_before_revocation_holds_and_after_does_not(
         cred,
         [hashlib.sha256(before_pdf).digest(), hashlib.sha256(after_pdf).digest()],
     )
-    auth = next(
-        a for a in app[SIGNING].sads._by_digest.values() if a.credential_id == cred["credential_id"]
-    )
+    sads = app[SIGNING].sads
+    auth = await sads.find(sad, owner_id=client.owner_id, credential_id=cred["credential_id"])
     async with client.session.post(
         f"{client.base_url}/api/v1/me/credentials/{cred['credential_id']}/sign-document",
         json={
@@ -130,7 +130,14 @@ async def test_signature_before_revocation_holds_and_after_does_not(
 
     # A key used anyway after the revocation (as a thief would): time-stamped later.
     services = LevelServices(f"{client.base_url}/tsa", (root,), (issuing,))
-    thief = HsmOwnerSigner(app[HSM], auth.unlocked, _cert(cred["certificate"]), app[CA].chain)
+
+    async def sign_anyway(digest: bytes, h: HashAlgorithm, scheme: SignatureScheme) -> bytes:
+        (signature,) = await sads.sign(auth, sad, [digest], h, scheme)
+        return signature
+
+    thief = HsmOwnerSigner(
+        sign_anyway, auth.credential_id, _cert(cred["certificate"]), app[CA].chain
+    )
     after = await pades(thief, after_pdf, session=http, level="T", services=services)
 
     # Each is judged at the time its time-stamp proves, against this

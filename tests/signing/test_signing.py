@@ -25,9 +25,10 @@ from pyhanko.sign.signers.csc_signer import (
 )
 from pyhanko.sign.validation import async_validate_pdf_signature
 from pyhanko_certvalidator import ValidationContext
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from cloudsign.appkeys import DATABASE, SIGNING
+from cloudsign.appkeys import DATABASE
+from cloudsign.signing.tables import sads
 from cloudsign.storage.schema import events
 from device_client.client import ApiError, CloudsignClient
 from device_client.csc_auth import CloudsignAuthorizationManager
@@ -340,9 +341,12 @@ async def test_expired_sad_is_refused(client: CloudsignClient, app: Any) -> None
     totp, cred = await enrolled(client)
     digest = os.urandom(32)
     sad = await _sad(client, totp, cred, [digest])
-    for auth in app[SIGNING].sads._by_digest.values():
-        if auth.credential_id == cred["credential_id"]:
-            auth.expires_at = datetime.now(UTC) - timedelta(seconds=1)
+    async with app[DATABASE].transaction() as conn:
+        await conn.execute(
+            update(sads)
+            .where(sads.c.credential_id == cred["credential_id"])
+            .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
     with pytest.raises(ApiError) as err:
         await client.sign_hashes(cred["credential_id"], sad, [digest])
     assert err.value.code == "invalid_sad"

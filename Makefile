@@ -5,8 +5,10 @@
 setup:
 	@scripts/setup.sh
 
+# The embedded defaults (anvil, SoftHSM2, a generated PIN, http) are a
+# development instance: `cloudsign serve` refuses them unless told so.
 run: setup
-	.venv/bin/cloudsign serve
+	CLOUDSIGN_DEVELOPMENT=true .venv/bin/cloudsign serve
 
 lint: setup
 	.venv/bin/ruff check .

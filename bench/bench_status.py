@@ -96,6 +96,7 @@ def serve(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
         CLOUDSIGN_OPERATOR_TOKEN=TOKEN,
         CLOUDSIGN_AUDIT_BACKGROUND_TASKS="false",
         CLOUDSIGN_FACE_WORKERS="1",
+        CLOUDSIGN_DEVELOPMENT="true",
     )
     return subprocess.Popen(
         [sys.executable, "-m", "cloudsign.cli", "--data-dir", str(data_dir), "serve"],

@@ -50,8 +50,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from cloudsign.web.logs import SafeAccessLogger, access_logger, configure_logging
 
     settings = _settings(args)
+    refusals = settings.production_refusals()
+    if refusals and not settings.development:
+        print(
+            "cloudsign serve: refusing to start a development instance outside "
+            "development mode:\n"
+            + "".join(f"  - {r}\n" for r in refusals)
+            + "configure production parts, or set development = true "
+            f"({ENV_PREFIX}DEVELOPMENT=true; `make run` does) for a development instance",
+            file=sys.stderr,
+        )
+        return 2
     configure_logging(settings.log_format)
-    logging.getLogger("cloudsign").info("settings: %s", json.dumps(settings.describe()))
+    log = logging.getLogger("cloudsign")
+    if refusals:
+        log.warning("development mode: %s", "; ".join(refusals))
+    log.info("settings: %s", json.dumps(settings.describe()))
     web.run_app(
         create_app(settings),
         host=settings.host,

@@ -183,6 +183,10 @@ class StatusSettings:
 class Settings:
     # where the embedded parts keep their state
     data_dir: Path = Path("data")
+    # development mode: `cloudsign serve` accepts the embedded anvil, a SoftHSM2
+    # token, the PIN it generated itself and a plain-http public URL (`make run`
+    # and the tests turn it on); off, it refuses each (`production_refusals`)
+    development: bool = False
     # HTTP
     host: str = "127.0.0.1"
     port: int = 8080
@@ -528,6 +532,24 @@ class Settings:
     @property
     def uses_embedded_hsm(self) -> bool:
         return not self.hsm_module
+
+    def production_refusals(self) -> list[str]:
+        """Why this configuration is a development instance; empty when it is
+        fit for production. `cloudsign serve` refuses to start on any of
+        these unless `development` is on."""
+        reasons = []
+        if not self.chain_rpc_url:
+            reasons.append("chain_rpc_url is empty: the embedded anvil is a development chain")
+        if self.uses_embedded_hsm or "softhsm" in Path(self.hsm_module).name.lower():
+            reasons.append("the HSM is SoftHSM2 (hsm_module): a development token in files")
+        if self.hsm_pin is None and not self.hsm_pin_file:
+            reasons.append(
+                "the HSM PIN is the one the service generated into its data dir "
+                "(set hsm_pin_file or CLOUDSIGN_HSM_PIN to the token's own PIN)"
+            )
+        if not self.effective_public_url.startswith("https://"):
+            reasons.append("public_url is not https")
+        return reasons
 
     @property
     def effective_pin_file(self) -> Path:

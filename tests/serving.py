@@ -35,6 +35,8 @@ def serve(data_dir: Path, port: int, **env: str) -> subprocess.Popen[bytes]:
                 "CLOUDSIGN_CHAIN_ANVIL_PORT": "0",
                 # Any free port: tests run several servers at once.
                 "CLOUDSIGN_OPERATOR_PORT": "0",
+                # Embedded anvil, SoftHSM2 and a generated PIN: a development instance.
+                "CLOUDSIGN_DEVELOPMENT": "true",
                 **env,
             }
         ),

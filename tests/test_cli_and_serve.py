@@ -112,3 +112,42 @@ def test_config_command_hides_the_pin(tmp_path: Path) -> None:
         check=False,
     )
     assert bad.returncode == 2 and "CLOUDSIGN_NOPE" in bad.stderr
+
+
+def test_serve_refuses_a_development_instance_outside_development_mode(tmp_path: Path) -> None:
+    """The embedded defaults are a development instance: without
+    development mode `cloudsign serve` names every reason and stops before
+    it initialises anything."""
+    data = tmp_path / "data"
+    proc = subprocess.run(
+        [*CLI, "--data-dir", str(data), "serve"],
+        cwd=REPO,
+        env=clean_env(CLOUDSIGN_PORT=str(free_port())),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    for reason in ("embedded anvil", "SoftHSM2", "generated into its data dir", "not https"):
+        assert reason in proc.stderr
+    assert "CLOUDSIGN_DEVELOPMENT=true" in proc.stderr
+    assert not data.exists()
+
+
+def test_production_refusals_name_what_is_left(tmp_path: Path) -> None:
+    from cloudsign.settings import load_settings
+
+    production = {
+        "chain_rpc_url": "https://chain.example.kz/rpc",
+        "hsm_module": "/opt/nfast/toolkits/pkcs11/libcknfast.so",
+        "hsm_pin_file": str(tmp_path / "pin"),
+        "public_url": "https://sign.example.kz",
+    }
+    assert load_settings(env={}, data_dir=tmp_path, **production).production_refusals() == []
+    softhsm = {**production, "hsm_module": "/usr/lib/softhsm/libsofthsm2.so"}
+    (only,) = load_settings(env={}, data_dir=tmp_path, **softhsm).production_refusals()
+    assert "SoftHSM2" in only
+    plain = {**production, "public_url": "http://sign.example.kz"}
+    assert load_settings(env={}, data_dir=tmp_path, **plain).production_refusals() == [
+        "public_url is not https"
+    ]

@@ -4,7 +4,12 @@ are issued by the issuing CA, kept as PEM in `<data_dir>/pki/` and entered
 in the certificate registry like any other certificate.
 
 Created on first start; re-issued (same HSM key) when missing or within
-`RENEW_BEFORE` of expiry.
+`RENEW_BEFORE` of expiry, at start-up and while the service runs: the
+leader re-issues (`ensure_service_identity`, checked every
+`RENEW_CHECK_INTERVAL`), and every process takes up the newest registered
+certificate of its key (`registered_service_certificate`), so a renewal
+made by one process reaches the others' OCSP answers and time-stamps
+without a restart, on any machine sharing the database.
 """
 
 from __future__ import annotations
@@ -18,12 +23,14 @@ from pathlib import Path
 from typing import Any, Final
 
 from asn1crypto import keys, pem, x509
+from sqlalchemy import select
 
 from cloudsign.ca import (
     BACKDATE,
     CertificateAuthority,
     HsmKeySigner,
     build_certificate,
+    certificates,
     is_registered,
     new_serial,
     register,
@@ -35,6 +42,9 @@ from hsm_bridge import ServiceKeys
 
 SERVICE_CERT_VALIDITY: Final = timedelta(days=365)
 RENEW_BEFORE: Final = timedelta(days=30)
+#: How often the leader checks whether a certificate is due, and every
+#: process looks for a newer registered one.
+RENEW_CHECK_INTERVAL: Final = timedelta(hours=1)
 
 
 class ServiceRole(enum.StrEnum):
@@ -195,3 +205,36 @@ async def _register(db: Database, role: ServiceRole, cert: x509.Certificate, now
         if await is_registered(conn, serial):
             return
         await register(conn, cert, at=now, service=role.value)
+
+
+async def registered_service_certificate(
+    role: ServiceRole,
+    bridge: ServiceKeys,
+    ca: CertificateAuthority,
+    db: Database,
+    *,
+    now: datetime,
+) -> x509.Certificate | None:
+    """The newest good certificate in the registry for the role's HSM key,
+    issued by the issuing CA and valid now (what another process renewed)."""
+    spki_der = await bridge.public_key_info(role.label, ca.profile.algorithm)
+    async with db.read() as conn:
+        rows = await conn.execute(
+            select(certificates.c.der)
+            .where(
+                certificates.c.owner_id.is_(None),
+                certificates.c.credential_id.is_(None),
+                certificates.c.status == "good",
+                certificates.c.not_before <= now,
+                certificates.c.not_after > now,
+            )
+            .order_by(certificates.c.not_after.desc(), certificates.c.not_before.desc())
+        )
+        for (der,) in rows:
+            cert = x509.Certificate.load(bytes(der))
+            if (
+                cert.public_key.dump() == spki_der
+                and cert.issuer.dump() == ca.issuing.subject.dump()
+            ):
+                return cert
+    return None

@@ -124,18 +124,9 @@ class OcspResponder:
     ) -> None:
         self.db = db
         self.issuer = issuer
-        self.identity = identity
         self.validity = validity
         self.clock = clock
-        # Encoded once and re-loaded: asn1crypto re-encodes a constructed
-        # structure on every dump, a loaded one not.
-        certs = ocsp.Certificates([identity.certificate, *extra_certs])
-        self._certs = ocsp.Certificates.load(certs.dump())
-        self._responder_id = ocsp.ResponderId.load(
-            ocsp.ResponderId(
-                name="by_key", value=key_identifier(identity.certificate.public_key)
-            ).dump()
-        )
+        self._extra_certs = list(extra_certs)
         name_der = issuer.subject.dump()
         key_bits = bytes(issuer.public_key["public_key"].contents[1:])
         self._issuer_hashes = {
@@ -147,6 +138,22 @@ class OcspResponder:
         self._by_body: dict[bytes, bytes] = {}  # request DER -> cache key
         self._generation = 0
         self.stats = {"cache_hits": 0, "signed": 0, "malformed": 0}
+        self.use_identity(identity)
+
+    def use_identity(self, identity: ServiceIdentity) -> None:
+        """Sign with this certificate from now on (a renewal); cached
+        answers carrying the old one are dropped."""
+        self.identity = identity
+        # Encoded once and re-loaded: asn1crypto re-encodes a constructed
+        # structure on every dump, a loaded one not.
+        certs = ocsp.Certificates([identity.certificate, *self._extra_certs])
+        self._certs = ocsp.Certificates.load(certs.dump())
+        self._responder_id = ocsp.ResponderId.load(
+            ocsp.ResponderId(
+                name="by_key", value=key_identifier(identity.certificate.public_key)
+            ).dump()
+        )
+        self.clear_cache()
 
     # -- revocation listener ---------------------------------------------------
 
@@ -239,7 +246,7 @@ class OcspResponder:
                 {"extn_id": "nonce", "critical": False, "extn_value": request.nonce}
             ]
         tbs = ocsp.ResponseData(data)
-        signer = self.identity.signer
+        signer, certs = self.identity.signer, self._certs
         sig_alg = algos.SignedDigestAlgorithm({"algorithm": signer.signature_algorithm})
         signature = await signer.sign(tbs.dump())
         self.stats["signed"] += 1
@@ -254,7 +261,7 @@ class OcspResponder:
                                 "tbs_response_data": tbs,
                                 "signature_algorithm": sig_alg,
                                 "signature": signature,
-                                "certs": self._certs,
+                                "certs": certs,
                             }
                         ),
                     },

@@ -1,24 +1,36 @@
 """The status services as one value: built from their settings section,
 their published URLs, and the background work they run (CRL publication,
-the revocation watcher). The app's cleanup context (cloudsign/app.py)
-starts and stops them."""
+the revocation watcher, renewal of the OCSP and TSA certificates). The
+app's cleanup context (cloudsign/app.py) starts and stops them."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import logging
 from dataclasses import dataclass
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from cloudsign.ca import CertificateAuthority, PkiUrls
 from cloudsign.clock import Clock
 from cloudsign.settings import StatusSettings
-from cloudsign.status.certs import ServiceIdentity, ServiceRole, ensure_service_identity
+from cloudsign.status.certs import (
+    RENEW_CHECK_INTERVAL,
+    ServiceIdentity,
+    ServiceRole,
+    ensure_service_identity,
+    registered_service_certificate,
+)
 from cloudsign.status.crl import CrlPolicy, CrlPublisher
 from cloudsign.status.notices import NoticeService
 from cloudsign.status.ocsp import OcspResponder
 from cloudsign.status.revocation import RevocationService, RevocationWatcher
 from cloudsign.status.tsa import TimeStampAuthority, TsaConfig
 from cloudsign.storage import Database
-from hsm_bridge import ServiceKeys
+from hsm_bridge import HsmError, ServiceKeys
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -68,8 +80,18 @@ class StatusServices:
     ocsp: OcspResponder
     tsa: TimeStampAuthority
     notices: NoticeService
-    ocsp_identity: ServiceIdentity
-    tsa_identity: ServiceIdentity
+    db: Database
+    keys: ServiceKeys
+    ca: CertificateAuthority
+    clock: Clock
+
+    @property
+    def ocsp_identity(self) -> ServiceIdentity:
+        return self.ocsp.identity
+
+    @property
+    def tsa_identity(self) -> ServiceIdentity:
+        return self.tsa.identity
 
     @classmethod
     async def build(
@@ -118,9 +140,56 @@ class StatusServices:
                 chain=[ca.issuing],
             ),
             notices=NoticeService(db, clock=clock),
-            ocsp_identity=ocsp_identity,
-            tsa_identity=tsa_identity,
+            db=db,
+            keys=keys,
+            ca=ca,
+            clock=clock,
         )
+
+    async def refresh_identities(self, *, issue: bool) -> list[ServiceRole]:
+        """Renew what is due (`issue`: the leader only), then sign with the
+        newest registered certificate of each key. Returns the roles whose
+        certificate changed in this process."""
+        now = self.clock()
+        changed = []
+        for role, current in (
+            (ServiceRole.OCSP, self.ocsp.identity),
+            (ServiceRole.TSA, self.tsa.identity),
+        ):
+            if issue:
+                await ensure_service_identity(
+                    role, self.keys, self.ca, self.settings.pki_dir, self.db, now=now
+                )
+            newest = await registered_service_certificate(
+                role, self.keys, self.ca, self.db, now=now
+            )
+            held = current.certificate
+            if newest is None or (newest.not_valid_after, newest.not_valid_before) <= (
+                held.not_valid_after,
+                held.not_valid_before,
+            ):
+                continue
+            fresh = dataclasses.replace(current, certificate=newest)
+            if role is ServiceRole.OCSP:
+                self.ocsp.use_identity(fresh)
+            else:
+                self.tsa.use_identity(fresh)
+            log.info(
+                "%s certificate renewed: serial %x, valid until %s",
+                role.value,
+                newest.serial_number,
+                newest.not_valid_after.isoformat(),
+            )
+            changed.append(role)
+        return changed
+
+    async def _refresh_every(self, interval: float, *, issue: bool) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.refresh_identities(issue=issue)
+            except (HsmError, OSError, SQLAlchemyError) as e:
+                log.warning("service certificate renewal failed: %s", e)
 
     async def start_watching(self) -> list[asyncio.Task[None]]:
         """Every process: watch for revocations made elsewhere (the OCSP
@@ -130,10 +199,21 @@ class StatusServices:
         return [
             asyncio.create_task(self.crl.follow(), name="crl-follower"),
             asyncio.create_task(self.watcher.run(), name="revocation-watcher"),
+            asyncio.create_task(
+                self._refresh_every(RENEW_CHECK_INTERVAL.total_seconds() / 4, issue=False),
+                name="service-certificate-follower",
+            ),
         ]
 
     async def start_publishing(self) -> list[asyncio.Task[None]]:
         """The leader only (cloudsign/storage/leader.py): publish what is due
         at once (the URLs in certificates must resolve), then keep publishing."""
         await self.crl.tick()
-        return [asyncio.create_task(self.crl.run(), name="crl-publisher")]
+        await self.refresh_identities(issue=True)
+        return [
+            asyncio.create_task(self.crl.run(), name="crl-publisher"),
+            asyncio.create_task(
+                self._refresh_every(RENEW_CHECK_INTERVAL.total_seconds(), issue=True),
+                name="service-certificate-renewal",
+            ),
+        ]

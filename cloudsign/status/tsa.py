@@ -89,40 +89,20 @@ class TimeStampAuthority:
         chain: Iterable[x509.Certificate] = (),
         clock: Clock = _ns_now,
     ) -> None:
-        self.identity = identity
         self.config = config
         self.clock = clock
-        cert = identity.certificate
-        self._certs = [cert, *chain]
-        self._digest = identity.signer.hash_name
-        self._cert_hash = hashlib.new(self._digest, cert.dump()).digest()
-        self._tsa_name = x509.GeneralName(name="directory_name", value=cert.subject)
-        self._signing_cert_v2 = tsp.SigningCertificateV2(
-            {
-                "certs": [
-                    {
-                        "hash_algorithm": {"algorithm": self._digest},
-                        "cert_hash": self._cert_hash,
-                        "issuer_serial": {
-                            "issuer": [x509.GeneralName(name="directory_name", value=cert.issuer)],
-                            "serial_number": cert.serial_number,
-                        },
-                    }
-                ]
-            }
-        )
-        # Encoded once and re-loaded: asn1crypto re-encodes a constructed
-        # structure on every dump (milliseconds for these), a loaded one not.
-        self._cert_set = _frozen(
-            cms.CertificateSet(
-                [cms.CertificateChoices(name="certificate", value=c) for c in self._certs]
-            )
-        )
-        self._signing_cert_attr = _frozen(
-            cms.CMSAttribute({"type": "signing_certificate_v2", "values": [self._signing_cert_v2]})
-        )
-        self._tsa_name = _frozen(self._tsa_name)
+        self._chain = list(chain)
         self.issued = 0
+        self.use_identity(identity)
+
+    def use_identity(self, identity: ServiceIdentity) -> None:
+        """Time-stamp with this certificate from now on (a renewal). A token
+        being made meanwhile keeps the unit it started with."""
+        self._unit = _Unit.of(identity, self._chain)
+
+    @property
+    def identity(self) -> ServiceIdentity:
+        return self._unit.identity
 
     def parse(self, body: bytes) -> tsp.TimeStampReq:
         if not body or len(body) > MAX_REQUEST_BYTES:
@@ -168,6 +148,7 @@ class TimeStampAuthority:
         )
 
     async def _token(self, req: tsp.TimeStampReq) -> cms.ContentInfo:
+        unit = self._unit
         gen_time = self.clock()
         gen_time = gen_time.replace(microsecond=gen_time.microsecond // 1000 * 1000)
         info: dict[str, Any] = {
@@ -177,7 +158,7 @@ class TimeStampAuthority:
             "serial_number": new_token_serial(),
             "gen_time": gen_time,
             "accuracy": _accuracy(self.config.accuracy_ms),
-            "tsa": self._tsa_name,
+            "tsa": unit.tsa_name,
         }
         if req["nonce"].native is not None:
             info["nonce"] = req["nonce"].native
@@ -187,13 +168,13 @@ class TimeStampAuthority:
             [
                 {"type": "content_type", "values": ["tst_info"]},
                 {"type": "signing_time", "values": [_signing_time(gen_time)]},
-                {"type": "message_digest", "values": [hashlib.new(self._digest, content).digest()]},
-                self._signing_cert_attr,
+                {"type": "message_digest", "values": [hashlib.new(unit.digest, content).digest()]},
+                unit.signing_cert_attr,
             ]
         )
-        signer = self.identity.signer
+        signer = unit.identity.signer
         signature = await signer.sign(signed_attrs.dump())
-        cert = self.identity.certificate
+        cert = unit.identity.certificate
         signer_info = cms.SignerInfo(
             {
                 "version": "v1",
@@ -201,7 +182,7 @@ class TimeStampAuthority:
                     name="issuer_and_serial_number",
                     value={"issuer": cert.issuer, "serial_number": cert.serial_number},
                 ),
-                "digest_algorithm": {"algorithm": self._digest},
+                "digest_algorithm": {"algorithm": unit.digest},
                 "signed_attrs": signed_attrs,
                 "signature_algorithm": _signature_algorithm(signer.signature_algorithm),
                 "signature": signature,
@@ -209,7 +190,7 @@ class TimeStampAuthority:
         )
         signed_data: dict[str, Any] = {
             "version": "v3",
-            "digest_algorithms": [{"algorithm": self._digest}],
+            "digest_algorithms": [{"algorithm": unit.digest}],
             "encap_content_info": {
                 "content_type": "tst_info",
                 "content": core.ParsableOctetString(content),
@@ -217,10 +198,55 @@ class TimeStampAuthority:
             "signer_infos": [signer_info],
         }
         if req["cert_req"].native:
-            signed_data["certificates"] = self._cert_set
+            signed_data["certificates"] = unit.cert_set
         self.issued += 1
         return cms.ContentInfo(
             {"content_type": "signed_data", "content": cms.SignedData(signed_data)}
+        )
+
+
+@dataclass(frozen=True)
+class _Unit:
+    """What every token of one TSA certificate carries, encoded once."""
+
+    identity: ServiceIdentity
+    digest: str
+    tsa_name: x509.GeneralName
+    signing_cert_attr: cms.CMSAttribute
+    cert_set: cms.CertificateSet
+
+    @classmethod
+    def of(cls, identity: ServiceIdentity, chain: list[x509.Certificate]) -> _Unit:
+        cert = identity.certificate
+        digest = identity.signer.hash_name
+        signing_cert_v2 = tsp.SigningCertificateV2(
+            {
+                "certs": [
+                    {
+                        "hash_algorithm": {"algorithm": digest},
+                        "cert_hash": hashlib.new(digest, cert.dump()).digest(),
+                        "issuer_serial": {
+                            "issuer": [x509.GeneralName(name="directory_name", value=cert.issuer)],
+                            "serial_number": cert.serial_number,
+                        },
+                    }
+                ]
+            }
+        )
+        # Encoded once and re-loaded: asn1crypto re-encodes a constructed
+        # structure on every dump (milliseconds for these), a loaded one not.
+        return cls(
+            identity=identity,
+            digest=digest,
+            tsa_name=_frozen(x509.GeneralName(name="directory_name", value=cert.subject)),
+            signing_cert_attr=_frozen(
+                cms.CMSAttribute({"type": "signing_certificate_v2", "values": [signing_cert_v2]})
+            ),
+            cert_set=_frozen(
+                cms.CertificateSet(
+                    [cms.CertificateChoices(name="certificate", value=c) for c in [cert, *chain]]
+                )
+            ),
         )
 
 

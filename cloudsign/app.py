@@ -352,7 +352,7 @@ async def _operator_listener(app: web.Application) -> AsyncIterator[None]:
         operator_app, access_log_class=SafeAccessLogger, access_log=access_logger()
     )
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port)
+    site = web.TCPSite(runner, settings.host, settings.port, reuse_port=app[SETTINGS].reuse_port)
     await site.start()
     port = runner.addresses[0][1] if runner.addresses else settings.port
     app[OPERATOR_URL] = f"http://{settings.host}:{port}"

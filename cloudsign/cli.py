@@ -62,6 +62,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
         return 2
     configure_logging(settings.log_format)
+    workers = args.workers or settings.workers
+    if workers > 1 and not args.worker:
+        from cloudsign.workers import supervise
+
+        os.environ[f"{ENV_PREFIX}REUSE_PORT"] = "true"
+        return supervise(settings, workers, args.config)
     log = logging.getLogger("cloudsign")
     if refusals:
         log.warning("development mode: %s", "; ".join(refusals))
@@ -73,6 +79,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print=None,
         access_log=access_logger(),
         access_log_class=SafeAccessLogger,
+        reuse_port=settings.reuse_port,
     )
     return 0
 
@@ -145,7 +152,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("init", help="initialise the data dir (HSM token, CA, database)").set_defaults(
         fn=cmd_init
     )
-    sub.add_parser("serve", help="run the HTTP service").set_defaults(fn=cmd_serve)
+    serve = sub.add_parser("serve", help="run the HTTP service")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="service processes on this machine, sharing the port (settings: workers)",
+    )
+    serve.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    serve.set_defaults(fn=cmd_serve)
     sub.add_parser("config", help="print the effective settings (no secrets)").set_defaults(
         fn=cmd_config
     )

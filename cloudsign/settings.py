@@ -190,6 +190,11 @@ class Settings:
     # HTTP
     host: str = "127.0.0.1"
     port: int = 8080
+    # `cloudsign serve` processes on this machine (more than one needs PostgreSQL)
+    workers: int = 1
+    # listen with SO_REUSEPORT, so several processes share the ports (the
+    # workers of `serve --workers` do)
+    reuse_port: bool = False
     public_url: str = ""  # default http://host:port; goes into certificates
     max_body_bytes: int = 1 << 20
     log_format: str = "json"  # `cloudsign serve`'s log lines: json or text
@@ -289,6 +294,7 @@ class Settings:
 
     def __post_init__(self) -> None:
         _check(1 <= self.port <= 65535, "port must be 1..65535")
+        _check(1 <= self.workers <= 64, "workers must be 1..64")
         _check(self.max_body_bytes >= 1024, "max_body_bytes must be at least 1024")
         _check(self.log_format in ("json", "text"), "log_format must be json or text")
         _check(self.argon2_time_cost >= 1, "argon2_time_cost must be at least 1")

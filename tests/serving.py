@@ -25,9 +25,15 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def serve(data_dir: Path, port: int, **env: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [*CLI, "--data-dir", str(data_dir), "serve"],
+def serve(
+    data_dir: Path, port: int, *args: str, log: Path | None = None, **env: str
+) -> subprocess.Popen[bytes]:
+    """`cloudsign serve` (with `args`, e.g. `--workers 2`); its output is
+    kept for `stop`, or written to `log` (a busy server whose output nobody
+    reads until the end must not fill a pipe)."""
+    out = open(log, "ab") if log is not None else subprocess.PIPE  # noqa: SIM115
+    proc = subprocess.Popen(
+        [*CLI, "--data-dir", str(data_dir), "serve", *args],
         cwd=REPO,
         env=clean_env(
             **{
@@ -40,9 +46,12 @@ def serve(data_dir: Path, port: int, **env: str) -> subprocess.Popen[bytes]:
                 **env,
             }
         ),
-        stdout=subprocess.PIPE,
+        stdout=out,
         stderr=subprocess.STDOUT,
     )
+    if not isinstance(out, int):
+        out.close()  # the child has its own copy
+    return proc
 
 
 def wait_ready(proc: subprocess.Popen[bytes], port: int, timeout: float = 90) -> None:
@@ -69,4 +78,4 @@ def stop(proc: subprocess.Popen[bytes]) -> str:
     except subprocess.TimeoutExpired:
         proc.kill()
         out, _ = proc.communicate()
-    return out.decode()
+    return out.decode() if out else ""

@@ -151,3 +151,16 @@ def test_production_refusals_name_what_is_left(tmp_path: Path) -> None:
     assert load_settings(env={}, data_dir=tmp_path, **plain).production_refusals() == [
         "public_url is not https"
     ]
+
+
+def test_more_workers_need_postgresql(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [*CLI, "--data-dir", str(tmp_path / "data"), "serve", "--workers", "2"],
+        cwd=REPO,
+        env=clean_env(CLOUDSIGN_PORT=str(free_port()), CLOUDSIGN_DEVELOPMENT="true"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "needs PostgreSQL" in proc.stderr

@@ -21,6 +21,7 @@ from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
 from biometrics import FaceWorkerPool
+from cloudsign import __version__
 from cloudsign.accounts import AccountService
 from cloudsign.accounts import api as accounts_api
 from cloudsign.appkeys import (
@@ -94,7 +95,7 @@ from cloudsign.status import api as status_api
 from cloudsign.storage import Database
 from cloudsign.storage.leader import Leadership
 from cloudsign.tasks import stop_tasks
-from cloudsign.web import health, metrics
+from cloudsign.web import health, metrics, openapi
 from cloudsign.web.caching import no_store_middleware
 from cloudsign.web.client import client_address_middleware
 from cloudsign.web.health import Probe
@@ -106,6 +107,7 @@ from cloudsign.web.logs import (
     request_id_middleware,
 )
 from cloudsign.web.metrics import Metrics, metrics_middleware
+from cloudsign.web.openapi import OPENAPI_DOCUMENT
 from cloudsign.web.problems import problem_middleware
 from cloudsign.web.proxies import forwarded_middleware, install_hsts
 from hsm_bridge import HsmBridge, HsmError
@@ -346,6 +348,12 @@ async def _operator_listener(app: web.Application) -> AsyncIterator[None]:
     install_request_ids(operator_app)
     for key, value in app.items():
         operator_app[key] = value
+    operator_app[OPENAPI_DOCUMENT] = openapi.build_openapi(
+        OPERATOR_ROUTES,
+        title="cloudsign operators",
+        version=__version__,
+        server="/",  # wherever the staff network reaches the listener
+    )
     for routes in OPERATOR_ROUTES:
         operator_app.add_routes(routes)
     runner = web.AppRunner(
@@ -474,6 +482,7 @@ CLEANUP_CONTEXTS: Final[list[CleanupContext]] = [
 ROUTES: Final[list[web.RouteTableDef]] = [
     health.routes,
     metrics.routes,
+    openapi.routes,
     accounts_api.routes,
     proofing_api.routes,
     lifecycle_api.routes,
@@ -493,6 +502,7 @@ ROUTES: Final[list[web.RouteTableDef]] = [
 OPERATOR_ROUTES: Final[list[web.RouteTableDef]] = [
     health.routes,
     metrics.routes,
+    openapi.operator_routes,
     operators_api.operator_routes,
     proofing_api.operator_routes,
     status_api.operator_routes,
@@ -535,4 +545,7 @@ def create_app(settings: Settings) -> web.Application:
     app.on_startup.append(_pin_interpreter)
     for routes in ROUTES:
         app.add_routes(routes)
+    app[OPENAPI_DOCUMENT] = openapi.build_openapi(
+        ROUTES, title="cloudsign", version=__version__, server=settings.effective_public_url
+    )
     return app

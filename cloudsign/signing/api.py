@@ -19,6 +19,7 @@ from cloudsign.signing.cabinet import SignedDocument
 from cloudsign.signing.service import AuthorizeRequest, DocumentRequest
 from cloudsign.web.body import read_json
 from cloudsign.web.inputs import Fields
+from cloudsign.web.openapi import described
 from cloudsign.web.params import path_id, query_text
 from hsm_bridge import HashAlgorithm, UnsupportedAlgorithmError, hash_algorithm
 
@@ -51,7 +52,40 @@ def hashes_field(body: Fields, key: str, max_items: int) -> list[bytes]:
 # -- authorise and sign ---------------------------------------------------------
 
 
+_B64 = {"type": "string", "pattern": "^[A-Za-z0-9+/]{43}=$"}  # a SHA-256 in base64
+_BASE64 = {"type": "string", "pattern": "^[A-Za-z0-9+/]*={0,2}$", "maxLength": 400}
+_HASHES = {"type": "array", "items": _B64, "minItems": 1, "maxItems": 8}
+_HASH_ALGORITHM = {"type": "string", "enum": ["sha256", "sha384", "sha512"]}
+#: `password_key`: K_pw wrapped for a one-time transport key (see the README).
+TRANSPORT_MESSAGE_SCHEMA: Final = {
+    "type": "object",
+    "properties": {
+        "transport_key_id": {"type": "string", "maxLength": 64},
+        "device_public_key": _BASE64,
+        "wrapped_key": _BASE64,
+    },
+    "required": ["transport_key_id", "device_public_key", "wrapped_key"],
+    "additionalProperties": False,
+}
+
+
 @routes.post("/api/v1/me/credentials/{credential_id}/authorize")
+@described(
+    body={
+        "type": "object",
+        "properties": {
+            "hashes": _HASHES,
+            "hash_algorithm": _HASH_ALGORITHM,
+            "password_key": TRANSPORT_MESSAGE_SCHEMA,
+            "otp": {"type": "string", "pattern": "^[0-9]{6}$"},
+            "device": {"type": "object", "description": "a bound device's assertion"},
+            "face_challenge_id": {"type": "string", "maxLength": 64},
+            "description": {"type": "string", "maxLength": 200},
+        },
+        "required": ["hashes", "password_key", "face_challenge_id"],
+        "additionalProperties": False,
+    }
+)
 async def authorize(request: web.Request) -> web.Response:
     owner = await current_owner(request)
     credential_id = path_id(request, "credential_id")
@@ -75,6 +109,19 @@ async def authorize(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/me/credentials/{credential_id}/sign-hashes")
+@described(
+    body={
+        "type": "object",
+        "properties": {
+            "SAD": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,128}$"},
+            "hashes": _HASHES,
+            "hash_algorithm": _HASH_ALGORITHM,
+            "sign_algorithm": {"type": "string", "maxLength": 64},
+        },
+        "required": ["SAD", "hashes"],
+        "additionalProperties": False,
+    }
+)
 async def sign_hashes(request: web.Request) -> web.Response:
     owner = await current_owner(request)
     credential_id = path_id(request, "credential_id")

@@ -38,6 +38,7 @@ from cloudsign.status.ocsp import MALFORMED, MAX_REQUEST_BYTES
 from cloudsign.status.tsa import MAX_REQUEST_BYTES as MAX_TSA_BYTES
 from cloudsign.status.tsa import rejection
 from cloudsign.web.body import read_json
+from cloudsign.web.openapi import described
 
 routes = web.RouteTableDef()
 
@@ -116,6 +117,7 @@ def _ocsp(der: bytes) -> web.Response:
 
 
 @routes.post("/pki/ocsp")
+@described(media_type=OCSP_REQUEST, response_type=OCSP_RESPONSE)
 async def ocsp_post(request: web.Request) -> web.Response:
     if request.content_type != OCSP_REQUEST:
         return _ocsp(MALFORMED)
@@ -144,6 +146,7 @@ async def ocsp_get(request: web.Request) -> web.Response:
 
 
 @routes.post("/tsa")
+@described(media_type=TS_QUERY, response_type=TS_REPLY)
 async def tsa(request: web.Request) -> web.Response:
     if request.content_type != TS_QUERY:
         der = rejection("bad_request", f"send {TS_QUERY}")

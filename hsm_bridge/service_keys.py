@@ -7,12 +7,21 @@ outside the HSM.
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any, Final
+
 from pkcs11 import Attribute, Mechanism, ObjectClass
+from pkcs11.exceptions import PKCS11Error
 
 from hsm_bridge.algorithms import HashAlgorithm, KeyAlgorithm, SignatureScheme
-from hsm_bridge.errors import HsmConfigurationError
+from hsm_bridge.errors import HsmConfigurationError, HsmError
 from hsm_bridge.keypairs import check_scheme, generate_pair, sign_digest_with, spki_of
 from hsm_bridge.session import SECRET_SENSITIVE, HsmSession
+
+#: Digests signed in one PKCS#11 thread call at most.
+MAX_SIGN_BATCH: Final = 64
+_BatchKey = tuple[str, KeyAlgorithm, HashAlgorithm, SignatureScheme]
+_Waiter = tuple[bytes, "asyncio.Future[bytes]"]
 
 
 class HsmServiceKeys(HsmSession):
@@ -49,20 +58,80 @@ class HsmServiceKeys(HsmSession):
         hash_alg: HashAlgorithm,
         scheme: SignatureScheme,
     ) -> bytes:
-        return await self._call(self._sign_digest_named, label, algorithm, digest, hash_alg, scheme)
+        """Sign one digest. Concurrent calls for the same key made in one turn
+        of the event loop go to the PKCS#11 thread as one batch (OCSP and TSA
+        under load: one thread hop for many signatures instead of one each);
+        each caller gets its own result or its own error."""
+        loop = asyncio.get_running_loop()
+        queues: dict[Any, dict[_BatchKey, list[_Waiter]]] = self.__dict__.setdefault(
+            "_sign_queues", {}
+        )
+        pending = queues.setdefault(loop, {})
+        key = (label, algorithm, hash_alg, scheme)
+        batch = pending.get(key)
+        if batch is None:
+            batch = pending[key] = []
+            loop.call_soon(self._flush_signs, loop, pending, key)
+        waiter: asyncio.Future[bytes] = loop.create_future()
+        batch.append((digest, waiter))
+        return await waiter
 
-    def _sign_digest_named(
+    def _flush_signs(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        pending: dict[_BatchKey, list[_Waiter]],
+        key: _BatchKey,
+    ) -> None:
+        batch = pending.pop(key)
+        for start in range(0, len(batch), MAX_SIGN_BATCH):
+            chunk = batch[start : start + MAX_SIGN_BATCH]
+            task = loop.create_task(self._sign_chunk(key, chunk))
+            self._sign_tasks.add(task)
+            task.add_done_callback(self._sign_tasks.discard)
+
+    @property
+    def _sign_tasks(self) -> set[asyncio.Task[None]]:
+        tasks: set[asyncio.Task[None]] = self.__dict__.setdefault("_sign_task_set", set())
+        return tasks
+
+    async def _sign_chunk(self, key: _BatchKey, chunk: list[_Waiter]) -> None:
+        label, algorithm, hash_alg, scheme = key
+        try:
+            results = await self._call(
+                self._sign_digests_named, label, algorithm, [d for d, _ in chunk], hash_alg, scheme
+            )
+        except BaseException as e:  # the HSM is gone: every caller hears it
+            for _, waiter in chunk:
+                if not waiter.done():
+                    waiter.set_exception(e)
+            if not isinstance(e, Exception):
+                raise
+            return
+        for (_, waiter), result in zip(chunk, results, strict=True):
+            if waiter.done():
+                continue
+            if isinstance(result, BaseException):
+                waiter.set_exception(result)
+            else:
+                waiter.set_result(result)
+
+    def _sign_digests_named(
         self,
         label: str,
         algorithm: KeyAlgorithm,
-        digest: bytes,
+        digests: list[bytes],
         hash_alg: HashAlgorithm,
         scheme: SignatureScheme,
-    ) -> bytes:
+    ) -> list[bytes | Exception]:
         check_scheme(algorithm, scheme)
-        return sign_digest_with(
-            self._cached_key(ObjectClass.PRIVATE_KEY, label), digest, hash_alg, scheme
-        )
+        key = self._cached_key(ObjectClass.PRIVATE_KEY, label)
+        out: list[bytes | Exception] = []
+        for digest in digests:
+            try:
+                out.append(sign_digest_with(key, digest, hash_alg, scheme))
+            except (HsmError, PKCS11Error, ValueError) as e:
+                out.append(e)
+        return out
 
     async def sign_message(self, label: str, message: bytes) -> bytes:
         """Ed25519 (PureEdDSA) over the message itself."""

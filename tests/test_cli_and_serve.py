@@ -3,6 +3,7 @@ initialises the data dir, a second start reuses it) and the registry views."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -56,6 +57,12 @@ def test_serve_initialises_then_reuses_the_data_dir(tmp_path: Path) -> None:
         _stop(proc)
 
 
+async def _run_cli_async(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """On a thread: the in-process server shares this event loop (a blocked
+    loop would hold a server transaction open that the command waits for)."""
+    return await asyncio.to_thread(_run_cli, settings, *args)
+
+
 def _run_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     env = clean_env(CLOUDSIGN_DATABASE_URL=settings.effective_database_url)
     return subprocess.run(
@@ -75,17 +82,17 @@ async def test_registry_views(settings: Settings, client: object) -> None:
 
     assert isinstance(client, CloudsignClient)
     _, cred = await enrolled(client)
-    listed = _run_cli(settings, "registry", "list", "--json")
+    listed = await _run_cli_async(settings, "registry", "list", "--json")
     assert listed.returncode == 0, listed.stderr
     rows = [json.loads(line) for line in listed.stdout.splitlines()]
     mine = [r for r in rows if r["serial"] == cred["certificate_serial"]]
     assert len(mine) == 1 and mine[0]["status"] == "good"
-    shown = _run_cli(settings, "registry", "show", cred["certificate_serial"])
+    shown = await _run_cli_async(settings, "registry", "show", cred["certificate_serial"])
     assert shown.returncode == 0
     assert shown.stdout.strip() == cred["certificate"].strip()
-    missing = _run_cli(settings, "registry", "show", "abc")
+    missing = await _run_cli_async(settings, "registry", "show", "abc")
     assert missing.returncode == 1
-    evs = _run_cli(settings, "events", "--json", "--limit", "500")
+    evs = await _run_cli_async(settings, "events", "--json", "--limit", "500")
     assert any(
         json.loads(line)["credential_id"] == cred["credential_id"]
         for line in evs.stdout.splitlines()

@@ -28,8 +28,9 @@ from asn1crypto import algos, core, ocsp, x509
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from cloudsign.ca import certificates, key_identifier, serial_hex
+from cloudsign.ca import HsmKeySigner, certificates, key_identifier, serial_hex
 from cloudsign.clock import Clock
+from cloudsign.status import der
 from cloudsign.status.certs import ServiceIdentity
 from cloudsign.storage import Database
 from hsm_bridge import HsmError
@@ -104,6 +105,16 @@ class _Status:
     reason: str | None = None
 
 
+@dataclass(frozen=True)
+class _Encoded:
+    """What every answer of one responder certificate carries, in DER."""
+
+    signer: HsmKeySigner
+    responder_id: bytes
+    algorithm: bytes
+    certs: bytes
+
+
 @dataclass
 class _Cached:
     der: bytes
@@ -134,6 +145,10 @@ class OcspResponder:
             for h in _HASHES
         }
         self._cache: dict[bytes, _Cached] = {}
+        #: Registry answers (good or revoked) by serial, for requests with a
+        #: nonce, which cannot reuse a signed answer: dropped on the same
+        #: revocation notices as the cached answers, and after the same time.
+        self._statuses: dict[str, tuple[_Status, float]] = {}
         self._by_serial: dict[int, set[bytes]] = {}
         self._by_body: dict[bytes, bytes] = {}  # request DER -> cache key
         self._generation = 0
@@ -153,12 +168,20 @@ class OcspResponder:
                 name="by_key", value=key_identifier(identity.certificate.public_key)
             ).dump()
         )
+        signer = identity.signer
+        self._encoded = _Encoded(
+            signer=signer,
+            responder_id=self._responder_id.dump(),
+            algorithm=algos.SignedDigestAlgorithm({"algorithm": signer.signature_algorithm}).dump(),
+            certs=self._certs.dump(),
+        )
         self.clear_cache()
 
     # -- revocation listener ---------------------------------------------------
 
     def revoked(self, serial: str) -> None:
         self._generation += 1
+        self._statuses.pop(serial.lower(), None)
         for key in self._by_serial.pop(int(serial, 16), set()):
             self._cache.pop(key, None)
 
@@ -167,6 +190,7 @@ class OcspResponder:
         self._cache.clear()
         self._by_serial.clear()
         self._by_body.clear()
+        self._statuses.clear()
 
     # -- answering ---------------------------------------------------------
 
@@ -226,7 +250,10 @@ class OcspResponder:
         ]
         statuses = await self._lookup(serials)
         now = self.clock().replace(microsecond=0)
-        responses = []
+        this_update = der.generalized_time(now)
+        next_update = der.generalized_time(now + self.validity)
+        responses: list[bytes] = []
+        statuses_of: list[str] = []
         for cid, mine in zip(request.cert_ids, ours, strict=True):
             serial = cid["serial_number"].native
             status = (
@@ -234,55 +261,36 @@ class OcspResponder:
                 if mine and serial > 0
                 else _Status("unknown")
             )
-            responses.append(self._single(cid, status, now))
-        data: dict[str, Any] = {
-            "version": "v1",
-            "responder_id": self._responder_id,
-            "produced_at": now,
-            "responses": responses,
-        }
-        if request.nonce is not None:
-            data["response_extensions"] = [
-                {"extn_id": "nonce", "critical": False, "extn_value": request.nonce}
-            ]
-        tbs = ocsp.ResponseData(data)
-        signer, certs = self.identity.signer, self._certs
-        sig_alg = algos.SignedDigestAlgorithm({"algorithm": signer.signature_algorithm})
-        signature = await signer.sign(tbs.dump())
-        self.stats["signed"] += 1
-        der = bytes(
-            ocsp.OCSPResponse(
-                {
-                    "response_status": "successful",
-                    "response_bytes": {
-                        "response_type": "basic_ocsp_response",
-                        "response": ocsp.BasicOCSPResponse(
-                            {
-                                "tbs_response_data": tbs,
-                                "signature_algorithm": sig_alg,
-                                "signature": signature,
-                                "certs": certs,
-                            }
-                        ),
-                    },
-                }
-            ).dump()
+            statuses_of.append(status.status)
+            if status.status == "good":
+                responses.append(der.good_single_response(cid.dump(), this_update, next_update))
+            else:
+                responses.append(self._single(cid, status, now).dump())
+        # Encoded directly around pieces encoded once (cloudsign/status/der.py).
+        identity = self._encoded
+        tbs = der.response_data(
+            identity.responder_id,
+            der.generalized_time(now),
+            responses,
+            der.nonce_extensions(request.nonce.dump()) if request.nonce is not None else b"",
         )
-        only = responses[0]
+        signature = await identity.signer.sign(tbs)
+        self.stats["signed"] += 1
+        answer = der.successful_response(tbs, identity.algorithm, signature, identity.certs)
         if (
             cacheable
             and generation == self._generation
-            and only["cert_status"].name == "good"
+            and statuses_of[0] == "good"
             and len(self._cache) < MAX_CACHE_ENTRIES
             and len(self._by_body) < MAX_CACHE_ENTRIES
         ):
             key = request.cert_ids[0].dump()
             serial = request.cert_ids[0]["serial_number"].native
             ttl = self.validity.total_seconds() * CACHE_SHARE
-            self._cache[key] = _Cached(der, time.monotonic() + ttl, serial)
+            self._cache[key] = _Cached(answer, time.monotonic() + ttl, serial)
             self._by_serial.setdefault(serial, set()).add(key)
             self._by_body[body] = key
-        return der
+        return answer
 
     def _single(self, cid: ocsp.CertId, status: _Status, now: datetime) -> ocsp.SingleResponse:
         cert_status: ocsp.CertStatus
@@ -307,6 +315,19 @@ class OcspResponder:
     async def _lookup(self, serials: list[str]) -> dict[str, _Status]:
         if not serials:
             return {}
+        now = time.monotonic()
+        known = {s: hit[0] for s in serials if (hit := self._statuses.get(s)) and hit[1] > now}
+        if len(known) == len(serials):
+            return known
+        generation = self._generation
+        found = await self._query([s for s in serials if s not in known])
+        if generation == self._generation and len(self._statuses) < MAX_CACHE_ENTRIES:
+            until = now + self.validity.total_seconds() * CACHE_SHARE
+            for serial, status in found.items():
+                self._statuses[serial] = (status, until)
+        return {**known, **found}
+
+    async def _query(self, serials: list[str]) -> dict[str, _Status]:
         async with self.db.read() as conn:
             rows = (
                 await conn.execute(

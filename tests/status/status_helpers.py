@@ -162,7 +162,14 @@ async def eventually(
         await asyncio.sleep(0.2)
 
 
-def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+async def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """The command line beside the in-process server. On a thread: the test
+    server shares this event loop, and a loop blocked on the subprocess
+    would hold a server transaction open that the command waits for."""
+    return await asyncio.to_thread(_cli, settings, *args)
+
+
+def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CLOUDSIGN_", "SOFTHSM2_"))}
     env["CLOUDSIGN_DATABASE_URL"] = settings.effective_database_url
     return subprocess.run(

@@ -89,7 +89,7 @@ async def test_revoked_by_cli(
     _, cred = await enrolled(client)
     files = chain_files(tmp_path, cred)
     assert f"{files.leaf}: good" in await openssl_ocsp(files, base_url, "-no_nonce")
-    done = cli(
+    done = await cli(
         settings,
         "revoke",
         files.serial.upper(),
@@ -115,7 +115,7 @@ async def test_revoked_by_cli(
     )
     reason = _single(resp)["cert_status"].chosen["revocation_reason"].native
     assert reason == "privilege_withdrawn"
-    again = cli(settings, "revoke", files.serial, "--reason", "key-compromise")
+    again = await cli(settings, "revoke", files.serial, "--reason", "key-compromise")
     assert again.returncode == 2 and "already revoked" in again.stderr
 
 

@@ -164,7 +164,7 @@ async def test_notice_published_on_page_feed_json_and_as_event(
     assert ev["data"]["actor"] == f"operator:{STAFF[base_url].revocation.username}"
     assert len(ev["data"]["sha256"]) == 64
 
-    done = cli(
+    done = await cli(
         settings,
         "notice",
         "publish",

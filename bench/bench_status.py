@@ -58,10 +58,10 @@ def iin() -> str:
             return body + str(digit)
 
 
-async def seed_certificate(data_dir: Path) -> tuple[Any, Any]:
+async def seed_certificate(data_dir: Path, database_url: str = "") -> tuple[Any, Any]:
     """One citizen certificate in the registry (the key is a throwaway:
     only its status matters here)."""
-    settings = load_settings(env={}, data_dir=data_dir)
+    settings = load_settings(env={}, data_dir=data_dir, database_url=database_url)
     await initialise(settings)
     access = prepare_hsm(settings)
     bridge = HsmBridge(access.module, access.token_label, access.pin)

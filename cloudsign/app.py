@@ -502,7 +502,6 @@ ROUTES: Final[list[web.RouteTableDef]] = [
 OPERATOR_ROUTES: Final[list[web.RouteTableDef]] = [
     health.routes,
     metrics.routes,
-    openapi.operator_routes,
     operators_api.operator_routes,
     proofing_api.operator_routes,
     status_api.operator_routes,

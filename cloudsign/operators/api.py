@@ -25,6 +25,7 @@ from cloudsign.web.auth import (
 )
 from cloudsign.web.body import read_json
 from cloudsign.web.inputs import Fields
+from cloudsign.web.openapi import OPENAPI_DOCUMENT
 from cloudsign.web.params import path_id, query_int
 
 operator_routes = web.RouteTableDef()
@@ -265,3 +266,10 @@ async def operator_actions(request: web.Request) -> web.Response:
             for seq, kind, at, data in rows
         ]
     )
+
+
+@operator_routes.get("/operator/api/openapi.json")
+async def operator_document(request: web.Request) -> web.Response:
+    """The OpenAPI 3.1 description of the operator API (signed-in staff only)."""
+    await current_operator(request)
+    return web.json_response(request.app[OPENAPI_DOCUMENT])

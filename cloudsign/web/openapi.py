@@ -31,7 +31,6 @@ H = TypeVar("H", bound=Callable[..., Any])
 #: The document each listener serves (set by cloudsign.app).
 OPENAPI_DOCUMENT: Final = web.AppKey("openapi_document", dict)
 routes = web.RouteTableDef()
-operator_routes = web.RouteTableDef()
 
 OPENAPI_VERSION: Final = "3.1.0"
 _PARAM: Final = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::((?:[^{}]|\{[^{}]*\})*))?\}")
@@ -256,10 +255,4 @@ def build_openapi(
 @routes.get("/api/openapi.json")
 async def public_document(request: web.Request) -> web.Response:
     """This OpenAPI 3.1 description of the public API."""
-    return web.json_response(request.app[OPENAPI_DOCUMENT])
-
-
-@operator_routes.get("/operator/api/openapi.json")
-async def operator_document(request: web.Request) -> web.Response:
-    """This OpenAPI 3.1 description of the operator API."""
     return web.json_response(request.app[OPENAPI_DOCUMENT])

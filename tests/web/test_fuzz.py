@@ -139,9 +139,9 @@ async def test_the_operator_api_under_fuzz(
     operator_url = app[OPERATOR_URL]
     # An auditor reads; the fuzz cannot approve, revoke or create anything.
     auditor = await STAFF[base_url].security.new_operator(["auditor"])
-    async with http.get(f"{operator_url}/operator/api/openapi.json") as resp:
-        doc = await resp.json()
     headers = {"Authorization": f"Bearer {auditor.token}"}
+    async with http.get(f"{operator_url}/operator/api/openapi.json", headers=headers) as resp:
+        doc = await resp.json()
     calls, failures = await asyncio.to_thread(_fuzz, doc, operator_url, headers, {})
     assert not failures, "\n\n".join(failures)
     assert calls >= len(doc["paths"])

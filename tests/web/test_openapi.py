@@ -16,6 +16,7 @@ from openapi_spec_validator import validate
 
 from cloudsign.app import OPERATOR_ROUTES, ROUTES
 from cloudsign.appkeys import OPERATOR_URL
+from tests.staff import STAFF
 
 
 def _router(tables: list[web.RouteTableDef]) -> web.UrlDispatcher:
@@ -101,9 +102,13 @@ async def test_the_public_document_is_the_public_router(
 
 
 async def test_the_operator_document_is_the_operator_router(
-    http: aiohttp.ClientSession, app: Any
+    http: aiohttp.ClientSession, app: Any, base_url: str
 ) -> None:
-    async with http.get(f"{app[OPERATOR_URL]}/operator/api/openapi.json") as resp:
+    url = f"{app[OPERATOR_URL]}/operator/api/openapi.json"
+    async with http.get(url) as resp:
+        assert resp.status == 401  # staff only, like every operator route
+    auditor = STAFF[base_url].auditor
+    async with http.get(url, headers={"Authorization": f"Bearer {auditor.token}"}) as resp:
         assert resp.status == 200
         doc = await resp.json()
     await _check(doc, _router(OPERATOR_ROUTES))

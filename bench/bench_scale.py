@@ -27,10 +27,16 @@ from typing import Any
 
 import aiohttp
 import asyncpg
-from asn1crypto import tsp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_status import REPO, free_port, ocsp_request, seed_certificate, status_of
+from bench_status import (
+    REPO,
+    free_port,
+    ocsp_request,
+    seed_certificate,
+    status_of,
+    ts_query,
+)
 
 PG_ADMIN = os.environ.get("CLOUDSIGN_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -106,22 +112,6 @@ async def load(
 
 def pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(len(values) * p))] * 1000
-
-
-def ts_query() -> bytes:
-    return bytes(
-        tsp.TimeStampReq(
-            {
-                "version": "v1",
-                "message_imprint": {
-                    "hash_algorithm": {"algorithm": "sha256"},
-                    "hashed_message": secrets.token_bytes(32),
-                },
-                "nonce": secrets.randbits(64),
-                "cert_req": True,
-            }
-        ).dump()
-    )
 
 
 async def run(

@@ -142,6 +142,22 @@ def status_of(der: bytes) -> str:
     return str(single["cert_status"].name)
 
 
+def ts_query() -> bytes:
+    return bytes(
+        tsp.TimeStampReq(
+            {
+                "version": "v1",
+                "message_imprint": {
+                    "hash_algorithm": {"algorithm": "sha256"},
+                    "hashed_message": secrets.token_bytes(32),
+                },
+                "nonce": secrets.randbits(64),
+                "cert_req": True,
+            }
+        ).dump()
+    )
+
+
 async def load(
     http: aiohttp.ClientSession,
     url: str,
@@ -263,21 +279,6 @@ async def main(requests: int, concurrency: int) -> None:
                 )
 
                 n_ts = max(requests // 10, 200)
-
-                def ts_query() -> bytes:
-                    return bytes(
-                        tsp.TimeStampReq(
-                            {
-                                "version": "v1",
-                                "message_imprint": {
-                                    "hash_algorithm": {"algorithm": "sha256"},
-                                    "hashed_message": secrets.token_bytes(32),
-                                },
-                                "nonce": secrets.randbits(64),
-                                "cert_req": True,
-                            }
-                        ).dump()
-                    )
 
                 queries = iter([ts_query() for _ in range(n_ts)])
                 rate, reply = await load(

@@ -5,7 +5,8 @@ Prints:
 - batch signHash throughput: N hashes under one SAD (one HSM unwrap, N
   signatures, N key.use events and cabinet rows in one transaction), beside
   the raw python-pkcs11 ECDSA sign rate of a plain session key in the same
-  run; the ratio is the figure (target: at least 0.5);
+  run, each batch paired with a raw run right after it; the per-pair ratio
+  is the figure (target: at least 0.7);
 - authorise-and-sign latency p50/p95 with 1 and 4 concurrent citizens, split
   into face check (challenge + burst through dlib), authorise (factors,
   K_pw unwrap and blob opening in the HSM) and sign (HSM + database);
@@ -105,11 +106,27 @@ async def main(batch: int, rounds: int) -> None:
             client = new_client(base, http)
             totp, cred = await enrolled(client)
 
-            # Batch signHash under one SAD; three batches, three raw runs,
-            # medians reported (the machine's own noise is large).
+            def raw_sign(session: Any) -> float:
+                params = session.create_domain_parameters(
+                    KeyType.EC,
+                    {Attribute.EC_PARAMS: encode_named_curve_parameters("1.2.840.10045.3.1.7")},
+                    local=True,
+                )
+                _pub, priv = params.generate_keypair(store=False)
+                start = time.perf_counter()
+                for d in digests:
+                    priv.sign(d, mechanism=Mechanism.ECDSA)
+                took = time.perf_counter() - start
+                priv.destroy()
+                return batch / took
+
+            # Batch signHash under one SAD, each batch followed at once by a
+            # raw run over the same digests: the machine's own speed swings
+            # by 2x here, so the ratio is taken per pair; medians of 5.
             service_rates: list[float] = []
+            raw_rates: list[float] = []
             elapsed_all: list[float] = []
-            for _ in range(3):
+            for _ in range(5):
                 digests = [os.urandom(32) for _ in range(batch)]
                 face = await face_check(client)
                 sad = await client.authorize(
@@ -125,33 +142,22 @@ async def main(batch: int, rounds: int) -> None:
                 assert len(sigs) == batch
                 service_rates.append(batch / elapsed)
                 elapsed_all.append(elapsed)
-
-            def raw_sign(session: Any) -> float:
-                params = session.create_domain_parameters(
-                    KeyType.EC,
-                    {Attribute.EC_PARAMS: encode_named_curve_parameters("1.2.840.10045.3.1.7")},
-                    local=True,
-                )
-                _pub, priv = params.generate_keypair(store=False)
-                start = time.perf_counter()
-                for d in digests:
-                    priv.sign(d, mechanism=Mechanism.ECDSA)
-                took = time.perf_counter() - start
-                priv.destroy()
-                return batch / took
-
-            raw_rates = [await server.app[HSM].run_with_session(raw_sign) for _ in range(3)]
+                raw_rates.append(await server.app[HSM].run_with_session(raw_sign))
             service_rate = statistics.median(service_rates)
             raw_rate = statistics.median(raw_rates)
+            ratios = sorted(s / r for s, r in zip(service_rates, raw_rates, strict=True))
             print(
-                f"batch signHash, {batch} hashes under one SAD (EC P-256, HTTP + DB), median of 3: "
+                f"batch signHash, {batch} hashes under one SAD (EC P-256, HTTP + DB), median of 5: "
                 f"{service_rate:8.0f} sig/s ({statistics.median(elapsed_all) * 1e3:.0f} ms)"
             )
             print(
-                f"raw python-pkcs11 ECDSA sign, same token, same run, median of 3:        "
+                f"raw python-pkcs11 ECDSA sign, same token, right after each batch, median:      "
                 f"{raw_rate:8.0f} sig/s"
             )
-            print(f"ratio service / raw: {service_rate / raw_rate:.2f}")
+            print(
+                f"ratio service / raw, per pair: median {statistics.median(ratios):.2f} "
+                f"(min {ratios[0]:.2f}, max {ratios[-1]:.2f})"
+            )
 
             for concurrency in (1, 4):
                 citizens = [(client, totp, cred)]

@@ -18,6 +18,7 @@ extended (a new key for the new SAD), and by the sweep after expiry.
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import secrets
 import uuid
@@ -50,6 +51,14 @@ MAX_TRANSACTION_LIFETIME: Final = timedelta(hours=1)
 FREE: Final = "free"
 RESERVED: Final = "reserved"
 SIGNED: Final = "signed"
+
+
+class Left(enum.Enum):
+    """What a signing request leaves of its SAD (`SadStore.mark_signed`)."""
+
+    USED_UP = "used up"
+    IN_FLIGHT = "only other requests' reservations"
+    FREE = "hashes still to sign"
 
 
 class SadError(CloudsignError):
@@ -209,18 +218,6 @@ class SadStore:
                 raise SadError(
                     f"every hash must be {hash_alg.digest_size} bytes for {hash_alg.name}"
                 )
-            rows = await conn.execute(
-                select(sad_hashes.c.hash, sad_hashes.c.state).where(
-                    sad_hashes.c.sad_id == auth.id, sad_hashes.c.hash.in_(hashes)
-                )
-            )
-            states = {bytes(h): state for h, state in rows}
-            foreign = [h for h in hashes if h not in states]
-            if foreign:
-                raise SadError(f"{len(foreign)} hash(es) were not authorised by this SAD")
-            reused = [h for h in hashes if states[h] != FREE]
-            if reused:
-                raise SadError(f"{len(reused)} hash(es) were already signed under this SAD")
             taken = await conn.execute(
                 update(sad_hashes)
                 .where(
@@ -231,8 +228,19 @@ class SadStore:
                 .values(state=RESERVED)
             )
             if taken.rowcount != len(hashes):
-                # Another request took some of them between the read and the update.
-                raise SadError("hash(es) were already signed under this SAD")
+                # Say why; raising rolls the partial reservation back.
+                rows = await conn.execute(
+                    select(sad_hashes.c.hash).where(
+                        sad_hashes.c.sad_id == auth.id, sad_hashes.c.hash.in_(hashes)
+                    )
+                )
+                known = {bytes(h) for (h,) in rows}
+                foreign = sum(1 for h in hashes if h not in known)
+                if foreign:
+                    raise SadError(f"{foreign} hash(es) were not authorised by this SAD")
+                raise SadError(
+                    f"{len(hashes) - taken.rowcount} hash(es) were already signed under this SAD"
+                )
         return auth
 
     async def sign(
@@ -254,13 +262,38 @@ class SadStore:
             raise SadError("SAD unknown, expired or not valid for this credential") from e
 
     @staticmethod
-    async def mark_signed(conn: AsyncConnection, auth: Authorization, hashes: list[bytes]) -> None:
-        """In the transaction that records the signatures."""
+    async def mark_signed(conn: AsyncConnection, auth: Authorization, hashes: list[bytes]) -> Left:
+        """In the transaction that records the signatures. When no hash of
+        the SAD is left, its record goes in the same transaction and the
+        caller destroys its HSM key once that commits (`USED_UP`); when the
+        only ones left are another request's reservations, the caller asks
+        `finish_if_used` after its commit (`IN_FLIGHT`): whichever commits
+        last then sees every hash signed."""
+        counts: dict[str, int] = {
+            state: n
+            for state, n in await conn.execute(
+                select(sad_hashes.c.state, func.count())
+                .where(sad_hashes.c.sad_id == auth.id)
+                .group_by(sad_hashes.c.state)
+            )
+        }
+        if not counts.get(FREE) and counts.get(RESERVED) == len(hashes):
+            # The reserved ones are this request's: nothing else is left.
+            await SadStore._delete(conn, [auth.id])
+            return Left.USED_UP
         await conn.execute(
             update(sad_hashes)
             .where(sad_hashes.c.sad_id == auth.id, sad_hashes.c.hash.in_(hashes))
             .values(state=SIGNED)
         )
+        return Left.FREE if counts.get(FREE) else Left.IN_FLIGHT
+
+    async def finished(self, auth: Authorization, left: Left) -> None:
+        """After the commit of `mark_signed`."""
+        if left is Left.USED_UP:
+            await self.custody.destroy_sad_key(auth.id, auth.key.expires_at)
+        elif left is Left.IN_FLIGHT:
+            await self.finish_if_used(auth)
 
     async def finish_if_used(self, auth: Authorization) -> bool:
         """Once every hash is signed the SAD and its HSM key go."""

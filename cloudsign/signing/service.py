@@ -39,7 +39,7 @@ from cloudsign.signing.cms import (
     pades,
 )
 from cloudsign.signing.factors import FactorCheck
-from cloudsign.signing.sad import Authorization, Grant, SadStore
+from cloudsign.signing.sad import Authorization, Grant, Left, SadStore
 from cloudsign.signing.tables import signed_documents
 from cloudsign.storage import Database
 from hsm_bridge import (
@@ -59,6 +59,9 @@ AUTH_EXPRESSION: Final = "FACE AND OTP AND PIN"
 #: Relying parties must find the signatures at least this long after expiry (rule 12).
 RETENTION_AFTER_EXPIRY: Final = timedelta(days=365)
 SIGNATURE_FORMATS: Final = ("cades", "pades")
+#: Hashes per HSM call in a batch: the cabinet rows of one slice are written
+#: while the HSM signs the next.
+SIGN_CHUNK: Final = 200
 
 
 @dataclass(frozen=True)
@@ -216,18 +219,21 @@ class SigningService:
             sad, owner_id=owner_id, credential_id=cred.id, hashes=hashes, hash_alg=hash_alg
         )
         try:
-            _ids, signatures = await self._sign_and_record(
+            _ids, signatures, left = await self._sign_and_record(
                 auth,
                 cred,
                 hash_alg,
                 [(h, "raw", auth.description) for h in hashes],
-                self.sads.sign(auth, sad, hashes, hash_alg, scheme),
+                [
+                    self.sads.sign(auth, sad, hashes[i : i + SIGN_CHUNK], hash_alg, scheme)
+                    for i in range(0, len(hashes), SIGN_CHUNK)
+                ],
                 overlap=True,
             )
         except BaseException:
             await asyncio.shield(self.sads.release(auth, hashes))
             raise
-        await self.sads.finish_if_used(auth)
+        await self.sads.finished(auth, left)
         return signatures
 
     async def sign_document(self, owner_id: str, req: DocumentRequest) -> tuple[str, bytes]:
@@ -286,13 +292,18 @@ class SigningService:
             return [made]
 
         try:
-            (doc_id,), (output,) = await self._sign_and_record(
-                auth, cred, h, [(digest, req.signature_format, req.name)], produce(), overlap=False
+            (doc_id,), (output,), left = await self._sign_and_record(
+                auth,
+                cred,
+                h,
+                [(digest, req.signature_format, req.name)],
+                [produce()],
+                overlap=False,
             )
         except BaseException:
             await asyncio.shield(self.sads.release(auth, [digest]))
             raise
-        await self.sads.finish_if_used(auth)
+        await self.sads.finished(auth, left)
         return doc_id, output
 
     async def _sign_and_record(
@@ -301,24 +312,27 @@ class SigningService:
         cred: Credential,
         hash_alg: HashAlgorithm,
         items: list[tuple[bytes, str, str | None]],
-        signing: Coroutine[Any, Any, list[bytes]],
+        signing: list[Coroutine[Any, Any, list[bytes]]],
         *,
         overlap: bool,
-    ) -> tuple[list[str], list[bytes]]:
+    ) -> tuple[list[str], list[bytes], Left]:
         """Sign, and record each signature's key.use event and cabinet row in
         one transaction that commits before anything is returned.
 
-        With `overlap`, the event rows go in while the HSM works (they do not
-        need the signatures; if the HSM fails the transaction rolls them
-        back) — for raw hashes, where that halves a large batch. Documents
-        sign first: their TSA/OCSP round trips should not hold a write
-        transaction open."""
+        `signing` makes the signatures of consecutive slices of `items`, in
+        order. With `overlap`, the event rows go in while the HSM works (they
+        do not need the signatures; if the HSM fails the transaction rolls
+        them back), and each slice's cabinet rows while the HSM signs the
+        next — for raw hashes, where a large batch then costs little more
+        than its HSM time. Documents sign first: their TSA/OCSP round trips
+        should not hold a write transaction open."""
         now = self.clock()
         keep_until = cred.certificate.not_valid_after + RETENTION_AFTER_EXPIRY
         ids = [str(uuid.uuid4()) for _ in items]
         if not overlap:
-            signing = _ready(await signing)
-        task = asyncio.ensure_future(signing)
+            signing = [_ready(await one) for one in signing]
+        # Queued on the HSM thread in this order, each slice as one call.
+        tasks = [asyncio.ensure_future(one) for one in signing]
         try:
             async with self.db.transaction() as conn:
                 await append_events(
@@ -340,35 +354,42 @@ class SigningService:
                         for doc_id, (digest, fmt, _name) in zip(ids, items, strict=True)
                     ],
                 )
-                await self.sads.mark_signed(conn, auth, [digest for digest, _f, _n in items])
-                outputs = await task
-                await conn.execute(
-                    insert(signed_documents),
-                    [
-                        {
-                            "id": doc_id,
-                            "owner_id": auth.owner_id,
-                            "credential_id": cred.id,
-                            "certificate_serial": cred.certificate_serial,
-                            "name": name,
-                            "hash_algorithm": hash_alg.name,
-                            "document_hash": digest.hex(),
-                            "format": fmt,
-                            "signature": output,
-                            "signed_at": now,
-                            "keep_until": keep_until,
-                        }
-                        for doc_id, (digest, fmt, name), output in zip(
-                            ids, items, outputs, strict=True
-                        )
-                    ],
-                )
+                left = await self.sads.mark_signed(conn, auth, [digest for digest, _f, _n in items])
+                outputs: list[bytes] = []
+                for task in tasks:
+                    made = await task
+                    start = len(outputs)
+                    outputs.extend(made)
+                    await conn.execute(
+                        insert(signed_documents),
+                        [
+                            {
+                                "id": doc_id,
+                                "owner_id": auth.owner_id,
+                                "credential_id": cred.id,
+                                "certificate_serial": cred.certificate_serial,
+                                "name": name,
+                                "hash_algorithm": hash_alg.name,
+                                "document_hash": digest.hex(),
+                                "format": fmt,
+                                "signature": output,
+                                "signed_at": now,
+                                "keep_until": keep_until,
+                            }
+                            for doc_id, (digest, fmt, name), output in zip(
+                                ids[start:], items[start:], made, strict=False
+                            )
+                        ],
+                    )
+                if len(outputs) != len(items):
+                    raise RuntimeError("the HSM returned a different number of signatures")
         finally:
-            if not task.done():
-                task.cancel()
-                with contextlib.suppress(BaseException):
-                    await task
-        return ids, outputs
+            for task in tasks:
+                if not task.done():
+                    task.cancel()
+                    with contextlib.suppress(BaseException):
+                        await task
+        return ids, outputs, left
 
 
 def factors_of(possession: Possession | None) -> tuple[str, ...]:

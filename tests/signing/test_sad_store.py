@@ -20,7 +20,7 @@ from pkcs11 import Attribute
 from sqlalchemy import select
 
 from cloudsign.appkeys import DATABASE, HSM
-from cloudsign.signing.sad import MAX_TRANSACTION_LIFETIME, Grant, SadError, SadStore
+from cloudsign.signing.sad import MAX_TRANSACTION_LIFETIME, Grant, Left, SadError, SadStore
 from cloudsign.signing.tables import sad_hashes, sads
 from device_client.device import Argon2Params, derive_password_key, wrap_for_transport
 from hsm_bridge import (
@@ -114,19 +114,46 @@ async def test_each_authorised_hash_signs_once_and_nothing_else(
     for h, s in zip(hs[:2], sigs, strict=True):
         public.verify(s, h, ec.ECDSA(Prehashed(hashes.SHA256())))
     async with app[DATABASE].transaction() as conn:
-        await store.mark_signed(conn, first, hs[:2])
-    assert not await store.finish_if_used(first)  # one hash is left
+        assert await store.mark_signed(conn, first, hs[:2]) is Left.FREE  # one hash is left
+    assert not await store.finish_if_used(first)
     last = await _reserve(store, sad, [hs[2]])
     await store.sign(last, sad, [hs[2]], SHA256, SignatureScheme.ECDSA)
     async with app[DATABASE].transaction() as conn:
-        await store.mark_signed(conn, last, [hs[2]])
-    # Used up: the record and the HSM key are gone.
-    assert await store.finish_if_used(last)
+        assert await store.mark_signed(conn, last, [hs[2]]) is Left.USED_UP
+    # Used up: the record went with the transaction, the HSM key after it.
+    assert await _count_keys(app, auth.id) == 1
+    await store.finished(last, Left.USED_UP)
     assert await _count_keys(app, auth.id) == 0
     with pytest.raises(SadError, match="unknown, expired"):
         await _reserve(store, sad, [hs[2]])
     with pytest.raises(SadError, match="unknown, expired"):
         await store.sign(last, sad, [hs[2]], SHA256, SignatureScheme.ECDSA)
+
+
+async def test_a_request_that_leaves_another_in_flight_keeps_the_sad_for_it(
+    store: SadStore, owner_key: Any, app: Any
+) -> None:
+    """Two requests over one SAD's hashes: the first to record sees the
+    other's reservation and leaves the SAD (and its HSM key) to it; the last
+    one ends it."""
+    unlocked, _spki = owner_key
+    hs = _hashes(4)
+    sad, auth = await store.issue(_grant(hs), unlocked, TTL)
+    a = await _reserve(store, sad, hs[:2])
+    b = await _reserve(store, sad, hs[2:])
+    async with app[DATABASE].transaction() as conn:
+        left_a = await store.mark_signed(conn, a, hs[:2])
+    assert left_a is Left.IN_FLIGHT
+    await store.finished(a, left_a)
+    assert await _count_keys(app, auth.id) == 1  # b still signs with it
+    await store.sign(b, sad, hs[2:], SHA256, SignatureScheme.ECDSA)
+    async with app[DATABASE].transaction() as conn:
+        left_b = await store.mark_signed(conn, b, hs[2:])
+    assert left_b is Left.USED_UP
+    await store.finished(b, left_b)
+    assert await _count_keys(app, auth.id) == 0
+    with pytest.raises(SadError, match="unknown, expired"):
+        await _reserve(store, sad, [hs[0]])
 
 
 async def test_the_record_and_the_pin_sign_nothing_without_the_sad(

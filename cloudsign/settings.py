@@ -151,6 +151,9 @@ class ChainSettings:
     confirmations: int
     poll_interval: timedelta
     chain_dir: Path
+    #: A configured chain with a development chain id (anvil, hardhat) is
+    #: accepted, funded and mined only in development mode.
+    allow_dev_chain: bool = False
 
 
 @dataclass(frozen=True)
@@ -185,7 +188,9 @@ class Settings:
     data_dir: Path = Path("data")
     # development mode: `cloudsign serve` accepts the embedded anvil, a SoftHSM2
     # token, the PIN it generated itself and a plain-http public URL (`make run`
-    # and the tests turn it on); off, it refuses each (`production_refusals`)
+    # and the tests turn it on); off, it refuses each (`production_refusals`),
+    # and the anchorer refuses a local development chain (chain id 31337) at
+    # any chain_rpc_url
     development: bool = False
     # HTTP
     host: str = "127.0.0.1"
@@ -483,6 +488,7 @@ class Settings:
                 confirmations=self.chain_confirmations,
                 poll_interval=timedelta(milliseconds=self.chain_poll_interval_ms),
                 chain_dir=self.chain_dir,
+                allow_dev_chain=self.development,
             ),
         )
 

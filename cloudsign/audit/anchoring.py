@@ -215,6 +215,17 @@ class Anchorer:
         self._rpc_url = node.rpc_url
         log.info("embedded anvil at %s (state in %s)", node.rpc_url, chain_dir)
 
+    async def _acceptable_chain_id(self) -> int:
+        chain_id = int(await self._rpc("eth_chainId", []), 16)
+        if chain_id in DEV_CHAIN_IDS and self._anvil is None and not self.settings.allow_dev_chain:
+            # An anchor on someone's local anvil proves nothing to an auditor.
+            raise ChainError(
+                f"chain_rpc_url answers with chain id {chain_id}, a local development "
+                "chain: refused outside development mode",
+                code="chain.development_chain",
+            )
+        return chain_id
+
     async def _connect(self) -> AnchorClient:
         """The contract client: embedded chain up, HSM address funded on a dev
         chain, contract deployed once and remembered."""
@@ -223,7 +234,7 @@ class Anchorer:
         if self._client is not None:
             return self._client
         assert self._signer is not None
-        self._chain_id = int(await self._rpc("eth_chainId", []), 16)
+        self._chain_id = await self._acceptable_chain_id()
         if self.is_dev_chain:
             balance = int(await self._rpc("eth_getBalance", [self.address, "latest"]), 16)
             if balance < DEV_BALANCE_WEI // 10:
@@ -319,6 +330,8 @@ class Anchorer:
         chain does not answer or was never connected."""
         if not self._rpc_url:
             raise ChainError("chain not connected yet", code="chain.unreachable")
+        if self._chain_id is None:
+            await self._acceptable_chain_id()
         return int(await self._rpc("eth_blockNumber", []), 16)
 
     async def anchor_state(self, day: date) -> AnchorState | None:

@@ -103,6 +103,8 @@ def audit_settings(base: Settings, database_url: str, rpc_url: str, **over: Any)
         "chain_poll_interval_ms": 100,
         "audit_sequence_interval_ms": 50,
         "audit_origin": "cloudsign.test/audit-log",
+        # The tests' anvil has a development chain id, accepted only here.
+        "development": True,
         **FAST_SETTINGS,
     }
     values.update(over)

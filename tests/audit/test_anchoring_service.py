@@ -137,6 +137,27 @@ async def _status(anchorer: Anchorer, day: date, status: str) -> Any:
     return state if state is not None and state.status == status else None
 
 
+async def test_a_development_chain_is_refused_outside_development_mode(
+    audit_server: Any, clock: FakeClock, anvil: AnvilProcess
+) -> None:
+    """A configured chain_rpc_url that answers with anvil's chain id is
+    somebody's local chain: no funding, no contract, no anchor, and
+    /readyz says why."""
+    server = await audit_server(development=False)
+    await _close_day(server, clock)
+    anchorer = server.app[ANCHORER]
+    blocks = int(rpc_call(anvil.rpc_url, "eth_blockNumber"), 16)
+    with pytest.raises(ChainError, match="development chain"):
+        await anchorer.step()
+    with pytest.raises(ChainError, match="development chain"):
+        await anchorer.reachable()
+    assert await anchorer.anchor_state(DAY1) is None
+    assert anchorer.contract_address is None
+    balance = rpc_call(anvil.rpc_url, "eth_getBalance", [anchorer.address, "latest"])
+    assert int(balance, 16) == 0  # never funded
+    assert int(rpc_call(anvil.rpc_url, "eth_blockNumber"), 16) == blocks
+
+
 async def test_a_day_cannot_be_anchored_twice(
     audit_server: Any, clock: FakeClock, anvil: AnvilProcess
 ) -> None:

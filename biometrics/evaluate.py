@@ -13,6 +13,7 @@ import argparse
 import importlib
 import io
 import json
+import math
 import statistics
 import sys
 import time
@@ -88,6 +89,8 @@ class Report:
     pairs: tuple[PairResult, ...]
     probe_seconds: tuple[float, ...]
     refused_probes: tuple[tuple[str, str, str], ...]
+    #: Images that could not be read at all (name, why): skipped, not scored.
+    unreadable: tuple[tuple[str, str], ...] = ()
 
     def _of(self, genuine: bool) -> list[PairResult]:
         return [p for p in self.pairs if p.genuine is genuine]
@@ -105,16 +108,83 @@ class Report:
     def distances(self, genuine: bool) -> list[float]:
         return sorted(p.distance for p in self._of(genuine) if p.distance is not None)
 
+    def errors(self, genuine: bool) -> tuple[int, int]:
+        """(wrong decisions, trials): refused genuine pairs or accepted impostors."""
+        pairs = self._of(genuine)
+        return sum(p.accepted is not genuine for p in pairs), len(pairs)
+
+
+def upper_bound(errors: int, trials: int, confidence: float = 0.95) -> float:
+    """The exact one-sided (Clopper-Pearson) upper confidence bound of a rate
+    seen as `errors` in `trials`: with none in N it is about 3/N at 95 %, the
+    most the data can show."""
+    if trials <= 0 or errors >= trials:
+        return 1.0
+    alpha = 1.0 - confidence
+
+    def at_most(p: float) -> float:  # P(X <= errors) for X ~ Binomial(trials, p)
+        log_p, log_q = math.log(p), math.log1p(-p)
+        terms = [
+            math.lgamma(trials + 1)
+            - math.lgamma(i + 1)
+            - math.lgamma(trials - i + 1)
+            + i * log_p
+            + (trials - i) * log_q
+            for i in range(errors + 1)
+        ]
+        top = max(terms)
+        return math.exp(top) * sum(math.exp(t - top) for t in terms)
+
+    lo, hi = errors / trials, 1.0
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        if mid <= 0.0 or at_most(mid) > alpha:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
+class Progress:
+    """A one-line progress bar on stderr (an evaluation of a few hundred
+    probes takes minutes); silent when stderr is not a terminal unless asked."""
+
+    def __init__(self, total: int, what: str, *, enabled: bool | None = None) -> None:
+        self.total, self.what, self.done = total, what, 0
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.started = time.monotonic()
+
+    def step(self) -> None:
+        self.done += 1
+        if not self.enabled:
+            return
+        width = 30
+        filled = width * self.done // max(1, self.total)
+        elapsed = time.monotonic() - self.started
+        left = elapsed / self.done * (self.total - self.done)
+        sys.stderr.write(
+            f"\r{self.what} [{'#' * filled}{'.' * (width - filled)}] "
+            f"{self.done}/{self.total}  {elapsed:4.0f} s, ~{left:4.0f} s left"
+        )
+        if self.done >= self.total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
 
 def load_gallery(data_dir: Path = DEFAULT_DATA, *, extras: bool = True) -> list[Sample]:
     """Gallery images from the manifest, plus skimage's astronaut and matplotlib's
-    Grace Hopper when those (dev) packages are installed."""
+    Grace Hopper when those (dev) packages are installed. A file that cannot
+    be read becomes an empty sample, which `evaluate` reports and skips."""
     manifest = json.loads((data_dir / "manifest.json").read_text())
-    samples = [
-        Sample(m["identity"], m["file"], (data_dir / m["file"]).read_bytes())
-        for m in manifest["images"]
-        if m["use"] == "gallery"
-    ]
+    samples = []
+    for m in manifest["images"]:
+        if m["use"] != "gallery":
+            continue
+        try:
+            data = (data_dir / m["file"]).read_bytes()
+        except OSError:
+            data = b""
+        samples.append(Sample(m["identity"], m["file"], data))
     if extras:
         samples.extend(_extra_samples())
     return samples
@@ -166,14 +236,26 @@ def evaluate(
     samples: Sequence[Sample],
     policy: BiometricsPolicy = DEFAULT_POLICY,
     augmentations: Sequence[str] = tuple(AUGMENTATIONS),
+    *,
+    progress: bool | None = False,
 ) -> Report:
     templates: dict[str, tuple[Sample, FaceTemplate]] = {}
     probes: list[tuple[Sample, str, Probe]] = []
     seconds: list[float] = []
     refused: list[tuple[str, str, str]] = []
+    unreadable: list[tuple[str, str]] = []
+    bar = Progress(len(samples) * len(augmentations), "probes", enabled=progress)
     for sample in samples:
         for aug in augmentations:
-            probe, took = _probe(augmented(sample, aug), policy)
+            bar.step()
+            try:
+                probe, took = _probe(augmented(sample, aug), policy)
+            except (BiometricsError, OSError, ValueError, Image.DecompressionBombError) as e:
+                # One bad file (a WebP named .jpg, a truncated JPEG, a
+                # missing file) is reported; the rest of the run goes on.
+                unreadable.append((sample.name, str(e) or type(e).__name__))
+                bar.done += len(augmentations) - 1 - augmentations.index(aug)
+                break
             seconds.append(took)
             probes.append((sample, aug, probe))
             if probe.reason is not None:
@@ -190,7 +272,9 @@ def evaluate(
             dist = template.distance(probe.embedding) if probe.embedding is not None else None
             accepted = dist is not None and dist <= policy.match_threshold
             pairs.append(PairResult(name, p_sample.name, aug, genuine, dist, accepted))
-    return Report(policy.match_threshold, tuple(pairs), tuple(seconds), tuple(refused))
+    return Report(
+        policy.match_threshold, tuple(pairs), tuple(seconds), tuple(refused), tuple(unreadable)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,17 +360,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     policy = BiometricsPolicy(match_threshold=args.threshold)
     samples = load_gallery(args.data)
-    report = evaluate(samples, policy)
+    report = evaluate(samples, policy, progress=None)
+    for name, why in report.unreadable:
+        print(f"skipped, cannot be read: {name}: {why}")
     gen, imp = report.distances(True), report.distances(False)
-    n_gen = sum(p.genuine for p in report.pairs)
-    n_imp = len(report.pairs) - n_gen
+    (fn, n_gen), (fm, n_imp) = report.errors(True), report.errors(False)
     print(
         f"images: {len(samples)} ({len({s.identity for s in samples})} people) x "
         f"{len(AUGMENTATIONS)} augmentations: {', '.join(AUGMENTATIONS)}"
     )
     print(f"threshold: {report.threshold:.3f}")
-    print(f"genuine pairs:  {n_gen:5d}  FNMR = {report.fnmr:.4f}  distances {_fmt_range(gen)}")
-    print(f"impostor pairs: {n_imp:5d}  FMR  = {report.fmr:.4f}  distances {_fmt_range(imp)}")
+    print(
+        f"genuine pairs:  {n_gen:5d}  FNMR = {report.fnmr:.4f} ({fn}/{n_gen}, 95 % upper bound "
+        f"{upper_bound(fn, n_gen):.4f})  distances {_fmt_range(gen)}"
+    )
+    print(
+        f"impostor pairs: {n_imp:5d}  FMR  = {report.fmr:.4f} ({fm}/{n_imp}, 95 % upper bound "
+        f"{upper_bound(fm, n_imp):.4f})  distances {_fmt_range(imp)}"
+    )
     if gen and imp:
         print(
             f"margin: max genuine {gen[-1]:.3f} < min impostor {imp[0]:.3f} "
@@ -296,7 +387,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     for name, aug, reason in report.refused_probes:
         print(f"probe refused by the gate: {name} [{aug}]: {reason}")
-    secs = sorted(report.probe_seconds)
+    secs = sorted(report.probe_seconds) or [0.0]
     print(
         f"time per probe (decode+detect+landmarks+gate+embed): "
         f"mean {statistics.fmean(secs) * 1000:.0f} ms, p50 {secs[len(secs) // 2] * 1000:.0f} ms,"

@@ -29,7 +29,7 @@ from typing import Any, Final
 
 import aiohttp
 from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from audit_chain import AnchorClient, AnvilProcess, ChainError
 from audit_chain.errors import AnvilError, AuditChainError
@@ -506,13 +506,16 @@ class Anchorer:
     # -- background --------------------------------------------------------
 
     async def run(self) -> None:
-        """Anchor forever: every poll interval, with back-off while failing."""
+        """Anchor forever: every poll interval, with back-off while failing.
+        A round reads and writes the database too: its errors are retried
+        like the chain's (asyncpg raises a refused connection as OSError, a
+        query cut off by a dying server as SQLAlchemyError)."""
         failures = 0
         while True:
             try:
                 await self.step()
                 failures = 0
-            except (AuditChainError, HsmError, OSError) as e:
+            except (AuditChainError, HsmError, SQLAlchemyError, OSError) as e:
                 failures += 1
                 level = logging.WARNING if failures in (1, 10) or failures % 100 == 0 else 10
                 log.log(level, "anchoring failed (attempt %d): %s", failures, e)

@@ -5,6 +5,7 @@ proving their enrolment events."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from datetime import date
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 
 from audit_chain import AnchorClient, AnvilProcess, ChainError
 from audit_chain.anvil import rpc_call
@@ -156,6 +158,42 @@ async def test_a_development_chain_is_refused_outside_development_mode(
     balance = rpc_call(anvil.rpc_url, "eth_getBalance", [anchorer.address, "latest"])
     assert int(balance, 16) == 0  # never funded
     assert int(rpc_call(anvil.rpc_url, "eth_blockNumber"), 16) == blocks
+
+
+async def test_a_database_error_in_a_round_does_not_end_anchoring(
+    audit_server: Any, clock: FakeClock, anvil: AnvilProcess
+) -> None:
+    """A round whose query a dying database cut off is retried like a chain
+    failure: the anchoring task lives on and anchors once the database is
+    back."""
+    server = await audit_server()
+    await _close_day(server, clock)
+    anchorer = server.app[ANCHORER]
+    real_step = anchorer.step
+    calls = 0
+
+    async def cut_off() -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise DBAPIError("SELECT ...", None, Exception("connection was closed mid-operation"))
+        return await real_step()
+
+    anchorer.step = cut_off
+    task = asyncio.create_task(anchorer.run())
+    try:
+
+        async def anchored() -> Any:
+            assert not task.done(), task.exception()
+            state = await anchorer.anchor_state(DAY1)
+            return state is not None and state.status == "confirmed"
+
+        await wait_for(anchored)
+        assert calls >= 2
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def test_a_day_cannot_be_anchored_twice(

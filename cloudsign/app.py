@@ -414,7 +414,7 @@ async def _audit_figures(app: web.Application) -> None:
     try:
         count, oldest = await app[AUDIT_LOG].sequencer_lag()
         day = await app[ANCHORER].last_confirmed_day()
-    except SQLAlchemyError as e:
+    except (SQLAlchemyError, OSError) as e:  # asyncpg: a refused connection is an OSError
         log.warning("audit figures unavailable: %s", e)
         return
     m.sequencer_lag_events.set(count)

@@ -55,7 +55,15 @@ class Database:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             kwargs["connect_args"] = {"timeout": CLI_BUSY_SECONDS if immediate else 30}
         else:
-            kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
+            # A statement the server has not answered in COMMAND_TIMEOUT_SECONDS
+            # (a hung server or network, not a dead one) fails instead of
+            # holding its request, or the leader's lock check, forever.
+            kwargs.update(
+                pool_size=10,
+                max_overflow=10,
+                pool_pre_ping=True,
+                connect_args={"command_timeout": COMMAND_TIMEOUT_SECONDS},
+            )
         self.engine: AsyncEngine = create_async_engine(target, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
@@ -95,6 +103,8 @@ class Database:
 
 
 _IMMEDIATE = "cloudsign_sqlite_immediate"
+#: PostgreSQL: the longest a statement may go unanswered (asyncpg's client-side timeout).
+COMMAND_TIMEOUT_SECONDS = 120
 #: How long a command-line process waits for SQLite's write lock.
 CLI_BUSY_SECONDS = 120
 

@@ -5,7 +5,10 @@ errors onto them.
 What a client sees is bounded: a detail is cut to `MAX_DETAIL_CHARS`, so no
 error can echo a large input back. What the log sees is bounded too: a
 refused request writes nothing here (the access log has its one line); only
-a genuine 500 writes a traceback.
+a genuine 500 writes a traceback. A database that is away (refused, cut off
+mid-query, starting up, locked, the pool exhausted) is a 503 with
+Retry-After and one warning line, not a 500: the request may simply be
+retried.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from typing import Any, Final
 
 import orjson
 from aiohttp import web
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from cloudsign.errors import CloudsignError, ValidationError
 from cloudsign.web.logs import loggable_path
@@ -26,6 +31,9 @@ log = logging.getLogger(__name__)
 PROBLEM_JSON: Final = "application/problem+json"
 MAX_DETAIL_CHARS: Final = 300
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+#: Seconds a client is asked to wait after a database outage answer.
+DATABASE_RETRY_AFTER: Final = 2
 
 #: CSC's error names for our statuses (CSC API §10: error, error_description).
 _CSC_ERRORS: Final = {401: "invalid_token", 403: "access_denied", 423: "access_denied"}
@@ -108,6 +116,24 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         if e.status == 405 and "Allow" in e.headers:
             response.headers["Allow"] = e.headers["Allow"]
         return response
+    except (DBAPIError, PoolTimeoutError, ConnectionError) as e:
+        if not _database_away(e):
+            return _internal(request)
+        log.warning(
+            "database unavailable on %s %s: %s",
+            request.method,
+            loggable_path(request),
+            type(getattr(e, "orig", None) or e).__name__,
+        )
+        response = error_response(
+            request,
+            503,
+            "Database unavailable",
+            "the service's database did not answer; retry shortly",
+            "database_unavailable",
+        )
+        response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER)
+        return response
     except RecursionError:
         # Only hostile input nests deep enough to get here (the JSON reader
         # has its own bound; this covers the ASN.1 and PDF parsers).
@@ -115,8 +141,27 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         return error_response(
             request, 400, "Bad request", "the input is nested too deeply", "too_deep"
         )
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, loggable_path(request))
-        return error_response(
-            request, 500, "Internal error", "the server failed to handle the request", "internal"
-        )
+    except Exception:  # noqa: BLE001 - _internal logs it with its traceback
+        return _internal(request)
+
+
+def _internal(request: web.Request) -> web.Response:
+    """A bug: the traceback goes to the log, nothing of it to the client."""
+    log.exception("unhandled error on %s %s", request.method, loggable_path(request))
+    return error_response(
+        request, 500, "Internal error", "the server failed to handle the request", "internal"
+    )
+
+
+def _database_away(e: BaseException) -> bool:
+    """A lost, refused or busy database, not a wrong statement.
+
+    asyncpg reports a refused connection as a bare OSError (SQLAlchemy does
+    not wrap it); a connection that died mid-query as a DBAPIError whose
+    connection is invalidated; SQLite's "database is locked" and a server
+    starting up as OperationalError."""
+    if isinstance(e, ConnectionError | PoolTimeoutError):
+        return True
+    if isinstance(e, DBAPIError):
+        return e.connection_invalidated or isinstance(e, OperationalError | InterfaceError)
+    return False

@@ -225,8 +225,10 @@ class SigningService:
                 hash_alg,
                 [(h, "raw", auth.description) for h in hashes],
                 [
-                    self.sads.sign(auth, sad, hashes[i : i + SIGN_CHUNK], hash_alg, scheme)
-                    for i in range(0, len(hashes), SIGN_CHUNK)
+                    (len(part), self.sads.sign(auth, sad, part, hash_alg, scheme))
+                    for part in (
+                        hashes[i : i + SIGN_CHUNK] for i in range(0, len(hashes), SIGN_CHUNK)
+                    )
                 ],
                 overlap=True,
             )
@@ -297,7 +299,7 @@ class SigningService:
                 cred,
                 h,
                 [(digest, req.signature_format, req.name)],
-                [produce()],
+                [(1, produce())],
                 overlap=False,
             )
         except BaseException:
@@ -312,7 +314,7 @@ class SigningService:
         cred: Credential,
         hash_alg: HashAlgorithm,
         items: list[tuple[bytes, str, str | None]],
-        signing: list[Coroutine[Any, Any, list[bytes]]],
+        signing: list[tuple[int, Coroutine[Any, Any, list[bytes]]]],
         *,
         overlap: bool,
     ) -> tuple[list[str], list[bytes], Left]:
@@ -320,19 +322,24 @@ class SigningService:
         one transaction that commits before anything is returned.
 
         `signing` makes the signatures of consecutive slices of `items`, in
-        order. With `overlap`, the event rows go in while the HSM works (they
-        do not need the signatures; if the HSM fails the transaction rolls
-        them back), and each slice's cabinet rows while the HSM signs the
-        next — for raw hashes, where a large batch then costs little more
-        than its HSM time. Documents sign first: their TSA/OCSP round trips
-        should not hold a write transaction open."""
+        order: (the slice's length, what signs it). With `overlap`, the event
+        rows go in while the HSM works (they do not need the signatures; if
+        the HSM fails the transaction rolls them back), and each slice's
+        cabinet rows while the HSM signs the next — for raw hashes, where a
+        large batch then costs little more than its HSM time. Documents sign
+        first: their TSA/OCSP round trips should not hold a write transaction
+        open."""
         now = self.clock()
         keep_until = cred.certificate.not_valid_after + RETENTION_AFTER_EXPIRY
         ids = [str(uuid.uuid4()) for _ in items]
+        if sum(n for n, _one in signing) != len(items):
+            for _n, one in signing:
+                one.close()
+            raise ValueError("the slices do not cover the items")
         if not overlap:
-            signing = [_ready(await one) for one in signing]
+            signing = [(n, _ready(await one)) for n, one in signing]
         # Queued on the HSM thread in this order, each slice as one call.
-        tasks = [asyncio.ensure_future(one) for one in signing]
+        tasks = [(n, asyncio.ensure_future(one)) for n, one in signing]
         try:
             async with self.db.transaction() as conn:
                 await append_events(
@@ -356,8 +363,10 @@ class SigningService:
                 )
                 left = await self.sads.mark_signed(conn, auth, [digest for digest, _f, _n in items])
                 outputs: list[bytes] = []
-                for task in tasks:
+                for n, task in tasks:
                     made = await task
+                    if len(made) != n:
+                        raise RuntimeError("the HSM returned a different number of signatures")
                     start = len(outputs)
                     outputs.extend(made)
                     await conn.execute(
@@ -377,14 +386,12 @@ class SigningService:
                                 "keep_until": keep_until,
                             }
                             for doc_id, (digest, fmt, name), output in zip(
-                                ids[start:], items[start:], made, strict=False
+                                ids[start : start + n], items[start : start + n], made, strict=True
                             )
                         ],
                     )
-                if len(outputs) != len(items):
-                    raise RuntimeError("the HSM returned a different number of signatures")
         finally:
-            for task in tasks:
+            for _n, task in tasks:
                 if not task.done():
                     task.cancel()
                     with contextlib.suppress(BaseException):

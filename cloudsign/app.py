@@ -95,6 +95,8 @@ from cloudsign.status import api as status_api
 from cloudsign.storage import Database
 from cloudsign.storage.leader import Leadership
 from cloudsign.tasks import stop_tasks
+from cloudsign.validation import VALIDATION, ValidationService
+from cloudsign.validation import api as validation_api
 from cloudsign.web import health, metrics, openapi
 from cloudsign.web.caching import no_store_middleware
 from cloudsign.web.client import client_address_middleware
@@ -315,6 +317,16 @@ async def _features(app: web.Application) -> AsyncIterator[None]:
         await documents.close()
 
 
+async def _validation(app: web.Application) -> AsyncIterator[None]:
+    """The validation service's worker processes (cloudsign/validation)."""
+    service = await ValidationService.start(app[SETTINGS].validation)
+    app[VALIDATION] = service
+    try:
+        yield
+    finally:
+        await service.close()
+
+
 def _registry(
     settings: Settings, http: aiohttp.ClientSession, clock: Clock
 ) -> IdentityRegistry | None:
@@ -472,6 +484,7 @@ CLEANUP_CONTEXTS: Final[list[CleanupContext]] = [
     _http_client,
     _status,
     _features,
+    _validation,
     _sweeper,
     _audit,
     _background,
@@ -493,6 +506,7 @@ ROUTES: Final[list[web.RouteTableDef]] = [
     ca_api.routes,
     audit_api.routes,
     status_api.routes,
+    validation_api.routes,
     mobile_routes,
     mobile_app_routes,
     portal_api.routes,

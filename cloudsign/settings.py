@@ -183,6 +183,15 @@ class StatusSettings:
 
 
 @dataclass(frozen=True)
+class ValidationSettings:
+    public_url: str
+    max_bytes: int
+    timeout: timedelta
+    workers: int
+    max_per_address_per_hour: int
+
+
+@dataclass(frozen=True)
 class Settings:
     # where the embedded parts keep their state
     data_dir: Path = Path("data")
@@ -296,6 +305,11 @@ class Settings:
     # eGov QR signing (mobile_api/egov.py): the services' API No. 1/2 over https only
     egov_allow_loopback: bool = False  # tests: their own e-government service on loopback
     egov_max_response_bytes: int = 8 << 20  # the largest API No. 2 answer read
+    # the validation service (cloudsign/validation): untrusted signatures, in worker processes
+    validation_max_bytes: int = 20 << 20  # a signed file or signature (413 beyond)
+    validation_timeout_seconds: int = 20  # one validation's time limit in its worker
+    validation_workers: int = 1  # worker processes validating at once
+    max_validations_per_address_per_hour: int = 600
 
     def __post_init__(self) -> None:
         _check(1 <= self.port <= 65535, "port must be 1..65535")
@@ -344,6 +358,16 @@ class Settings:
         _check(
             64 << 10 <= self.egov_max_response_bytes <= 64 << 20,
             "egov_max_response_bytes must be 64 KiB..64 MiB",
+        )
+        _check(
+            64 << 10 <= self.validation_max_bytes <= 256 << 20,
+            "validation_max_bytes must be 64 KiB..256 MiB",
+        )
+        _check(1 <= self.validation_timeout_seconds <= 600, "validation_timeout_seconds 1..600")
+        _check(1 <= self.validation_workers <= 32, "validation_workers must be 1..32")
+        _check(
+            1 <= self.max_validations_per_address_per_hour <= 100_000,
+            "max_validations_per_address_per_hour 1..100000",
         )
         _check(1 <= self.certificate_validity_days <= 3650, "certificate_validity_days 1..3650")
         _check(bool(self.hsm_token_label), "hsm_token_label must not be empty")
@@ -507,6 +531,16 @@ class Settings:
             background_tasks=self.status_background_tasks,
             ca_policy_oid=self.ca_policy_oid,
             ca_organisation=self.ca_organisation,
+        )
+
+    @cached_property
+    def validation(self) -> ValidationSettings:
+        return ValidationSettings(
+            public_url=self.effective_public_url,
+            max_bytes=self.validation_max_bytes,
+            timeout=timedelta(seconds=self.validation_timeout_seconds),
+            workers=self.validation_workers,
+            max_per_address_per_hour=self.max_validations_per_address_per_hour,
         )
 
     # derived values -------------------------------------------------------

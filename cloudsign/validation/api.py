@@ -1,0 +1,77 @@
+"""HTTP surface of the validation service: `POST /api/v1/validate`, public
+(relying parties call it without an account), counted per client address.
+
+The body is JSON: `signature` (base64 of a signed PDF, or of a CMS/CAdES
+signature in DER or PEM), and for a detached CMS either `content` (base64 of
+the signed bytes) or `content_sha256` (base64 of their SHA-256). The answer
+is the worker's report (cloudsign/validation/worker.py)."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from aiohttp import web
+
+from cloudsign.appkeys import CA, GUARD, STATUS
+from cloudsign.errors import ValidationError
+from cloudsign.validation.service import VALIDATION
+from cloudsign.web.body import read_json
+from cloudsign.web.client import client_address
+from cloudsign.web.openapi import described
+
+routes = web.RouteTableDef()
+
+#: Room for the JSON around the base64 fields.
+JSON_OVERHEAD_BYTES: Final = 4096
+
+BODY_SCHEMA: Final[dict[str, Any]] = {
+    "type": "object",
+    "required": ["signature"],
+    "additionalProperties": False,
+    "properties": {
+        "signature": {
+            "type": "string",
+            "contentEncoding": "base64",
+            "description": "a signed PDF, or a CMS/CAdES signature (DER or PEM)",
+        },
+        "content": {
+            "type": "string",
+            "contentEncoding": "base64",
+            "description": "the content of a detached CMS signature",
+        },
+        "content_sha256": {
+            "type": "string",
+            "contentEncoding": "base64",
+            "description": "or only the SHA-256 of that content (32 bytes)",
+        },
+    },
+}
+
+
+@routes.post("/api/v1/validate")
+@described(body=BODY_SCHEMA)
+async def validate(request: web.Request) -> web.Response:
+    """Validate a signed PDF or a CMS signature; an ETSI EN 319 102-1 report."""
+    service = request.app[VALIDATION]
+    await request.app[GUARD].counted([(service.limit, client_address())], factor="validation")
+    limit = service.max_bytes
+    body = await read_json(request, 4 * ((limit + 2) // 3) + JSON_OVERHEAD_BYTES)
+    body.only({"signature", "content", "content_sha256"})
+    signature = body.b64("signature", max_bytes=limit, min_bytes=1)
+    content = body.optional_b64("content", max_bytes=limit)
+    digest = body.optional_b64("content_sha256", max_bytes=32, min_bytes=32)
+    if content is not None and digest is not None:
+        raise ValidationError("send content or content_sha256, not both", field="content")
+    ca, status = request.app[CA], request.app[STATUS]
+    report = await service.validate(
+        signature,
+        content=content,
+        content_sha256=digest,
+        trust_roots=[ca.root],
+        other_certs=[
+            ca.issuing,
+            status.ocsp_identity.certificate,
+            status.tsa_identity.certificate,
+        ],
+    )
+    return web.json_response(report)

@@ -189,6 +189,7 @@ class ValidationSettings:
     timeout: timedelta
     workers: int
     max_per_address_per_hour: int
+    prestart: bool = True
 
 
 @dataclass(frozen=True)
@@ -309,6 +310,7 @@ class Settings:
     validation_max_bytes: int = 20 << 20  # a signed file or signature (413 beyond)
     validation_timeout_seconds: int = 20  # one validation's time limit in its worker
     validation_workers: int = 1  # worker processes validating at once
+    validation_prestart: bool = True  # start the workers with the service (else at first use)
     max_validations_per_address_per_hour: int = 600
 
     def __post_init__(self) -> None:
@@ -541,6 +543,7 @@ class Settings:
             timeout=timedelta(seconds=self.validation_timeout_seconds),
             workers=self.validation_workers,
             max_per_address_per_hour=self.max_validations_per_address_per_hour,
+            prestart=self.validation_prestart,
         )
 
     # derived values -------------------------------------------------------

@@ -56,6 +56,9 @@ FAST_SETTINGS: dict[str, Any] = {
     "egov_allow_loopback": True,
     # Any free port for the embedded anvil: two runs on one machine never collide.
     "chain_anvil_port": 0,
+    # The validation workers spawn at the first validation, not with every
+    # test server (tests/validation uses them; most tests never do).
+    "validation_prestart": False,
 }
 
 

@@ -16,6 +16,7 @@ The service itself keeps serving throughout: it only ever awaits the pool.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -73,6 +74,7 @@ class ValidationPool:
         self.timeout = timeout.total_seconds()
         self._slots = asyncio.Semaphore(workers)
         self._pool: ProcessPoolExecutor | None = None
+        self._warming: asyncio.Future[Any] | None = None
 
     def __repr__(self) -> str:
         return f"ValidationPool(workers={self.workers}, timeout={self.timeout})"
@@ -85,13 +87,25 @@ class ValidationPool:
             initargs=(os.getpid(),),
         )
 
-    async def start(self) -> None:
+    def start(self, *, prestart: bool) -> None:
+        """The pool; with `prestart`, its workers spawn (and import pyHanko)
+        now, in the background, so that start-up does not wait for them and
+        the first request does not pay for them. Without, at first use."""
         self._pool = self._new_pool()
-        loop = asyncio.get_running_loop()
-        # Submitted together, so each spawns (and imports pyHanko in) its own worker.
-        await asyncio.gather(*(loop.run_in_executor(self._pool, ping) for _ in range(self.workers)))
+        if prestart:
+            loop = asyncio.get_running_loop()
+            # Submitted together, so each spawns its own worker.
+            self._warming = asyncio.gather(
+                *(loop.run_in_executor(self._pool, ping) for _ in range(self.workers))
+            )
 
     async def close(self) -> None:
+        warming, self._warming = self._warming, None
+        if warming is not None and not warming.done():
+            warming.cancel()
+        if warming is not None:
+            with contextlib.suppress(BaseException):
+                await warming
         pool, self._pool = self._pool, None
         if pool is not None:
             _kill(pool)
@@ -156,7 +170,7 @@ class ValidationService:
     @classmethod
     async def start(cls, settings: ValidationSettings) -> ValidationService:
         pool = ValidationPool(settings.workers, settings.timeout)
-        await pool.start()
+        pool.start(prestart=settings.prestart)
         return cls(pool, settings)
 
     async def close(self) -> None:

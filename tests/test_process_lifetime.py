@@ -77,15 +77,16 @@ def _port_free(port: int) -> bool:
 
 
 def _family(pid: int) -> dict[int, str]:
-    """Wait until the server has all its children: 2 face workers, the
-    resource tracker and anvil."""
+    """Wait until the server has all its children: 2 face workers and the
+    validation worker (spawned processes alike), the resource tracker and
+    anvil."""
 
     def complete(kids: dict[int, str]) -> bool:
         cmds = list(kids.values())
         workers = sum("spawn_main" in c for c in cmds)
         tracker = any("resource_tracker" in c for c in cmds)
         anvil = any("anvil" in c for c in cmds)
-        return workers == 2 and tracker and anvil
+        return workers == 3 and tracker and anvil
 
     return _poll(lambda: _children(pid), complete, 90, "the server's children did not all start")
 

@@ -62,7 +62,7 @@ from cloudsign.appkeys import (
     TOTP_CLOCK,
     TRANSPORT_KEYS,
 )
-from cloudsign.audit import Anchorer, AuditLog, run_retention, run_sequencer
+from cloudsign.audit import Anchorer, AuditLog, ensure_audit_keys, run_retention, run_sequencer
 from cloudsign.audit import api as audit_api
 from cloudsign.ca import CertificateAuthority
 from cloudsign.ca import api as ca_api
@@ -90,7 +90,7 @@ from cloudsign.proofing import api as proofing_api
 from cloudsign.settings import Settings
 from cloudsign.signing import Cabinet, DocumentWorker, FactorCheck, SigningService, csc
 from cloudsign.signing import api as signing_api
-from cloudsign.status import StatusOperations, StatusServices
+from cloudsign.status import StatusOperations, StatusServices, ensure_service_keys
 from cloudsign.status import api as status_api
 from cloudsign.storage import Database
 from cloudsign.storage.leader import Leadership
@@ -325,6 +325,13 @@ async def _validation(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await service.close()
+
+
+async def service_keys(bridge: HsmBridge, settings: Settings) -> list[str]:
+    """The OCSP, TSA, audit-log and anchoring keys, generated if missing
+    (`cloudsign.instance.initialise`, before any service process starts)."""
+    made = await ensure_service_keys(bridge, ca_profile(settings.ca).algorithm)
+    return made + await ensure_audit_keys(bridge)
 
 
 def _registry(

@@ -34,10 +34,11 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    from cloudsign.app import service_keys
     from cloudsign.instance import initialise
 
     settings = _settings(args)
-    for line in asyncio.run(initialise(settings)):
+    for line in asyncio.run(initialise(settings, service_keys)):
         print(line)
     print(f"data dir ready: {settings.data_dir.resolve()}")
     return 0

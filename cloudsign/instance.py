@@ -71,6 +71,7 @@ import logging
 import os
 import secrets
 import stat
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -295,7 +296,12 @@ def ca_profile(settings: CaSettings) -> CaProfile:
     )
 
 
-async def initialise(settings: Settings) -> list[str]:
+#: Generates the features' long-lived HSM keys (`cloudsign.app.service_keys`;
+#: the features are not imported here); returns the labels it generated.
+ServiceKeyMaker = Callable[[HsmBridge, Settings], Awaitable[list[str]]]
+
+
+async def initialise(settings: Settings, service_keys: ServiceKeyMaker | None = None) -> list[str]:
     """Idempotent first-start set-up; returns what was done, for the operator."""
     done = [f"tightened {line}" for line in secure_data_dir(settings)]
     access = prepare_hsm(settings)
@@ -305,6 +311,13 @@ async def initialise(settings: Settings) -> list[str]:
     try:
         if await CertificateAuthority.initialise(bridge, settings.pki_dir, ca_profile(settings.ca)):
             done.append(f"created root and issuing CA in {settings.pki_dir}")
+        if service_keys is not None:
+            # The services' long-lived keys too, before any process starts:
+            # the processes of `serve --workers N` each finding none would
+            # each generate one (and then every lookup finds two).
+            made = await service_keys(bridge, settings)
+            if made:
+                done.append(f"generated service keys in the HSM: {', '.join(made)}")
     finally:
         await bridge.close()
     db = Database(settings.effective_database_url, immediate=True)

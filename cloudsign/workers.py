@@ -117,10 +117,11 @@ def supervise(settings: Settings, workers: int, config: Path | None) -> int:
     """Initialise once, then run `workers` children until told to stop."""
     import asyncio
 
+    from cloudsign.app import service_keys
     from cloudsign.instance import initialise
 
     check_workers(settings, workers)
-    asyncio.run(initialise(settings))
+    asyncio.run(initialise(settings, service_keys))
     argv = ["--data-dir", str(settings.data_dir)]
     if config is not None:
         argv = ["--config", str(config), *argv]

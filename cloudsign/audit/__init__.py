@@ -15,7 +15,7 @@ from cloudsign.audit.log import (
     NotYetCheckpointedError,
     TamperedLogError,
 )
-from cloudsign.audit.signers import HsmNoteSigner, HsmTransactionSigner
+from cloudsign.audit.signers import HsmNoteSigner, HsmTransactionSigner, ensure_audit_keys
 from cloudsign.audit.tasks import run_retention, run_sequencer, sequencer_round
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "HsmTransactionSigner",
     "NotYetCheckpointedError",
     "TamperedLogError",
+    "ensure_audit_keys",
     "run_retention",
     "run_sequencer",
     "sequencer_round",

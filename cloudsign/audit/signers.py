@@ -47,6 +47,20 @@ async def ensure_key(bridge: ServiceKeys, label: str, algorithm: KeyAlgorithm) -
     return await bridge.public_key_info(label, algorithm)
 
 
+async def ensure_audit_keys(bridge: ServiceKeys) -> list[str]:
+    """The log's checkpoint key and the anchoring key, generated if missing;
+    returns the labels it generated (see `cloudsign.instance.initialise`)."""
+    made = []
+    for label, algorithm in (
+        (NOTE_KEY_LABEL, KeyAlgorithm.ED25519),
+        (ETH_KEY_LABEL, KeyAlgorithm.EC_SECP256K1),
+    ):
+        if not await bridge.has_key(label):
+            await ensure_key(bridge, label, algorithm)
+            made.append(label)
+    return made
+
+
 class HsmNoteSigner:
     """Ed25519 checkpoint signer in the HSM; `name` is the log origin."""
 

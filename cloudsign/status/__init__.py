@@ -6,9 +6,11 @@ Public surface for the rest of the service:
   (app key `REVOCATION`), `RevocationReason`, `parse_reason`, `GROUNDS`;
 - `StatusServices.build(...)`, started by the app's cleanup context, and
   `routes` (see `api`);
-- `StatusUrls` for the TSA/OCSP/CRL URLs pyHanko needs.
+- `StatusUrls` for the TSA/OCSP/CRL URLs pyHanko needs;
+- `ensure_service_keys`, for the data dir's first start.
 """
 
+from cloudsign.status.certs import ensure_service_keys
 from cloudsign.status.operations import StatusOperations
 from cloudsign.status.reasons import GROUNDS, RevocationReason, parse_reason
 from cloudsign.status.revocation import Revocation, RevocationService
@@ -23,5 +25,6 @@ __all__ = [
     "StatusServices",
     "StatusUrls",
     "crl_policy",
+    "ensure_service_keys",
     "parse_reason",
 ]

@@ -38,7 +38,7 @@ from cloudsign.ca import (
     to_pem,
 )
 from cloudsign.storage import Database
-from hsm_bridge import ServiceKeys
+from hsm_bridge import KeyAlgorithm, ServiceKeys
 
 SERVICE_CERT_VALIDITY: Final = timedelta(days=365)
 RENEW_BEFORE: Final = timedelta(days=30)
@@ -142,6 +142,19 @@ def _write(path: Path, cert: x509.Certificate) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(to_pem(cert))
     os.replace(tmp, path)
+
+
+async def ensure_service_keys(bridge: ServiceKeys, algorithm: KeyAlgorithm) -> list[str]:
+    """The OCSP responder's and the TSA's key pairs, generated if missing;
+    returns the labels it generated. Run once before the processes start
+    (`cloudsign.instance.initialise`): processes started together each
+    finding no key would each generate one."""
+    made = []
+    for role in ServiceRole:
+        if not await bridge.has_key(role.label):
+            await bridge.generate_signing_key(role.label, algorithm)
+            made.append(role.label)
+    return made
 
 
 async def ensure_service_identity(

@@ -30,5 +30,6 @@ bench: setup
 	.venv/bin/python bench/bench_status.py
 	.venv/bin/python bench/bench_scale.py
 	.venv/bin/python bench/bench_recovery.py
+	.venv/bin/python bench/bench_citizens.py
 	.venv/bin/python bench/bench_body.py
 	.venv/bin/python bench/bench_signing_requests.py

@@ -19,7 +19,7 @@ from typing import Any, Final
 
 import orjson
 from aiohttp import web
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from cloudsign.errors import CloudsignError, ValidationError
@@ -153,15 +153,30 @@ def _internal(request: web.Request) -> web.Response:
     )
 
 
+#: What the drivers say when the database is away or busy, not wrong.
+_AWAY: Final = (
+    "database is locked",  # SQLite, another writer past the busy timeout
+    "database is busy",
+    "starting up",  # PostgreSQL restarting
+    "shutting down",
+    "terminating connection",
+    "connection was closed",
+    "connection is closed",
+    "connection refused",
+    "server closed the connection",
+)
+
+
 def _database_away(e: BaseException) -> bool:
-    """A lost, refused or busy database, not a wrong statement.
+    """A lost, refused or busy database, not a wrong statement (a missing
+    table or a broken query stays a 500 with its traceback).
 
     asyncpg reports a refused connection as a bare OSError (SQLAlchemy does
-    not wrap it); a connection that died mid-query as a DBAPIError whose
-    connection is invalidated; SQLite's "database is locked" and a server
-    starting up as OperationalError."""
+    not wrap it); SQLAlchemy marks a connection that died mid-query as
+    invalidated; the rest is told by the driver's message."""
     if isinstance(e, ConnectionError | PoolTimeoutError):
         return True
     if isinstance(e, DBAPIError):
-        return e.connection_invalidated or isinstance(e, OperationalError | InterfaceError)
+        text = str(e.orig if e.orig is not None else e).lower()
+        return e.connection_invalidated or any(words in text for words in _AWAY)
     return False

@@ -79,3 +79,17 @@ def stop(proc: subprocess.Popen[bytes]) -> str:
         proc.kill()
         out, _ = proc.communicate()
     return out.decode() if out else ""
+
+
+def children(pid: int) -> list[int]:
+    """The pids whose parent is `pid` (from /proc)."""
+    kids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                kids.append(int(entry.name))
+    return kids

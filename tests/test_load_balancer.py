@@ -40,7 +40,7 @@ from cloudsign.signing.tables import signed_documents
 from cloudsign.storage.schema import events
 from device_client.client import ApiError, CloudsignClient
 from tests.helpers import FAST_SETTINGS, REPO, free_port, passed_face_check, person
-from tests.serving import serve, stop, wait_ready
+from tests.serving import children, serve, stop, wait_ready
 from tests.staff import DESKS
 
 pytestmark = pytest.mark.slow
@@ -55,23 +55,10 @@ def _env_of(settings: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-def _children(pid: int) -> list[int]:
-    kids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                kids.append(int(entry.name))
-    return kids
-
-
 def _workers(supervisor: subprocess.Popen[bytes]) -> list[int]:
     """The service processes of `serve --workers`: python children, each
     with its own face workers (their children)."""
-    return [p for p in _children(supervisor.pid) if _children(p)]
+    return [p for p in children(supervisor.pid) if children(p)]
 
 
 def _wait(condition: Any, what: str, within: float = 90.0) -> None:

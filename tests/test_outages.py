@@ -79,7 +79,7 @@ from tests.helpers import (
     person,
 )
 from tests.helpers import TOTP_CLOCK as TEST_TOTP_CLOCK
-from tests.serving import CLI, clean_env, serve, stop, wait_ready
+from tests.serving import CLI, children, clean_env, serve, stop, wait_ready
 from tests.staff import OperatorClient, bootstrap_staff
 
 pytestmark = pytest.mark.slow
@@ -127,19 +127,6 @@ async def _until(condition: Callable[[], bool], what: str, within: float = 90.0)
         if loop.time() > deadline:
             pytest.fail(f"timed out: {what}")
         await asyncio.sleep(0.05)
-
-
-def _children(pid: int) -> list[int]:
-    kids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                kids.append(int(entry.name))
-    return kids
 
 
 def _gone(pid: int) -> bool:
@@ -278,7 +265,7 @@ class OwnPostgres:
         if proc is None or proc.poll() is not None:
             return
         os.kill(proc.pid, signal.SIGSTOP)
-        kids = _children(proc.pid)
+        kids = children(proc.pid)
         for pid in [*kids, proc.pid]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)

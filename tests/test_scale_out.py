@@ -157,14 +157,8 @@ asyncio.run(main())
 """
 
 
-def test_init_makes_the_services_long_lived_keys_before_any_process_starts(
-    tmp_path: Path,
-) -> None:
-    """The keys every process would otherwise create at its first start
-    (the race above) exist once `cloudsign init` (or the supervisor of
-    `serve --workers`) has run."""
-    data = tmp_path / "data"
-    init = subprocess.run(
+def _init(data: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [*CLI, "--data-dir", str(data), "init"],
         cwd=REPO,
         env=clean_env(),
@@ -172,6 +166,16 @@ def test_init_makes_the_services_long_lived_keys_before_any_process_starts(
         text=True,
         timeout=300,
     )
+
+
+def test_init_makes_the_services_long_lived_keys_before_any_process_starts(
+    tmp_path: Path,
+) -> None:
+    """The keys every process would otherwise create at its first start
+    (the race above) exist once `cloudsign init` (or the supervisor of
+    `serve --workers`) has run."""
+    data = tmp_path / "data"
+    init = _init(data)
     assert init.returncode == 0, init.stderr
     labels = ["ocsp-responder", "tsa-unit", "cloudsign-audit-log", "cloudsign-audit-eth"]
     assert "generated service keys in the HSM: " + ", ".join(labels) in init.stdout
@@ -185,12 +189,5 @@ def test_init_makes_the_services_long_lived_keys_before_any_process_starts(
     )
     assert found.returncode == 0, found.stderr
     assert found.stdout.split() == [w for label in labels for w in (label, "True")]
-    again = subprocess.run(
-        [*CLI, "--data-dir", str(data), "init"],
-        cwd=REPO,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    again = _init(data)
     assert again.returncode == 0 and "generated service keys" not in again.stdout

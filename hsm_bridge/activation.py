@@ -101,15 +101,16 @@ class HsmSadKeys(HsmOwnerKeys):
         return await self._call(self._bind_to_sad, key, sad_id, token, unix(expires_at))
 
     def _bind_to_sad(self, key: UnlockedKey, sad_id: str, token: bytes, expires_at: int) -> SadKey:
-        base = self._session().generate_key(
-            KeyType.AES,
-            256,
-            store=True,
-            label=SAD_KEY_LABEL,
-            id=_key_id(sad_id, expires_at),
-            capabilities=MechanismFlag.DERIVE,
-            template={**SECRET_SENSITIVE, Attribute.DERIVE: True},
-        )
+        with self._token_write():
+            base = self._session().generate_key(
+                KeyType.AES,
+                256,
+                store=True,
+                label=SAD_KEY_LABEL,
+                id=_key_id(sad_id, expires_at),
+                capabilities=MechanismFlag.DERIVE,
+                template={**SECRET_SENSITIVE, Attribute.DERIVE: True},
+            )
         try:
             with self._sad_session_key(base, sad_id, token) as k:
                 nonce = os.urandom(GCM_NONCE_BYTES)
@@ -123,7 +124,8 @@ class HsmSadKeys(HsmOwnerKeys):
                     )
                 )
         except BaseException:
-            base.destroy()
+            with self._token_write():
+                base.destroy()
             raise
         return SadKey(sad_id, key.credential_id, key.algorithm, expires_at, sealed)
 
@@ -211,13 +213,14 @@ class HsmSadKeys(HsmOwnerKeys):
         return await self._call(self._destroy_sad_key, sad_id, expires_at)
 
     def _destroy_sad_key(self, sad_id: str, expires_at: int) -> bool:
-        found = list(
-            self._session().get_objects(
-                {Attribute.LABEL: SAD_KEY_LABEL, Attribute.ID: _key_id(sad_id, expires_at)}
+        with self._token_write():
+            found = list(
+                self._session().get_objects(
+                    {Attribute.LABEL: SAD_KEY_LABEL, Attribute.ID: _key_id(sad_id, expires_at)}
+                )
             )
-        )
-        for obj in found:
-            obj.destroy()
+            for obj in found:
+                obj.destroy()
         return bool(found)
 
     async def sweep_sad_keys(self, now: datetime) -> int:
@@ -226,10 +229,11 @@ class HsmSadKeys(HsmOwnerKeys):
 
     def _sweep_sad_keys(self, now: int) -> int:
         gone = 0
-        for obj in list(self._session().get_objects({Attribute.LABEL: SAD_KEY_LABEL})):
-            raw = bytes(obj[Attribute.ID])
-            _, _, expiry = raw.rpartition(b"|")
-            if not expiry.isdigit() or int(expiry) <= now:
-                obj.destroy()
-                gone += 1
+        with self._token_write():
+            for obj in list(self._session().get_objects({Attribute.LABEL: SAD_KEY_LABEL})):
+                raw = bytes(obj[Attribute.ID])
+                _, _, expiry = raw.rpartition(b"|")
+                if not expiry.isdigit() or int(expiry) <= now:
+                    obj.destroy()
+                    gone += 1
         return gone

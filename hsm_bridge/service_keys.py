@@ -33,15 +33,18 @@ class HsmServiceKeys(HsmSession):
 
     def _generate_signing_key(self, label: str, algorithm: KeyAlgorithm) -> bytes:
         s = self._session()
-        if list(s.get_objects({Attribute.LABEL: label, Attribute.CLASS: ObjectClass.PRIVATE_KEY})):
-            raise HsmConfigurationError(f"a key labelled {label!r} already exists")
-        pub, _priv = generate_pair(
-            s,
-            algorithm,
-            store=True,
-            label=label,
-            private_template={**SECRET_SENSITIVE},
-        )
+        with self._token_write():
+            if list(
+                s.get_objects({Attribute.LABEL: label, Attribute.CLASS: ObjectClass.PRIVATE_KEY})
+            ):
+                raise HsmConfigurationError(f"a key labelled {label!r} already exists")
+            pub, _priv = generate_pair(
+                s,
+                algorithm,
+                store=True,
+                label=label,
+                private_template={**SECRET_SENSITIVE},
+            )
         return spki_of(pub, algorithm)
 
     async def public_key_info(self, label: str, algorithm: KeyAlgorithm) -> bytes:

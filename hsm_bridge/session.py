@@ -18,16 +18,40 @@ async methods only await it, so the event loop never blocks on the HSM.
 Parallelism beyond one core would come from several processes, each with its
 own module instance (SoftHSM2 shares token objects between processes through
 its file store), not from threads.
+
+Token writes by several processes (`serialise_token_writes`,
+`HsmSession._token_write`): SoftHSM2's file store tells a process that
+another one changed the token through a generation counter on disk, and
+re-reads the token directory when the counter differs from the value it last
+saw. But a process's own write (an object created or destroyed) takes the
+counter as it finds it on disk, adds one and remembers the result, without
+re-reading the directory first: if process A created an object since B
+last looked, B's write swallows A's notice, and B never sees A's object
+until some process writes again (SoftHSM2 2.6.1 `Generation::commit`;
+reproduced: A creates a key, B creates one, B looks for A's: missing in 20
+of 20 rounds). The service creates objects in one process that another
+uses (a transport key answered through another process, a SAD's key used by
+another process), so every token write of the bridge runs under an
+exclusive `flock` on a file beside the token directory, shared by every
+process on it, and looks the token over first (any object search makes
+SoftHSM2 compare the counter and re-read), so the counter a write starts
+from is always one this process has seen. Readers take no lock. A process
+killed while it holds the lock releases it with its descriptors. With a
+network HSM, which has no such store, no lock file is set and writes run
+as they are.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Final, ParamSpec, TypeVar
 
 import pkcs11
@@ -56,9 +80,52 @@ SECRET_SENSITIVE: Final = {
     Attribute.PRIVATE: True,
 }
 
+#: A label no object has: searching for it only makes SoftHSM2 re-read the
+#: token if another process changed it.
+_REFRESH_LABEL: Final = "cloudsign-refresh"
+
 _state_lock = threading.Lock()
 _loaded_libs: dict[str, Any] = {}
 _executors: dict[str, ThreadPoolExecutor] = {}
+_write_lock_path: Path | None = None
+_write_lock_fd: int | None = None
+_write_lock_depth = 0
+_write_lock = threading.RLock()
+
+
+def serialise_token_writes(lock_file: Path | None) -> None:
+    """Make every token write of this process take `lock_file` (see the
+    module doc); None: writes take no lock (a network HSM)."""
+    global _write_lock_path, _write_lock_fd
+    with _write_lock:
+        if _write_lock_fd is not None and lock_file != _write_lock_path:
+            os.close(_write_lock_fd)
+            _write_lock_fd = None
+        _write_lock_path = lock_file
+
+
+@contextlib.contextmanager
+def _token_write_lock() -> Iterator[bool]:
+    """Hold the cross-process write lock (re-entrant in the process); yields
+    whether this is the outermost hold, which must refresh the token."""
+    global _write_lock_fd, _write_lock_depth
+    with _write_lock:
+        if _write_lock_path is None:
+            yield False
+            return
+        if _write_lock_fd is None:
+            _write_lock_fd = os.open(_write_lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = _write_lock_fd
+        outermost = _write_lock_depth == 0
+        if outermost:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        _write_lock_depth += 1
+        try:
+            yield outermost
+        finally:
+            _write_lock_depth -= 1
+            if outermost:
+                fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def _hsm_thread(module_path: str) -> ThreadPoolExecutor:
@@ -234,6 +301,16 @@ class HsmSession:
             with self._sessions_lock:
                 self._sessions.append(s)
         return s
+
+    @contextlib.contextmanager
+    def _token_write(self) -> Iterator[None]:
+        """Around every creation or destruction of a token object, on the
+        PKCS#11 thread: the cross-process write lock, and a look at the
+        token so that the write starts from its latest state (module doc)."""
+        with _token_write_lock() as outermost:
+            if outermost:
+                list(self._session().get_objects({Attribute.LABEL: _REFRESH_LABEL}))
+            yield
 
     def _cached_key(self, object_class: ObjectClass, label: str) -> Any:
         """Persistent keys are looked up once per worker session."""

@@ -40,6 +40,9 @@ MODULE_CANDIDATES: Final = (
 )
 
 CONF_NAME: Final = "softhsm2.conf"
+#: Taken by every token write of every process on the token (see
+#: `hsm_bridge.session`).
+WRITE_LOCK_NAME: Final = "token-writes.lock"
 TOKENS_DIR: Final = "tokens"
 STAGING_DIR: Final = "staging"
 DIR_MODE: Final = 0o700
@@ -64,6 +67,9 @@ def configure(hsm_dir: Path) -> Path:
             "SoftHSM2 is already initialised with another token directory in this process"
         )
     os.environ["SOFTHSM2_CONF"] = str(conf)
+    from hsm_bridge import session
+
+    session.serialise_token_writes(hsm_dir / WRITE_LOCK_NAME)
     return conf
 
 

@@ -99,14 +99,19 @@ class HsmTransportKeys(HsmSession):
         params = s.create_domain_parameters(
             KeyType.EC, {Attribute.EC_PARAMS: encode_named_curve_parameters(P256_OID)}, local=True
         )
-        pub, _priv = params.generate_keypair(
-            store=True,
-            label=TRANSPORT_LABEL_PREFIX + transport_key_id,
-            id=transport_key_id.encode(),
-            capabilities=MechanismFlag.DERIVE,
-            public_template={Attribute.TOKEN: False},
-            private_template={**SECRET_SENSITIVE, Attribute.DERIVE: True, Attribute.SIGN: False},
-        )
+        with self._token_write():
+            pub, _priv = params.generate_keypair(
+                store=True,
+                label=TRANSPORT_LABEL_PREFIX + transport_key_id,
+                id=transport_key_id.encode(),
+                capabilities=MechanismFlag.DERIVE,
+                public_template={Attribute.TOKEN: False},
+                private_template={
+                    **SECRET_SENSITIVE,
+                    Attribute.DERIVE: True,
+                    Attribute.SIGN: False,
+                },
+            )
         try:
             return bytes(encode_ec_public_key(pub))
         finally:
@@ -117,13 +122,14 @@ class HsmTransportKeys(HsmSession):
         return await self._call(self._destroy_transport_key, transport_key_id)
 
     def _destroy_transport_key(self, transport_key_id: str) -> bool:
-        objects = list(
-            self._session().get_objects(
-                {Attribute.LABEL: TRANSPORT_LABEL_PREFIX + transport_key_id}
+        with self._token_write():
+            objects = list(
+                self._session().get_objects(
+                    {Attribute.LABEL: TRANSPORT_LABEL_PREFIX + transport_key_id}
+                )
             )
-        )
-        for obj in objects:
-            obj.destroy()
+            for obj in objects:
+                obj.destroy()
         return bool(objects)
 
     @contextmanager
@@ -169,7 +175,8 @@ class HsmTransportKeys(HsmSession):
                 obj.destroy()
             # One-time: the transport key goes whatever the outcome, so a
             # captured message cannot be replayed and a wrong one cannot be retried.
-            priv.destroy()
+            with self._token_write():
+                priv.destroy()
         try:
             yield kpw
         finally:

@@ -1,5 +1,6 @@
 """Signing: the factors of every authorisation and their lockout, the SAD,
-the signature algorithms, CAdES/PAdES through pyHanko, the personal cabinet,
+the signature algorithms, CAdES/PAdES through pyHanko, XAdES through
+signxml, the personal cabinet,
 and the citizen API and CSC API over them."""
 
 from cloudsign.signing.cabinet import Cabinet, SignedDocument, StoredSignature

@@ -32,7 +32,7 @@ MAX_DOCUMENT_NAME_CHARS: Final = 400
 MAX_SAD_CHARS: Final = 128
 MAX_FACE_CHECK_ID: Final = 64
 REVOCATION_REASONS: Final = ("owner-request", "key-compromise", "affiliation-changed", "superseded")
-FORMATS: Final = {"cades": "cades", "pades": "pades"}
+FORMATS: Final = {"cades": "cades", "pades": "pades", "xades": "xades"}
 LEVELS: Final = {"B": "B", "T": "T", "LT": "LT"}
 
 
@@ -140,8 +140,9 @@ async def sign_hashes(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/me/credentials/{credential_id}/sign-document")
 async def sign_document(request: web.Request) -> web.Response:
-    """JSON: {SAD, format: cades|pades, level: B|T|LT, name?, document? (base64),
-    document_hash? (base64)}. Returns the .p7s (CAdES) or the signed PDF (PAdES)."""
+    """JSON: {SAD, format: cades|pades|xades, level: B|T|LT, name?, document?
+    (base64), document_hash? (base64)}. Returns the .p7s (CAdES), the signed
+    PDF (PAdES) or the signed XML document (XAdES, levels B and T)."""
     owner = await current_owner(request)
     credential_id = path_id(request, "credential_id")
     settings = request.app[SETTINGS]
@@ -186,6 +187,8 @@ def _download(signature_id: str, fmt: str, name: str | None, output: bytes) -> w
         filename, ctype = f"{base.removesuffix('.pdf')}-signed.pdf", "application/pdf"
     elif fmt == "cades":
         filename, ctype = f"{base}.p7s", "application/pkcs7-signature"
+    elif fmt == "xades":
+        filename, ctype = f"{base.removesuffix('.xml')}-signed.xml", "application/xml"
     else:
         filename, ctype = f"{base}.sig", "application/octet-stream"
     return web.Response(

@@ -52,7 +52,7 @@ MAX_CREDENTIAL_ID: Final = 64
 MAX_PIN_CHARS: Final = 512
 #: Documents in one signDoc call.
 MAX_DOCUMENTS: Final = 32
-SIGNATURE_FORMATS: Final = {"C": "cades", "P": "pades"}
+SIGNATURE_FORMATS: Final = {"C": "cades", "P": "pades", "X": "xades"}
 CONFORMANCE_LEVELS: Final = {"AdES-B-B": "B", "AdES-B-T": "T", "AdES-B-LT": "LT", "AdES-B": "B"}
 
 
@@ -359,8 +359,8 @@ async def sign_hash(request: web.Request) -> web.Response:
 @routes.post("/csc/{version}/signatures/signDoc")
 async def sign_doc(request: web.Request) -> web.Response:
     """v2 signDoc for whole documents: `documents: [{document, signature_format:
-    "C" (CAdES, detached) | "P" (PAdES)}]`; the SAD must cover each
-    document's SHA-256."""
+    "C" (CAdES, detached) | "P" (PAdES) | "X" (XAdES, enveloped)}]`; the SAD
+    must cover each document's SHA-256."""
     version = _version(request)
     if version != "v2":
         raise web.HTTPNotFound()

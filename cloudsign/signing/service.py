@@ -5,7 +5,8 @@ locks the credential; success returns a SAD (sad.py) bound to the exact
 hashes.
 
 `sign_hashes` signs exactly the authorised hashes; `sign_document` makes a
-CAdES or PAdES signature (cms.py) over a document whose hash was authorised.
+CAdES or PAdES signature (cms.py) or an enveloped XAdES one (xades.py) over a
+document whose hash was authorised.
 Each signature's `key.use` event and cabinet row commit in one transaction
 before the signature is returned.
 """
@@ -41,6 +42,7 @@ from cloudsign.signing.cms import (
 from cloudsign.signing.factors import FactorCheck
 from cloudsign.signing.sad import Authorization, Grant, Left, SadStore
 from cloudsign.signing.tables import signed_documents
+from cloudsign.signing.xades import xades_enveloped
 from cloudsign.storage import Database
 from hsm_bridge import (
     HashAlgorithm,
@@ -58,7 +60,7 @@ DEVICE_FACTORS: Final = ("face", "device", "password")
 AUTH_EXPRESSION: Final = "FACE AND OTP AND PIN"
 #: Relying parties must find the signatures at least this long after expiry (rule 12).
 RETENTION_AFTER_EXPIRY: Final = timedelta(days=365)
-SIGNATURE_FORMATS: Final = ("cades", "pades")
+SIGNATURE_FORMATS: Final = ("cades", "pades", "xades")
 #: Hashes per HSM call in a batch: the cabinet rows of one slice are written
 #: while the HSM signs the next.
 SIGN_CHUNK: Final = 200
@@ -240,9 +242,11 @@ class SigningService:
 
     async def sign_document(self, owner_id: str, req: DocumentRequest) -> tuple[str, bytes]:
         """CAdES (detached .p7s, from the document or only its SHA-256; level
-        B or T) or PAdES (the signed PDF; B, T or LT). Returns (signature id, bytes)."""
+        B or T), PAdES (the signed PDF; B, T or LT) or XAdES (the XML document
+        with an enveloped signature; B or T). The SAD covers the SHA-256 of
+        the document's bytes. Returns (signature id, bytes)."""
         if req.signature_format not in SIGNATURE_FORMATS:
-            raise ValidationError("format must be 'cades' or 'pades'", field="format")
+            raise ValidationError("format must be 'cades', 'pades' or 'xades'", field="format")
         document = req.document
         if document is not None:
             digest = hashlib.sha256(document).digest()
@@ -265,7 +269,8 @@ class SigningService:
         sad = req.sad
 
         async def sign_one(one: bytes, hash_alg: HashAlgorithm, scheme: SignatureScheme) -> bytes:
-            # pyHanko hashes the signed attributes; the SAD covers the document.
+            # pyHanko hashes the signed attributes (signxml the SignedInfo);
+            # the SAD covers the document.
             (signature,) = await self.sads.sign(auth, sad, [one], hash_alg, scheme)
             return signature
 
@@ -276,12 +281,28 @@ class SigningService:
             other_certs=(self.ca.issuing,),
         )
         level = req.level
+        signing_time = self.clock()
 
         async def produce() -> list[bytes]:
             if req.signature_format == "cades":
                 made = await self.documents.run(
                     lambda session: cades_detached(
                         signer, digest, "sha256", session=session, level=level, services=services
+                    )
+                )
+            elif req.signature_format == "xades":
+                assert document is not None
+                made = await self.documents.run(
+                    lambda session: xades_enveloped(
+                        sign_one,
+                        cred.id,
+                        cred.certificate,
+                        self.ca.chain,
+                        document,
+                        signing_time=signing_time,
+                        session=session,
+                        level=level,
+                        services=services,
                     )
                 )
             else:

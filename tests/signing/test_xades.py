@@ -449,3 +449,58 @@ async def test_the_hsm_key_has_nothing_private(client: CloudsignClient) -> None:
         )
     with pytest.raises(RuntimeError, match="off the document worker's loop"):
         key.sign(b"<SignedInfo/>", ec.ECDSA(hashes.SHA256()))
+
+
+async def test_failures_in_the_worker_surface_as_service_errors(
+    client: CloudsignClient, app: Any, tmp_path: Path
+) -> None:
+    """Errors raised on the far side of signxml's thread (the HSM refusing
+    a SAD) or after it (the TSA away) come out as the service's own errors,
+    not as hangs or bare exceptions; the same call with the real SAD and
+    TSA signs, so those were the failures."""
+    from cloudsign.appkeys import CA, SIGNING
+    from cloudsign.errors import ServiceUnavailableError
+    from cloudsign.signing import SadError
+    from cloudsign.signing.cms import LevelServices
+    from cloudsign.signing.xades import xades_enveloped
+    from hsm_bridge import HashAlgorithm, SignatureScheme
+    from tests.helpers import free_port
+
+    totp, cred = await enrolled(client)
+    doc = _order(8)
+    sad = await _sad(client, totp, cred, [doc])
+    signing, ca = app[SIGNING], app[CA]
+    auth = await signing.sads.find(
+        sad, owner_id=client.owner_id, credential_id=cred["credential_id"]
+    )
+    certificate = asn1_x509.Certificate.load(pem.unarmor(cred["certificate"].encode())[2])
+
+    async def attempt(token: str, level: str, tsa_url: str) -> bytes:
+        async def sign(digest: bytes, h: HashAlgorithm, scheme: SignatureScheme) -> bytes:
+            (signature,) = await signing.sads.sign(auth, token, [digest], h, scheme)
+            return bytes(signature)
+
+        services = LevelServices(tsa_url, (ca.root,), (ca.issuing,))
+        made: bytes = await signing.documents.run(
+            lambda session: xades_enveloped(
+                sign,
+                auth.credential_id,
+                certificate,
+                ca.chain,
+                doc,
+                signing_time=signing.clock(),
+                session=session,
+                level=level,
+                services=services,
+            )
+        )
+        return made
+
+    tsa = f"{client.base_url}/tsa"
+    with pytest.raises(SadError):
+        await asyncio.wait_for(attempt("not-the-sad", "B", tsa), 30)
+    with pytest.raises(ServiceUnavailableError):
+        await asyncio.wait_for(attempt(sad, "T", f"http://127.0.0.1:{free_port()}/tsa"), 60)
+    signed = await asyncio.wait_for(attempt(sad, "T", tsa), 60)
+    await check_verifies(signed, doc, _trust(cred, tmp_path), tmp_path)
+    await check_time_stamp(signed, app, _trust(cred, tmp_path), tmp_path)

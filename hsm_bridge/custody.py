@@ -243,6 +243,6 @@ class HsmOwnerKeys(HsmTransportKeys, HsmSealing):
         except PKCS11Error as e:
             raise KeyBlobError("the owner key does not unwrap under the master key") from e
         try:
-            return [sign_digest_with(priv, d, hash_alg, scheme, self._direct) for d in digests]
+            return [sign_digest_with(priv, d, hash_alg, scheme) for d in digests]
         finally:
             priv.destroy()

@@ -23,7 +23,6 @@ from hsm_bridge.algorithms import (
     digest_info,
     ecdsa_raw_to_der,
 )
-from hsm_bridge.direct import CKM_ECDSA, CKM_RSA_PKCS, CKM_RSA_PKCS_PSS, DirectSigner
 from hsm_bridge.errors import UnsupportedAlgorithmError
 
 
@@ -109,34 +108,19 @@ _PSS_HASH: Final = {
 
 
 def sign_digest_with(
-    priv: Any,
-    digest: bytes,
-    hash_alg: HashAlgorithm,
-    scheme: SignatureScheme,
-    direct: DirectSigner | None = None,
+    priv: Any, digest: bytes, hash_alg: HashAlgorithm, scheme: SignatureScheme
 ) -> bytes:
-    """One digest under `scheme`; through `direct` (the GIL held, see
-    `hsm_bridge.direct`) when the module offers it."""
     if len(digest) != hash_alg.digest_size:
         raise UnsupportedAlgorithmError(
             f"a {hash_alg.name} digest is {hash_alg.digest_size} bytes, got {len(digest)}"
         )
-    if scheme is SignatureScheme.ECDSA or scheme is SignatureScheme.ECDSA_RAW:
-        if direct is not None:
-            raw = direct.sign(priv, CKM_ECDSA, digest)
-        else:
-            raw = bytes(priv.sign(digest, mechanism=Mechanism.ECDSA))
-        return ecdsa_raw_to_der(raw) if scheme is SignatureScheme.ECDSA else raw
+    if scheme is SignatureScheme.ECDSA:
+        return ecdsa_raw_to_der(bytes(priv.sign(digest, mechanism=Mechanism.ECDSA)))
+    if scheme is SignatureScheme.ECDSA_RAW:
+        return bytes(priv.sign(digest, mechanism=Mechanism.ECDSA))
     if scheme is SignatureScheme.RSA_PKCS1V15:
-        info = digest_info(hash_alg, digest)
-        if direct is not None:
-            return direct.sign(priv, CKM_RSA_PKCS, info)
-        return bytes(priv.sign(info, mechanism=Mechanism.RSA_PKCS))
+        return bytes(priv.sign(digest_info(hash_alg, digest), mechanism=Mechanism.RSA_PKCS))
     mech, mgf = _PSS_HASH[hash_alg.name]
-    if direct is not None:
-        return direct.sign(
-            priv, CKM_RSA_PKCS_PSS, digest, (int(mech), int(mgf), hash_alg.digest_size)
-        )
     return bytes(
         priv.sign(
             digest,

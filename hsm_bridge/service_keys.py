@@ -131,7 +131,7 @@ class HsmServiceKeys(HsmSession):
         out: list[bytes | Exception] = []
         for digest in digests:
             try:
-                out.append(sign_digest_with(key, digest, hash_alg, scheme, self._direct))
+                out.append(sign_digest_with(key, digest, hash_alg, scheme))
             except (HsmError, PKCS11Error, ValueError) as e:
                 out.append(e)
         return out

@@ -58,7 +58,6 @@ import pkcs11
 from pkcs11 import Attribute, ObjectClass
 from pkcs11.exceptions import NoSuchKey, PKCS11Error
 
-from hsm_bridge.direct import DirectSigner, direct_signer
 from hsm_bridge.errors import HsmConfigurationError, HsmError, HsmUnavailableError
 from hsm_bridge.secret import Secret
 
@@ -87,7 +86,6 @@ _REFRESH_LABEL: Final = "cloudsign-refresh"
 
 _state_lock = threading.Lock()
 _loaded_libs: dict[str, Any] = {}
-_direct_signers: dict[str, DirectSigner | None] = {}
 _executors: dict[str, ThreadPoolExecutor] = {}
 _write_lock_path: Path | None = None
 _write_lock_fd: int | None = None
@@ -154,13 +152,7 @@ def _load_lib(path: str) -> Any:
             except (PKCS11Error, RuntimeError, OSError) as e:
                 raise HsmUnavailableError(f"cannot load PKCS#11 module {path}") from e
             _loaded_libs[path] = lib
-            _direct_signers[path] = direct_signer(path)
         return lib
-
-
-def _direct_signer(path: str) -> DirectSigner | None:
-    with _state_lock:
-        return _direct_signers.get(path)
 
 
 # PKCS#11 login state belongs to the process, not the session: several bridges
@@ -215,8 +207,6 @@ class HsmSession:
         self._executor: ThreadPoolExecutor | None = None
         self._token: Any = None
         self._login_session: Any = None
-        #: Signs with the GIL held (`hsm_bridge.direct`); None: python-pkcs11.
-        self._direct: DirectSigner | None = None
         self._local = threading.local()
         self._sessions: list[Any] = []
         self._sessions_lock = threading.Lock()
@@ -229,7 +219,6 @@ class HsmSession:
 
     def _start(self) -> None:
         lib = _load_lib(self._module_path)
-        self._direct = _direct_signer(self._module_path)
         try:
             self._token = lib.get_token(token_label=self._token_label)
         except PKCS11Error as e:

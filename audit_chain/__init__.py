@@ -20,6 +20,7 @@ from audit_chain.checkpoint import (
     NoteSigner,
     NoteVerifier,
     ed25519_key_id,
+    key_fingerprint,
     sign_checkpoint,
     sign_checkpoint_async,
 )
@@ -131,6 +132,7 @@ __all__ = [
     "ed25519_key_id",
     "find_anvil",
     "iter_day_export",
+    "key_fingerprint",
     "leaf_hash",
     "parse_leaf",
     "parse_opening",

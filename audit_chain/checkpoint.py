@@ -61,6 +61,14 @@ _DECIMAL = re.compile(r"0|[1-9][0-9]{0,19}")
 _B64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
 
 
+def key_fingerprint(vkey: str) -> str:
+    """What the centre publishes (e.g. in its CA policy) for auditors to pin
+    the log key by: SHA-256 of the verifier key text (`name+id+base64`,
+    UTF-8), in groups of four hex digits. The auditor page computes the same."""
+    digest = hashlib.sha256(vkey.encode("utf-8")).hexdigest()
+    return " ".join(digest[i : i + 4] for i in range(0, len(digest), 4))
+
+
 def ed25519_key_id(name: str, public_key: bytes) -> bytes:
     """Signed-note key id: first 4 bytes of SHA-256(name || 0x0A || 0x01 || key)."""
     return hashlib.sha256(

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Final, TextIO
 
 from audit_chain import verify as checklists
-from audit_chain.checkpoint import NoteVerifier
+from audit_chain.checkpoint import NoteVerifier, key_fingerprint
 from audit_chain.errors import AuditChainError, VerificationError
 from audit_chain.ethereum import AnchorClient
 from audit_chain.leaf import LeafOpening, loads_strict, opening_from_json_obj
@@ -134,6 +134,12 @@ def _parser() -> argparse.ArgumentParser:
         "--opening", help="the event's opening (JSON), to check against the leaf's commitment"
     )
     prove.add_argument("--document", help="the signed file, to match the logged document hash")
+    fingerprint = sub.add_parser(
+        "fingerprint", help="print the fingerprint of a log key, to compare with the published one"
+    )
+    fingerprint.add_argument(
+        "--log-key", required=True, help="log verifier key (name+id+base64) or file with it"
+    )
     return parser
 
 
@@ -291,6 +297,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     out, err = sys.stdout, sys.stderr
     try:
         log_key = _load_key(args.log_key)
+        if args.command == "fingerprint":
+            out.write(f"{key_fingerprint(log_key.vkey)}\n")
+            return 0
         inputs = _read_inputs(args)
         return asyncio.run(_run(args, log_key, inputs, out, err))
     except VerificationError as e:

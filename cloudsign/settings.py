@@ -247,6 +247,11 @@ class Settings:
     chain_rpc_url: str = ""  # default: an embedded anvil in data_dir/chain
     chain_contract_address: str = ""  # default: deployed once, remembered in the database
     chain_anvil_port: int = 8545  # embedded anvil; 0 picks a free port
+    # The chain's JSON-RPC endpoint the auditor page reads anchors from in the
+    # browser (CORS-enabled; a public node). Default: none, since the anchoring
+    # endpoint may be private or carry an API key in its URL; in development
+    # chain_rpc_url, or the embedded anvil on its fixed port.
+    auditor_chain_rpc_url: str = ""
     chain_confirmations: int = 2  # blocks on top of the anchor (counting it)
     chain_poll_interval_ms: int = 5000
     # biometric factor
@@ -571,6 +576,16 @@ class Settings:
         return self.data_dir / "chain"
 
     @property
+    def public_chain_rpc_url(self) -> str:
+        """Where the auditor page reads the chain (`auditor_chain_rpc_url`);
+        empty when there is no fixed endpoint (an embedded anvil on port 0)."""
+        if self.auditor_chain_rpc_url or not self.development:
+            return self.auditor_chain_rpc_url
+        if self.chain_rpc_url:
+            return self.chain_rpc_url
+        return f"http://127.0.0.1:{self.chain_anvil_port}" if self.chain_anvil_port else ""
+
+    @property
     def hsm_dir(self) -> Path:
         return self.data_dir / "hsm"
 
@@ -649,6 +664,12 @@ def _check_audit(s: Settings) -> None:
         _check(
             urlsplit(s.chain_rpc_url).scheme in ("http", "https"),
             "chain_rpc_url must be http(s)",
+        )
+    if s.auditor_chain_rpc_url:
+        _check(
+            urlsplit(s.auditor_chain_rpc_url).scheme in ("http", "https")
+            and bool(urlsplit(s.auditor_chain_rpc_url).netloc),
+            "auditor_chain_rpc_url must be an http(s) URL",
         )
     if s.chain_contract_address:
         addr = s.chain_contract_address

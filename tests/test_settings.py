@@ -36,6 +36,7 @@ def test_file_then_environment(tmp_path: Path) -> None:
         ("database_url = 'mysql://x'\n", "database_url"),
         ("ca_key_algorithm = 'gost'\n", "ca_key_algorithm"),
         ("port = \n", "cannot read config file"),
+        ("auditor_chain_rpc_url = 'ws://node'\n", "auditor_chain_rpc_url"),
     ],
 )
 def test_bad_files_are_refused(tmp_path: Path, text: str, message: str) -> None:
@@ -56,3 +57,26 @@ def test_pin_is_never_printed() -> None:
     for text in (repr(s), str(s), repr(s.describe()), str(s.hsm_pin)):
         assert "987654" not in text
     assert isinstance(s, Settings)
+
+
+def test_the_chain_endpoint_the_auditor_page_reads(tmp_path: Path) -> None:
+    """Published only when set, or in development (an anchoring endpoint may
+    be private or carry an API key in its URL)."""
+    private = "https://node.internal/v3/secret-key"
+    prod = load_settings(env={}, data_dir=tmp_path, chain_rpc_url=private)
+    assert prod.public_chain_rpc_url == ""
+    public = "https://rpc.example.org"
+    both = load_settings(
+        env={}, data_dir=tmp_path, chain_rpc_url=private, auditor_chain_rpc_url=public
+    )
+    assert both.public_chain_rpc_url == public
+    dev = load_settings(env={}, data_dir=tmp_path, development=True)
+    assert dev.public_chain_rpc_url == "http://127.0.0.1:8545"
+    dev_remote = load_settings(env={}, data_dir=tmp_path, development=True, chain_rpc_url=private)
+    assert dev_remote.public_chain_rpc_url == private
+    assert (
+        load_settings(
+            env={}, data_dir=tmp_path, development=True, chain_anvil_port=0
+        ).public_chain_rpc_url
+        == ""
+    )

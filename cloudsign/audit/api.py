@@ -34,7 +34,7 @@ from aiohttp import web
 
 from audit_chain.days import format_offset
 from cloudsign.accounts import current_owner
-from cloudsign.appkeys import ANCHORER, AUDIT_LOG
+from cloudsign.appkeys import ANCHORER, AUDIT_LOG, SETTINGS
 from cloudsign.audit.log import MAX_OWNER_PAGE
 from cloudsign.errors import NotFoundError, ValidationError
 from cloudsign.operators import Role, current_operator
@@ -75,6 +75,8 @@ async def keys(request: web.Request) -> web.Response:
             "contract": anchorer.contract_address,
             "chain_id": anchorer.chain_id,
             "confirmations_required": anchorer.depth,
+            # Where a browser can read the anchors itself (the auditor page).
+            "chain_rpc_url": request.app[SETTINGS].public_chain_rpc_url or None,
         }
     )
 

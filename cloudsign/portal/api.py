@@ -12,6 +12,7 @@ from __future__ import annotations
 import mimetypes
 from pathlib import Path
 from typing import Final
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -43,21 +44,28 @@ _TYPES: Final = {
     ".ico": "image/x-icon",
 }
 
-CSP: Final = "; ".join(
-    (
-        "default-src 'none'",
-        "script-src 'self' 'wasm-unsafe-eval'",
-        "style-src 'self'",
-        "img-src 'self' blob:",
-        "media-src 'self' blob: mediastream:",
-        "connect-src 'self'",
-        "font-src 'self'",
-        "manifest-src 'self'",
-        "form-action 'self'",
-        "base-uri 'none'",
-        "frame-ancestors 'none'",
+
+def content_security_policy(connect: tuple[str, ...] = ()) -> str:
+    """The portal's CSP; `connect`: origins besides its own it may fetch
+    from (the chain endpoint the auditor page reads anchors from)."""
+    return "; ".join(
+        (
+            "default-src 'none'",
+            "script-src 'self' 'wasm-unsafe-eval'",
+            "style-src 'self'",
+            "img-src 'self' blob:",
+            "media-src 'self' blob: mediastream:",
+            " ".join(("connect-src 'self'", *connect)),
+            "font-src 'self'",
+            "manifest-src 'self'",
+            "form-action 'self'",
+            "base-uri 'none'",
+            "frame-ancestors 'none'",
+        )
     )
-)
+
+
+CSP: Final = content_security_policy()
 SECURITY_HEADERS: Final = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
@@ -69,9 +77,18 @@ SECURITY_HEADERS: Final = {
 }
 
 
-def _file(path: Path, *, cache: str) -> web.FileResponse:
+def _chain_origin(url: str) -> tuple[str, ...]:
+    parts = urlsplit(url)
+    return (f"{parts.scheme}://{parts.netloc}",) if parts.scheme and parts.netloc else ()
+
+
+def _file(path: Path, *, cache: str, request: web.Request | None = None) -> web.FileResponse:
     ctype = _TYPES.get(path.suffix) or mimetypes.guess_type(path.name)[0]
     headers = {**SECURITY_HEADERS, "Cache-Control": cache}
+    if request is not None:
+        chain = _chain_origin(request.app[SETTINGS].public_chain_rpc_url)
+        if chain:
+            headers["Content-Security-Policy"] = content_security_policy(chain)
     if ctype:
         headers["Content-Type"] = f"{ctype}; charset=utf-8" if ctype.startswith("text/") else ctype
     return web.FileResponse(path, headers=headers)
@@ -84,7 +101,7 @@ async def portal_redirect(request: web.Request) -> web.Response:
 
 @routes.get("/portal/")
 async def portal_page(request: web.Request) -> web.FileResponse:
-    return _file(STATIC_DIR / "index.html", cache="no-store")
+    return _file(STATIC_DIR / "index.html", cache="no-store", request=request)
 
 
 #: Longer than any file the portal ships; a longer name is not looked up at all.

@@ -351,3 +351,17 @@ def test_v1_bundle_made_before_commitments_still_proves(
     code = main(["prove", bundle, "--offline", "--log-key", key, "--document", str(doc)])
     assert code == EXIT_FAILED
     assert "step 6 (document)" in capsys.readouterr().err
+
+
+def test_fingerprint_of_a_log_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """What the centre publishes for auditors to pin: SHA-256 of the key
+    text in groups of four (the auditor page prints the same)."""
+    vkey = SampleLog(tmp_path).signer.verifier().vkey
+    key_file = tmp_path / "log.vkey"
+    key_file.write_text(vkey + "\n")
+    for given in (vkey, str(key_file)):
+        assert main(["fingerprint", "--log-key", given]) == EXIT_OK
+        printed = capsys.readouterr().out.strip()
+        assert printed.replace(" ", "") == hashlib.sha256(vkey.encode()).hexdigest()
+        assert [len(g) for g in printed.split(" ")] == [4] * 16
+    assert main(["fingerprint", "--log-key", "garbage"]) == EXIT_USAGE

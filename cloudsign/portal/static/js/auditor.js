@@ -1,11 +1,18 @@
 // The auditor's page: the log key and chain, the daily checkpoints with their
 // on-chain anchors, and an inclusion check of one event done in this browser.
+// Trust does not come from this server: the auditor pins the log key's
+// fingerprint, the anchor contract and the chain id as the centre publishes
+// them (its CA policy), this browser keeps them, and every visit compares
+// /log/keys with them; each day's anchor is read from the chain's JSON-RPC
+// endpoint with eth_call (the contract's get_anchor), not from /log/anchors.
+// (The page itself still comes from the server; `audit-chain` stays the
+// reference.)
 // Public bundles carry the public leaf only (v2: index, type, time and a
 // commitment; a v1 leaf or one dropped by retention: its hash alone); an
 // owner's bundle also carries the opening, which is then checked here too.
 
 import { api } from "./api.js";
-import { hex, unhex } from "./crypto.js";
+import { hex, sha256, unhex } from "./crypto.js";
 import { t } from "./i18n.js";
 import { busy, say } from "./ui.js";
 import {
@@ -26,7 +33,115 @@ const EXPLORERS = {
   11155111: "https://sepolia.etherscan.io/tx/",
   17000: "https://holesky.etherscan.io/tx/",
 };
+/** keccak256("get_anchor(uint32)")[:4]; tests/portal checks it with web3. */
+export const GET_ANCHOR_SELECTOR = "0xe1b023a8";
+const PIN_STORE = "cloudsign.auditor.pins";
 let keys = null;
+/** true: /log/keys has the pinned log key; false: it does not; null: no pin. */
+let keyPinned = null;
+
+function loadPins() {
+  try {
+    const pins = JSON.parse(localStorage.getItem(PIN_STORE) ?? "null");
+    return pins && typeof pins === "object" ? pins : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The log key's fingerprint as audit_chain.key_fingerprint prints it. */
+export async function fingerprint(vkey) {
+  const digest = hex(await sha256(new TextEncoder().encode(vkey)));
+  return digest.match(/.{4}/g).join(" ");
+}
+
+const normalFingerprint = (text) => text.toLowerCase().replace(/[^0-9a-f]/g, "");
+
+async function rpc(url, method, params) {
+  const response = await fetch(url, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ jsonrpc: "2.0", id: 1, method, params }),
+    credentials: "omit",
+    referrerPolicy: "no-referrer",
+  });
+  if (!response.ok) throw new Error(`HTTP ${response.status}`);
+  const body = await response.json();
+  if (body.error) throw new Error(body.error.message ?? "error");
+  return body.result;
+}
+
+/** (root hex, size, block) of `day` from the contract itself; null if not anchored. */
+async function anchorOnChain(url, contract, day) {
+  const number = Number(day.replaceAll("-", ""));
+  const data = GET_ANCHOR_SELECTOR + number.toString(16).padStart(64, "0");
+  const out = await rpc(url, "eth_call", [{ to: contract, data }, "latest"]);
+  const words = typeof out === "string" ? out.replace(/^0x/, "") : "";
+  if (!/^[0-9a-f]{192}$/i.test(words)) throw new Error("unexpected answer");
+  const root = words.slice(0, 64).toLowerCase();
+  if (/^0+$/.test(root)) return null;
+  return {
+    root,
+    size: BigInt("0x" + words.slice(64, 128)),
+    block: BigInt("0x" + words.slice(128, 192)),
+  };
+}
+
+function chainCell(checkpoint, onChain, error) {
+  const td = document.createElement("td");
+  if (error) {
+    td.className = "bad";
+    td.textContent = `${t("aud.chain.unreachable")}: ${error.message}`;
+  } else if (!onChain) {
+    td.textContent = t("aud.chain.absent");
+  } else if (onChain.root === checkpoint.root && onChain.size === BigInt(checkpoint.tree_size)) {
+    td.className = "ok";
+    td.textContent = `✓ ${t("aud.chain.match")} · ${t("aud.block")} ${onChain.block}`;
+  } else {
+    td.className = "bad";
+    td.textContent = `✗ ${t("aud.chain.differs")}: ${onChain.root.slice(0, 16)}… / ${onChain.size}`;
+  }
+  return td;
+}
+
+async function checkPins(list, pins, printed, rpcUrl) {
+  const checks = [];
+  if (!pins) {
+    const li = document.createElement("li");
+    li.className = "warn";
+    li.textContent = t("aud.pin.none");
+    checks.push(li);
+    keyPinned = null;
+  } else {
+    keyPinned = normalFingerprint(pins.fingerprint ?? "") === normalFingerprint(printed);
+    const item = (ok, text) => {
+      const li = document.createElement("li");
+      li.className = ok ? "ok" : "bad";
+      li.textContent = (ok ? "✓ " : "✗ ") + text;
+      checks.push(li);
+    };
+    item(keyPinned, t("aud.pin.key"));
+    if (pins.contract) {
+      item(pins.contract.toLowerCase() === String(keys.contract).toLowerCase(), t("aud.pin.contract"));
+    }
+    if (pins.chain_id && rpcUrl) {
+      try {
+        const id = BigInt(await rpc(rpcUrl, "eth_chainId", []));
+        item(id === BigInt(pins.chain_id), t("aud.pin.chain"));
+      } catch (e) {
+        item(false, `${t("aud.chain.unreachable")}: ${e.message}`);
+      }
+    }
+  }
+  list.replaceChildren(...checks);
+}
+
+function fillPinForm(pins) {
+  $("pin-fp").value = pins?.fingerprint ?? "";
+  $("pin-contract").value = pins?.contract ?? "";
+  $("pin-chain").value = pins?.chain_id ?? "";
+  $("pin-rpc").value = pins?.rpc ?? "";
+}
 
 async function optional(path) {
   try {
@@ -79,14 +194,23 @@ function anchorCell(day, anchor) {
 
 export async function enterAuditor() {
   keys = await api("GET", "/log/keys");
+  const pins = loadPins();
+  const printed = await fingerprint(keys.log_key);
+  // Reads go to the pinned endpoint and contract when there are pins.
+  const rpcUrl = pins?.rpc || keys.chain_rpc_url;
+  const contract = pins?.contract || keys.contract;
   const dl = $("aud-keys");
   const info = document.createDocumentFragment();
   addInfo(info, t("aud.origin"), keys.origin);
   addInfo(info, t("aud.logkey"), keys.log_key);
+  addInfo(info, t("aud.fingerprint"), printed);
   addInfo(info, t("aud.chain"), String(keys.chain_id));
   addInfo(info, t("aud.contract"), keys.contract);
   addInfo(info, t("aud.anchorer"), keys.anchor_address);
+  addInfo(info, t("aud.rpc"), rpcUrl);
   dl.replaceChildren(info);
+  fillPinForm(pins);
+  await checkPins($("aud-pin-checks"), pins, printed, rpcUrl);
 
   // Rows are built first and swapped in at once: a re-render (language
   // switch) racing this one then cannot interleave rows.
@@ -107,7 +231,18 @@ export async function enterAuditor() {
     const c = document.createElement("code");
     c.textContent = cp.root;
     root.append(c);
-    row.append(root, anchorCell(cp.day, anchor));
+    let onChain = null;
+    let error = null;
+    if (rpcUrl && contract) {
+      try {
+        onChain = await anchorOnChain(rpcUrl, contract, cp.day);
+      } catch (e) {
+        error = e;
+      }
+    } else {
+      error = new Error(t("aud.chain.noendpoint"));
+    }
+    row.append(root, anchorCell(cp.day, anchor), chainCell(cp, onChain, error));
     rows.push(row);
   }
   $("aud-days").tBodies[0].replaceChildren(...rows);
@@ -166,6 +301,9 @@ async function checkProof(ev) {
       ok = false;
     }
     if (root) ok = step(list, equalBytes(root, cp.root), t("aud.step.root")) && ok;
+    if (keyPinned === false) {
+      ok = step(list, false, t("aud.pin.key.bad"));
+    }
     try {
       ok = step(list, await verifyNote(cp, keys.log_key), t("aud.step.sig")) && ok;
     } catch {
@@ -178,6 +316,33 @@ async function checkProof(ev) {
   }, status);
 }
 
+async function savePins(ev) {
+  ev.preventDefault();
+  const form = ev.currentTarget;
+  const status = form.querySelector(".status");
+  const fp = normalFingerprint($("pin-fp").value);
+  const contract = $("pin-contract").value.trim();
+  const chain = $("pin-chain").value.trim();
+  const rpcUrl = $("pin-rpc").value.trim();
+  if (fp.length !== 64) return say(status, t("aud.pin.fp.hint"), "bad");
+  if (contract && !/^0x[0-9a-fA-F]{40}$/.test(contract)) return say(status, t("aud.pin.contract.hint"), "bad");
+  if (chain && !/^\d{1,12}$/.test(chain)) return say(status, t("aud.pin.chain.hint"), "bad");
+  if (rpcUrl && !/^https?:\/\//.test(rpcUrl)) return say(status, t("aud.pin.rpc.hint"), "bad");
+  const pins = { fingerprint: fp.match(/.{4}/g).join(" ") };
+  if (contract) pins.contract = contract;
+  if (chain) pins.chain_id = chain;
+  if (rpcUrl) pins.rpc = rpcUrl;
+  localStorage.setItem(PIN_STORE, JSON.stringify(pins));
+  if (await busy(form, enterAuditor, status)) say(status, t("aud.pin.saved"), "ok");
+}
+
+async function forgetPins() {
+  localStorage.removeItem(PIN_STORE);
+  await enterAuditor();
+}
+
 export function initAuditor() {
   $("proof-form").addEventListener("submit", checkProof);
+  $("pin-form").addEventListener("submit", savePins);
+  $("pin-clear").addEventListener("click", forgetPins);
 }

@@ -1,10 +1,12 @@
 """HTTP surface of the validation service: `POST /api/v1/validate`, public
 (relying parties call it without an account), counted per client address.
 
-The body is JSON: `signature` (base64 of a signed PDF, or of a CMS/CAdES
-signature in DER or PEM), and for a detached CMS either `content` (base64 of
-the signed bytes) or `content_sha256` (base64 of their SHA-256). The answer
-is the worker's report (cloudsign/validation/worker.py)."""
+The body is JSON: `signature` (base64 of a signed PDF, of a CMS/CAdES
+signature in DER or PEM, or of an XML document with an enveloped
+XMLDSig/XAdES signature; which one is told by its content), and for a
+detached CMS either `content` (base64 of the signed bytes) or
+`content_sha256` (base64 of their SHA-256). The answer is the worker's
+report (cloudsign/validation/worker.py)."""
 
 from __future__ import annotations
 
@@ -32,7 +34,10 @@ BODY_SCHEMA: Final[dict[str, Any]] = {
         "signature": {
             "type": "string",
             "contentEncoding": "base64",
-            "description": "a signed PDF, or a CMS/CAdES signature (DER or PEM)",
+            "description": (
+                "a signed PDF, a CMS/CAdES signature (DER or PEM), or an XML document "
+                "with an enveloped XMLDSig/XAdES signature (told apart by content)"
+            ),
         },
         "content": {
             "type": "string",
@@ -51,7 +56,7 @@ BODY_SCHEMA: Final[dict[str, Any]] = {
 @routes.post("/api/v1/validate")
 @described(body=BODY_SCHEMA)
 async def validate(request: web.Request) -> web.Response:
-    """Validate a signed PDF or a CMS signature; an ETSI EN 319 102-1 report."""
+    """Validate a signed PDF, a CMS or an XML signature; an ETSI EN 319 102-1 report."""
     service = request.app[VALIDATION]
     await request.app[GUARD].counted([(service.limit, client_address())], factor="validation")
     limit = service.max_bytes

@@ -11,6 +11,14 @@ CA's; revocation is hard-fail. Nothing here verifies a signature, a
 time-stamp or a chain by hand: this module only reads pyHanko's results and
 names them with ETSI EN 319 102-1's indications.
 
+An XML document with an enveloped XMLDSig/XAdES signature (`_xml`) is read
+and its maths checked by signxml (cloudsign/validation/xmldsig.py: parsed
+with no entities, no DTD, no network); the signer's chain and revocation are
+pyhanko-certvalidator's (`validate_cert_usage`, the CMS path's own step), and
+a `xades:SignatureTimeStamp` is pyHanko's `validate_tst_signed_data` with the
+imprint over the canonicalised `ds:SignatureValue`, so the same rules below
+apply to it.
+
 Validation data comes from what the signature embeds (a PDF's DSS) and from
 this service's own OCSP responder and CRLs, fetched over HTTP from its public
 URL. The worker is a separate process, so the service's event loop is free to
@@ -56,14 +64,21 @@ from pyhanko.sign.validation.generic_cms import (
     cms_basic_validation,
     collect_signer_attr_status,
     collect_timing_info,
+    validate_cert_usage,
+    validate_tst_signed_data,
 )
 from pyhanko.sign.validation.status import (
     PdfSignatureStatus,
+    RevocationDetails,
     SignatureCoverageLevel,
     StandardCMSSignatureStatus,
+    TimestampSignatureStatus,
 )
 from pyhanko_certvalidator import ValidationContext
 from pyhanko_certvalidator.fetchers.aiohttp_fetchers import AIOHttpFetcherBackend
+from pyhanko_certvalidator.path import ValidationPath
+
+from cloudsign.validation.xmldsig import XmlRefused, looks_like_xml, read_signature, verify_maths
 
 PASSED: Final = "TOTAL-PASSED"
 FAILED: Final = "TOTAL-FAILED"
@@ -159,6 +174,12 @@ async def _validate(job: Job) -> dict[str, Any]:
             if job.content is not None or job.content_sha256 is not None:
                 raise _Unreadable("malformed", "a signed PDF carries its content; send it alone")
             return await _pdf(job, fetchers)
+        if looks_like_xml(job.signature):
+            if job.content is not None or job.content_sha256 is not None:
+                raise _Unreadable(
+                    "malformed", "an enveloped XML signature carries its document; send it alone"
+                )
+            return await _xml(job, fetchers)
         return await _cms(job, fetchers)
 
 
@@ -386,10 +407,109 @@ def _cades_level(signer_info: cms.SignerInfo) -> str:
     return "B-LTA" if _ARCHIVE_TIMESTAMP_V3 in types else "B-LT"
 
 
+# -- XML ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class XmlStatus:
+    """What `_signature_report` reads of a pyHanko status, for an XML
+    signature: signxml's maths, pyhanko-certvalidator's chain and
+    revocation, pyHanko's time-stamp validation."""
+
+    intact: bool
+    valid: bool
+    signing_cert: x509.Certificate
+    trust_problem_indic: AdESIndeterminate | AdESFailure | None
+    validation_path: ValidationPath | None
+    revocation_details: RevocationDetails | None
+    signer_reported_dt: datetime | None
+    timestamp_validity: TimestampSignatureStatus | None
+    md_algorithm: str | None
+    validation_time: datetime | None
+
+    @property
+    def trusted(self) -> bool:
+        return (
+            self.valid
+            and self.intact
+            and self.trust_problem_indic is None
+            and self.validation_path is not None
+        )
+
+
+async def _xml(job: Job, fetchers: AIOHttpFetcherBackend) -> dict[str, Any]:
+    """An enveloped XMLDSig/XAdES signature: the maths by signxml, then the
+    signer's chain and revocation and the signature time-stamp as for CMS,
+    and again at the time-stamp's time once it verifies."""
+    try:
+        info = read_signature(job.signature)
+        maths = verify_maths(job.signature, info)
+    except XmlRefused as e:
+        raise _Unreadable(e.code, e.detail) from e
+    others = [c for c in info.certificates if c is not maths.signer]
+
+    def hash_of(algorithm: str, data: bytes) -> bytes:
+        return hashlib.new(algorithm, data).digest()
+
+    async def stamp(ctx: ValidationContext) -> TimestampSignatureStatus | None:
+        found = None
+        for ts in info.timestamps:
+            kwargs = await validate_tst_signed_data(ts.token, ctx, ts.imprint(hash_of))
+            found = TimestampSignatureStatus(**kwargs)
+            if found.intact and found.valid and found.trusted:
+                break
+        return found
+
+    async def run(moment: datetime | None, ts_status: TimestampSignatureStatus | None) -> XmlStatus:
+        ctx = ValidationContext(**_context_kwargs(job, fetchers, moment))
+        if ts_status is None and moment is None:
+            ts_status = await stamp(ctx)
+        problem: AdESIndeterminate | AdESFailure | None = None
+        path = details = None
+        if maths.intact and maths.valid and not maths.signer_named:
+            problem = AdESIndeterminate.NO_SIGNING_CERTIFICATE_FOUND
+        elif maths.intact and maths.valid:
+            ctx.certificate_registry.register_multiple(others)
+            result = await validate_cert_usage(
+                maths.signer,
+                ctx,
+                key_usage_settings=StandardCMSSignatureStatus.default_usage_constraints(None),
+                paths=ctx.path_builder.async_build_paths_lazy(maths.signer),
+            )
+            problem = result.error_subindic
+            details = result.revo_details
+            path = result.success_result or result.error_path
+        return XmlStatus(
+            intact=maths.intact,
+            valid=maths.valid,
+            signing_cert=maths.signer,
+            trust_problem_indic=problem,
+            validation_path=path,
+            revocation_details=details,
+            signer_reported_dt=info.claimed_signing_time,
+            timestamp_validity=ts_status,
+            md_algorithm=info.digest_algorithm,
+            validation_time=ctx.moment,
+        )
+
+    first = await run(None, None)
+    status = first
+    ts = _verified_timestamp(first)
+    if ts is not None:
+        status = await run(ts, first.timestamp_validity)
+    report = _signature_report("signature-1", first, status, ts)
+    if info.xades:
+        report["level"] = "B-T" if info.timestamps else "B-B"
+    else:
+        report["level"] = None
+    report["coverage"] = info.coverage
+    return _overall("XAdES" if info.xades else "XMLDSig", [report])
+
+
 # -- the report --------------------------------------------------------------------
 
 
-def _verified_timestamp(status: StandardCMSSignatureStatus) -> datetime | None:
+def _verified_timestamp(status: StandardCMSSignatureStatus | XmlStatus) -> datetime | None:
     ts = status.timestamp_validity
     if ts is not None and ts.intact and ts.valid and ts.trusted:
         return ts.timestamp
@@ -412,8 +532,8 @@ def _iso(value: datetime | None) -> str | None:
 
 def _signature_report(
     name: str,
-    first: StandardCMSSignatureStatus,
-    status: StandardCMSSignatureStatus,
+    first: StandardCMSSignatureStatus | XmlStatus,
+    status: StandardCMSSignatureStatus | XmlStatus,
     ts: datetime | None,
 ) -> dict[str, Any]:
     """`first` is the validation now; `status` the one at the verified
@@ -457,7 +577,9 @@ def _signature_report(
     }
 
 
-def _indication(status: StandardCMSSignatureStatus, ts: datetime | None) -> tuple[str, str | None]:
+def _indication(
+    status: StandardCMSSignatureStatus | XmlStatus, ts: datetime | None
+) -> tuple[str, str | None]:
     if not status.intact:
         return FAILED, "HASH_FAILURE"
     if not status.valid:

@@ -33,6 +33,9 @@ VENDOR: Final = {
     "hash-wasm.js": NODE_MODULES / "hash-wasm" / "dist" / "index.esm.min.js",
     "jsqr.js": NODE_MODULES / "jsqr" / "dist" / "jsQR.js",
     "qrcode.js": NODE_MODULES / "qrcode-generator" / "dist" / "qrcode.mjs",
+    # pdf.js: the phone app draws a PDF's pages before it is approved.
+    "pdf.js": NODE_MODULES / "pdfjs-dist" / "build" / "pdf.min.mjs",
+    "pdf.worker.js": NODE_MODULES / "pdfjs-dist" / "build" / "pdf.worker.min.mjs",
 }
 _TYPES: Final = {
     ".html": "text/html",

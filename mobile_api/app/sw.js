@@ -32,6 +32,7 @@ const SHELL = [
   "/app/js/inbox.js",
   "/app/js/login.js",
   "/app/js/main.js",
+  "/app/js/preview.js",
   "/app/js/push.js",
   "/app/js/qr.js",
   "/app/js/request.js",

@@ -69,6 +69,15 @@ def _approvals(traffic: Traffic, request_id: str) -> list[str]:
     return [n for n, _ in traffic.items if n.startswith("> POST") and f"{request_id}/approval" in n]
 
 
+#: Dark, opaque pixels of a canvas: text drawn on a white page.
+INKED_PIXELS = """c => {
+  const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+  let n = 0;
+  for (let i = 0; i < d.length; i += 4) if (d[i] < 100 && d[i + 3] > 200) n++;
+  return n;
+}"""
+
+
 async def test_a_request_from_another_screen_is_approved_on_the_phone(
     open_phone: PhoneOpener,
     proof: Proofer,
@@ -109,6 +118,15 @@ async def test_a_request_from_another_screen_is_approved_on_the_phone(
     await expect(docs.nth(1)).to_have_class(re.compile(r"\bok\b"))
     await expect(docs.nth(2)).to_have_class(re.compile(r"\bhash-only\b"))
     await expect(docs.nth(0).locator(".hash")).to_have_text(hashlib.sha256(pdf).hexdigest())
+    # What is signed, drawn on the phone from the checked bytes: the PDF's
+    # page by pdf.js (ink where the text is), the annex as its text.
+    page_view = docs.nth(0).locator("canvas.page")
+    await expect(page_view).to_have_count(1)
+    await expect(page_view).to_have_attribute("aria-label", "Page 1 of 1")
+    inked = await page_view.evaluate(INKED_PIXELS)
+    assert inked > 100, inked
+    await expect(docs.nth(1).locator(".text-preview")).to_have_text(NOTE.decode())
+    await expect(docs.nth(2).locator("canvas, .text-preview")).to_have_count(0)
     await expect(page.locator("#req-refused")).to_be_hidden()
     await expect(page.locator("#req-approve")).to_be_enabled()
 

@@ -14,6 +14,9 @@ import {
 } from "/portal/static/js/i18n.js";
 
 const en = {
+  "app.req.doc.page": "Page {n} of {count}",
+  "app.req.doc.more": "{more} more page(s): save the file to read them",
+  "app.req.doc.nopreview": "This PDF cannot be shown here: save the file to read it before you approve",
   "app.nav": "App",
   "app.nav.inbox": "Requests",
   "app.nav.sign": "Sign",
@@ -145,6 +148,9 @@ const en = {
 };
 
 const ru = {
+  "app.req.doc.page": "Страница {n} из {count}",
+  "app.req.doc.more": "Ещё страниц: {more}; сохраните файл, чтобы прочитать их",
+  "app.req.doc.nopreview": "Этот PDF нельзя показать здесь: сохраните файл и прочитайте его до подтверждения",
   "app.nav": "Приложение",
   "app.nav.inbox": "Запросы",
   "app.nav.sign": "Подписать",
@@ -276,6 +282,9 @@ const ru = {
 };
 
 const kk = {
+  "app.req.doc.page": "{count} беттің {n}-беті",
+  "app.req.doc.more": "Тағы {more} бет: оларды оқу үшін файлды сақтаңыз",
+  "app.req.doc.nopreview": "Бұл PDF мұнда көрсетілмейді: растау алдында файлды сақтап, оқыңыз",
   "app.nav": "Қолданба",
   "app.nav.inbox": "Сұраулар",
   "app.nav.sign": "Қол қою",

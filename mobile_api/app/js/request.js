@@ -13,6 +13,7 @@ import { api } from "./api.js";
 import { approvalChallenge, commitment, sameBytes, verificationCode } from "./approval.js";
 import { FaceCheck } from "./face.js";
 import { passwordKey } from "./factors.js";
+import { preview } from "./preview.js";
 import { t, tf } from "./i18n.js";
 import { $, busy, download, formatBytes, formatTime, say, takeValue } from "./ui.js";
 import { assert, unb64url } from "./webauthn.js";
@@ -81,6 +82,8 @@ async function checkDocument(requestId, doc, expected) {
       download(new Blob([bytes], { type }), doc.name, save);
     });
     li.append(save);
+    const view = await preview(bytes, Math.max(200, Math.min(li.clientWidth || 320, 480)));
+    if (view) li.append(view);
   }
   return ok;
 }

@@ -145,6 +145,62 @@ def cmd_events(args: argparse.Namespace) -> int:
     return 0
 
 
+async def extend_signatures(
+    settings: Settings, *, before_days: int, dry_run: bool, actor: str
+) -> dict[str, Any]:
+    """`cloudsign extend`: a new document time-stamp on the cabinet's PAdES
+    LT/LTA signatures whose newest time-stamp's TSA certificate expires
+    within `before_days` (cloudsign/signing/extend.py). The running service's
+    own TSA, OCSP responder and CRLs answer over its public URL."""
+    from datetime import timedelta
+
+    from asn1crypto import pem, x509
+
+    from cloudsign.ca import CertificateAuthority, PkiUrls
+    from cloudsign.clock import utc_now
+    from cloudsign.signing import DocumentWorker, LevelServices, SignatureExtender
+
+    root_file, issuing_file = CertificateAuthority.files(settings.pki_dir)
+
+    def load(path: Path) -> x509.Certificate:
+        return x509.Certificate.load(pem.unarmor(path.read_bytes())[2])
+
+    services = LevelServices(
+        tsa_url=PkiUrls(settings.ca.public_url).tsa,
+        trust_roots=(load(root_file),),
+        other_certs=(load(issuing_file),),
+    )
+    db = Database(settings.effective_database_url, immediate=True)
+    documents = DocumentWorker()
+    try:
+        await db.migrate()
+        await documents.start()
+        extender = SignatureExtender(db, documents, services, clock=utc_now, actor=actor)
+        report = await extender.run(timedelta(days=before_days), dry_run=dry_run)
+    finally:
+        await documents.close()
+        await db.close()
+    return report.to_json()
+
+
+def cmd_extend(args: argparse.Namespace) -> int:
+    import getpass
+
+    if args.before < 0:
+        print("cloudsign extend: --before must be 0 or more days", file=sys.stderr)
+        return 2
+    report = asyncio.run(
+        extend_signatures(
+            _settings(args),
+            before_days=args.before,
+            dry_run=args.dry_run,
+            actor=f"operator:cli:{getpass.getuser()}",
+        )
+    )
+    print(json.dumps(report))
+    return 1 if report["failed"] else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cloudsign", description=__doc__)
     p.add_argument("--config", type=Path, help="TOML settings file (or CLOUDSIGN_CONFIG)")
@@ -176,6 +232,20 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--limit", type=int, default=50)
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(fn=cmd_events)
+    ext = sub.add_parser(
+        "extend",
+        help="add a document time-stamp to cabinet PAdES signatures before their TSA ages out",
+    )
+    ext.add_argument(
+        "--before",
+        type=int,
+        default=90,
+        metavar="DAYS",
+        help="extend when the newest time-stamp's TSA certificate expires within DAYS "
+        "(default 90); PAdES-LT without a document time-stamp always qualifies",
+    )
+    ext.add_argument("--dry-run", action="store_true", help="count only, change nothing")
+    ext.set_defaults(fn=cmd_extend)
     status_cli.add_parsers(sub, _settings)
     operators_cli.add_parsers(sub, _settings)
     return p

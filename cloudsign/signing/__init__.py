@@ -1,10 +1,12 @@
 """Signing: the factors of every authorisation and their lockout, the SAD,
 the signature algorithms, CAdES/PAdES through pyHanko, XAdES through
-signxml, the personal cabinet,
+signxml, the personal cabinet, the extension of its long-term PAdES
+signatures (`cloudsign extend`),
 and the citizen API and CSC API over them."""
 
 from cloudsign.signing.cabinet import Cabinet, SignedDocument, StoredSignature
-from cloudsign.signing.cms import DocumentWorker
+from cloudsign.signing.cms import DocumentWorker, LevelServices
+from cloudsign.signing.extend import DEFAULT_BEFORE, ExtendReport, SignatureExtender
 from cloudsign.signing.factors import FactorCheck
 from cloudsign.signing.sad import Authorization, Grant, SadError, SadStore
 from cloudsign.signing.service import (
@@ -16,15 +18,19 @@ from cloudsign.signing.service import (
 
 __all__ = [
     "AUTH_EXPRESSION",
+    "DEFAULT_BEFORE",
     "Authorization",
     "AuthorizeRequest",
     "Cabinet",
     "DocumentRequest",
     "DocumentWorker",
+    "ExtendReport",
     "FactorCheck",
     "Grant",
+    "LevelServices",
     "SadError",
     "SadStore",
+    "SignatureExtender",
     "SignedDocument",
     "SigningService",
     "StoredSignature",

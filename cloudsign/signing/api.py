@@ -33,7 +33,7 @@ MAX_SAD_CHARS: Final = 128
 MAX_FACE_CHECK_ID: Final = 64
 REVOCATION_REASONS: Final = ("owner-request", "key-compromise", "affiliation-changed", "superseded")
 FORMATS: Final = {"cades": "cades", "pades": "pades", "xades": "xades"}
-LEVELS: Final = {"B": "B", "T": "T", "LT": "LT"}
+LEVELS: Final = {"B": "B", "T": "T", "LT": "LT", "LTA": "LTA"}
 
 
 def hash_field(body: Fields, key: str = "hash_algorithm") -> HashAlgorithm:
@@ -140,9 +140,10 @@ async def sign_hashes(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/me/credentials/{credential_id}/sign-document")
 async def sign_document(request: web.Request) -> web.Response:
-    """JSON: {SAD, format: cades|pades|xades, level: B|T|LT, name?, document?
-    (base64), document_hash? (base64)}. Returns the .p7s (CAdES), the signed
-    PDF (PAdES) or the signed XML document (XAdES, levels B and T)."""
+    """JSON: {SAD, format: cades|pades|xades, level: B|T|LT|LTA, name?,
+    document? (base64), document_hash? (base64)}. Returns the .p7s (CAdES,
+    levels B, T and LT, from the document or its hash), the signed PDF
+    (PAdES, B to LTA) or the signed XML document (XAdES, levels B and T)."""
     owner = await current_owner(request)
     credential_id = path_id(request, "credential_id")
     settings = request.app[SETTINGS]

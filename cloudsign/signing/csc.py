@@ -53,7 +53,13 @@ MAX_PIN_CHARS: Final = 512
 #: Documents in one signDoc call.
 MAX_DOCUMENTS: Final = 32
 SIGNATURE_FORMATS: Final = {"C": "cades", "P": "pades", "X": "xades"}
-CONFORMANCE_LEVELS: Final = {"AdES-B-B": "B", "AdES-B-T": "T", "AdES-B-LT": "LT", "AdES-B": "B"}
+CONFORMANCE_LEVELS: Final = {
+    "AdES-B-B": "B",
+    "AdES-B-T": "T",
+    "AdES-B-LT": "LT",
+    "AdES-B-LTA": "LTA",
+    "AdES-B": "B",
+}
 
 
 def _hashes(body: Fields, name: str, max_items: int) -> list[bytes]:

@@ -33,6 +33,8 @@ from cloudsign.events import EventType, NewEvent, append_events
 from cloudsign.settings import SigningSettings
 from cloudsign.signing.algorithms import scheme_for
 from cloudsign.signing.cms import (
+    CADES_LEVELS,
+    LEVELS,
     DocumentWorker,
     HsmOwnerSigner,
     LevelServices,
@@ -42,7 +44,7 @@ from cloudsign.signing.cms import (
 from cloudsign.signing.factors import FactorCheck
 from cloudsign.signing.sad import Authorization, Grant, Left, SadStore
 from cloudsign.signing.tables import signed_documents
-from cloudsign.signing.xades import xades_enveloped
+from cloudsign.signing.xades import XADES_LEVELS, xades_enveloped
 from cloudsign.storage import Database
 from hsm_bridge import (
     HashAlgorithm,
@@ -61,6 +63,12 @@ AUTH_EXPRESSION: Final = "FACE AND OTP AND PIN"
 #: Relying parties must find the signatures at least this long after expiry (rule 12).
 RETENTION_AFTER_EXPIRY: Final = timedelta(days=365)
 SIGNATURE_FORMATS: Final = ("cades", "pades", "xades")
+#: The baseline levels each format is offered at (cms.py, xades.py).
+FORMAT_LEVELS: Final = {
+    "cades": CADES_LEVELS,
+    "pades": LEVELS,
+    "xades": XADES_LEVELS,
+}
 #: Hashes per HSM call in a batch: the cabinet rows of one slice are written
 #: while the HSM signs the next.
 SIGN_CHUNK: Final = 200
@@ -242,11 +250,18 @@ class SigningService:
 
     async def sign_document(self, owner_id: str, req: DocumentRequest) -> tuple[str, bytes]:
         """CAdES (detached .p7s, from the document or only its SHA-256; level
-        B or T), PAdES (the signed PDF; B, T or LT) or XAdES (the XML document
-        with an enveloped signature; B or T). The SAD covers the SHA-256 of
-        the document's bytes. Returns (signature id, bytes)."""
+        B, T or LT), PAdES (the signed PDF; B, T, LT or LTA) or XAdES (the XML
+        document with an enveloped signature; B or T). The SAD covers the
+        SHA-256 of the document's bytes. Returns (signature id, bytes)."""
         if req.signature_format not in SIGNATURE_FORMATS:
             raise ValidationError("format must be 'cades', 'pades' or 'xades'", field="format")
+        offered = FORMAT_LEVELS[req.signature_format]
+        if req.level not in offered:
+            # Before the SAD is touched: the authorisation stays usable.
+            raise ValidationError(
+                f"{req.signature_format.upper()} is offered at levels {', '.join(offered)}",
+                field="level",
+            )
         document = req.document
         if document is not None:
             digest = hashlib.sha256(document).digest()

@@ -2,11 +2,12 @@
 citizen's bound phone.
 
 A request names the citizen, the key, the documents (a PDF to sign in
-PAdES, content or only its SHA-256 to sign in detached CAdES, or a raw
-hash) and a text to show. Its **commitment** and **verification code**
-(mobile_api.codes) are fixed at creation. The requesting screen shows the
-code and an animated QR (`qr_frame`, one frame a second); the phone reaches
-the request by scanning a frame (`claim`, refused once the frame is a few
+PAdES, content or only its SHA-256 to sign in detached CAdES, an XML
+document to sign in XAdES (enveloped), or a raw hash) and a text to show.
+Its **commitment** and **verification code** (mobile_api.codes) are fixed
+at creation. The requesting screen shows the code and an animated QR
+(`qr_frame`, one frame a second); the phone reaches the request by
+scanning a frame (`claim`, refused once the frame is a few
 seconds old), from its inbox, or by a push.
 
 Approval (`approve`) takes, in one counted attempt on the credential (the
@@ -44,6 +45,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 
+from lxml import etree
 from sqlalchemy import insert, select, update
 
 from cloudsign.accounts import AccountService, DeviceProof, Owner
@@ -76,12 +78,22 @@ from mobile_api.tables import signing_request_documents, signing_requests
 
 log = logging.getLogger(__name__)
 
-FORMATS: Final = ("pades", "cades", "raw")
-LEVELS: Final = {"pades": ("B", "T", "LT"), "cades": ("B", "T"), "raw": ("B",)}
+FORMATS: Final = ("pades", "cades", "xades", "raw")
+LEVELS: Final = {
+    "pades": ("B", "T", "LT"),
+    "cades": ("B", "T"),
+    "xades": ("B", "T"),
+    "raw": ("B",),
+}
+#: What a document's content is served and signed as, by format.
+CONTENT_TYPES: Final = {"pades": "application/pdf", "xades": "application/xml"}
 NONCE_BYTES: Final = 16
 #: Wrong approvals (any factor) after which the request itself fails.
 MAX_FAILED_APPROVALS: Final = 3
 PDF_MAGIC: Final = b"%PDF-"
+_DOCTYPE_MARKS: Final = tuple(
+    "<!DOCTYPE".encode(codec) for codec in ("utf-8", "utf-16-le", "utf-16-be")
+)
 #: How long an approved request may stay `signing` before it counts as cut short.
 SIGNING_GRACE: Final = timedelta(minutes=10)
 
@@ -923,12 +935,16 @@ def _commitment(req: SigningRequest) -> bytes:
 def _document_row(position: int, doc: NewDocument, level: str) -> tuple[dict[str, object], bytes]:
     """The document's row, and the hash the request commits to."""
     if doc.format not in FORMATS:
-        raise ValidationError("format must be pades, cades or raw", field="documents.format")
+        raise ValidationError("format must be pades, cades, xades or raw", field="documents.format")
     if level not in LEVELS[doc.format]:
         raise ValidationError(f"level {level} is not offered for {doc.format}", field="level")
     content = doc.content
     if doc.format == "pades" and (content is None or not content.startswith(PDF_MAGIC)):
         raise ValidationError("PAdES needs the PDF itself", field="documents.content")
+    if doc.format == "xades":
+        if content is None:
+            raise ValidationError("XAdES needs the XML document itself", field="documents.content")
+        _check_xml(content)
     if doc.format == "raw" and content is not None:
         raise ValidationError("a raw signature takes only the hash", field="documents.content")
     if content is not None:
@@ -945,9 +961,32 @@ def _document_row(position: int, doc: NewDocument, level: str) -> tuple[dict[str
         "format": doc.format,
         "document_hash": digest,
         "content": content,
-        "content_type": "application/pdf" if doc.format == "pades" else None,
+        "content_type": CONTENT_TYPES.get(doc.format),
     }
     return row, digest
+
+
+def _check_xml(content: bytes) -> None:
+    """An XML document XAdES can sign (its signing parses it again, the same
+    way): well-formed, no DTD, no entity; refused now rather than after the
+    citizen approved it."""
+    if any(mark in content for mark in _DOCTYPE_MARKS):
+        raise ValidationError(
+            "XML documents with a DTD (DOCTYPE) are not accepted", field="documents.content"
+        )
+    parser = etree.XMLParser(
+        resolve_entities=False, load_dtd=False, no_network=True, huge_tree=False
+    )
+    try:
+        root = etree.fromstring(content, parser=parser)
+    except (etree.XMLSyntaxError, ValueError) as e:
+        raise ValidationError(
+            "the document is not well-formed XML", field="documents.content"
+        ) from e
+    for _entity in root.iter(etree.Entity):
+        raise ValidationError(
+            "XML documents with entities are not accepted", field="documents.content"
+        )
 
 
 def _short(text: str) -> str:

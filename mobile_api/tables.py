@@ -99,7 +99,7 @@ signing_requests = Table(
     # SHA-256 over the request id and every document hash (codes.commitment).
     Column("commitment", LargeBinary, nullable=False),
     Column("verification_code", String(4), nullable=False),
-    Column("level", String(8), nullable=False),  # B | T | LT (CAdES, PAdES)
+    Column("level", String(8), nullable=False),  # B | T | LT (CAdES, PAdES, XAdES)
     Column("status", String(16), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("expires_at", UTCDateTime(), nullable=False),
@@ -124,18 +124,19 @@ signing_request_documents = Table(
     Column("request_id", String(36), ForeignKey("signing_requests.id"), nullable=False),
     Column("position", Integer, nullable=False),
     Column("name", String(200), nullable=False),
-    Column("format", String(16), nullable=False),  # cades | pades | raw
+    Column("format", String(16), nullable=False),  # cades | pades | xades | raw
     Column("document_hash", LargeBinary, nullable=False),
-    # The document itself (a PDF to sign in PAdES, or content to show);
+    # The document itself (a PDF to sign in PAdES, an XML document to sign
+    # in XAdES, or content to show);
     # None when only the hash was sent.
     Column("content", LargeBinary),
     Column("content_type", String(100)),
-    # After approval: the signature (raw, CMS or the signed PDF) and its
+    # After approval: the signature (raw, CMS, the signed PDF or XML) and its
     # cabinet id.
     Column("signature", LargeBinary),
     Column("signature_id", String(36)),
     UniqueConstraint("request_id", "position", name="uq_signing_request_documents"),
-    CheckConstraint("format IN ('cades', 'pades', 'raw')", name="format"),
+    CheckConstraint("format IN ('cades', 'pades', 'xades', 'raw')", name="format"),
 )
 
 #: Web Push subscriptions of bound devices (the endpoint and the browser's keys).

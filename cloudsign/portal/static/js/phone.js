@@ -27,7 +27,7 @@ const TICK_MS = 1000;
 const MAX_FILES = 20; // the service's default max_request_documents
 const MAX_TOTAL_BYTES = 11 << 20; // base64 in a 16 MiB JSON body
 const MAX_TEXT = 1000;
-const LEVELS = { pades: ["B", "T", "LT"], cades: ["B", "T"] };
+const LEVELS = { pades: ["B", "T", "LT"], cades: ["B", "T"], xades: ["B", "T"] };
 const FINAL = new Set(["approved", "declined", "expired", "failed", "withdrawn"]);
 
 let files = []; // [{ name, bytes, digest, format }]
@@ -41,7 +41,9 @@ const isPdf = (file) => file.type === "application/pdf" || file.name.toLowerCase
 /** The name a signature is saved under (as the sign screen's download). */
 function signedName(doc) {
   const base = doc.name || "document";
-  return doc.format === "pades" ? `${base.replace(/\.pdf$/i, "")}-signed.pdf` : `${base}.p7s`;
+  if (doc.format === "pades") return `${base.replace(/\.pdf$/i, "")}-signed.pdf`;
+  if (doc.format === "xades") return `${base.replace(/\.xml$/i, "")}-signed.xml`;
+  return `${base}.p7s`;
 }
 
 function cell(row, content) {
@@ -282,7 +284,8 @@ function finish(req) {
     for (const doc of req.documents) {
       const item = document.createElement("li");
       const link = document.createElement("a");
-      const type = doc.format === "pades" ? "application/pdf" : "application/pkcs7-signature";
+      const types = { pades: "application/pdf", xades: "application/xml" };
+      const type = types[doc.format] || "application/pkcs7-signature";
       link.href = URL.createObjectURL(new Blob([b64decode(doc.signature)], { type }));
       link.download = signedName(doc);
       link.className = "button";

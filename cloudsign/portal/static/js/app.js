@@ -14,6 +14,7 @@ import { initLogin } from "./login.js";
 import { enterPhone, initPhone, leavePhone, resetPhone } from "./phone.js";
 import { enterSign, initSign, stopCamera as stopSignCamera } from "./sign.js";
 import { describeError, flash, showPendingFlash } from "./ui.js";
+import { enterValidate, initValidate } from "./validate.js";
 
 // `full`: only for a logged-in owner (an enrolment session finishes enrolling first).
 const VIEWS = {
@@ -24,6 +25,7 @@ const VIEWS = {
   phone: { enter: enterPhone, full: true },
   cabinet: { enter: enterCabinet, full: true },
   auditor: { enter: enterAuditor },
+  validate: { enter: enterValidate },
 };
 
 /** The view and its argument of the address: `#/activate/{code}` is enrolment. */
@@ -109,6 +111,7 @@ async function main() {
   initPhone();
   initCabinet();
   initAuditor();
+  initValidate();
   initLogin(() => (location.hash = "#/cabinet"));
   await resumeSession();
   window.addEventListener("hashchange", route);

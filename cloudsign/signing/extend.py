@@ -58,6 +58,7 @@ class ExtendReport:
     dry_run: bool = False
     due_ids: list[str] = field(default_factory=list)
     extended_ids: list[str] = field(default_factory=list)
+    failed_ids: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -71,6 +72,7 @@ class ExtendReport:
             "dry_run": self.dry_run,
             "due_ids": self.due_ids,
             "extended_ids": self.extended_ids,
+            "failed_ids": self.failed_ids,
         }
 
 
@@ -144,6 +146,7 @@ class SignatureExtender:
             stamps = await self.documents.run(read)
         except CloudsignError:
             report.failed += 1
+            report.failed_ids.append(signature_id)
             log.warning("extend: signature %s is not a readable PDF", signature_id)
             return
         if not stamps.long_term:
@@ -163,6 +166,7 @@ class SignatureExtender:
             )
         except CloudsignError as e:
             report.failed += 1
+            report.failed_ids.append(signature_id)
             log.warning("extend: signature %s not extended: %s", signature_id, e.detail)
             return
         now = self.clock()

@@ -354,7 +354,9 @@ async def test_extend_adds_a_document_timestamp_and_stays_b_lta(
     report = await extend_signatures(
         settings, before_days=EVERYTHING_DUE_DAYS, dry_run=False, actor="operator:cli:test"
     )
-    assert report["failed"] == 0, report
+    # Only this test's documents are asserted on: the cabinet holds every
+    # other test's signatures too.
+    assert ids["LTA"] not in report["failed_ids"], report
     assert ids["LTA"] in report["extended_ids"] and ids["T"] not in report["due_ids"]
 
     after = await _stored(client, ids["LTA"])

@@ -30,7 +30,6 @@ from signxml.xades.xades import XAdESSignatureConfiguration, XAdESVerifier
 
 DS: Final = "http://www.w3.org/2000/09/xmldsig#"
 XADES: Final = "http://uri.etsi.org/01903/v1.3.2#"
-XADES_141: Final = "http://uri.etsi.org/01903/v1.4.1#"
 ENVELOPED: Final = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
 SIGNED_PROPERTIES_TYPE: Final = "http://uri.etsi.org/01903#SignedProperties"
 _NS: Final = {"ds": DS, "xades": XADES}

@@ -50,6 +50,9 @@ FAST_SETTINGS: dict[str, Any] = {
     "max_signing_requests_per_hour": 100_000,
     "max_transport_keys_per_hour": 100_000,
     "max_face_challenges_per_hour": 10_000,
+    # The route fuzz alone sends the public validation route thousands of
+    # bodies from this one address (tests/validation tests the limit itself).
+    "max_validations_per_address_per_hour": 100_000,
     # Web Push goes to the tests' own push endpoint on loopback (tests/mobile).
     "push_allow_loopback": True,
     # eGov QR signing reaches the tests' own e-government service on loopback.

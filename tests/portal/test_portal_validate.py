@@ -111,7 +111,11 @@ async def test_a_citizen_checks_signatures_on_the_portal(
     await page.check("#val-hash-only")
     await page.click("#val-form button[type=submit]")
     await expect(headline).to_have_text("TOTAL-PASSED", timeout=REPORT_MS)
-    (sent,) = [json.loads(b) for name, b in traffic.items if name.endswith("/api/v1/validate body")]
+    (sent,) = [
+        json.loads(b)
+        for name, b in traffic.items
+        if name.startswith("> ") and name.endswith("/api/v1/validate body")
+    ]
     assert set(sent) == {"signature", "content_sha256"}
     assert base64.b64decode(sent["content_sha256"]) == hashes[1]
     # And with the document itself.

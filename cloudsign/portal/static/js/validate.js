@@ -127,6 +127,8 @@ async function check(ev) {
   const form = ev.currentTarget;
   const status = form.querySelector(".status");
   say(status, "");
+  // A verdict on screen is always about the file just sent, never the last one.
+  $("val-report").replaceChildren();
   $("val-report").hidden = true;
   const signature = await bytesOf($("val-file"));
   if (!signature) return say(status, t("val.file.hint"), "bad");

@@ -158,6 +158,7 @@ _AWAY: Final = (
     "database is locked",  # SQLite, another writer past the busy timeout
     "database is busy",
     "starting up",  # PostgreSQL restarting
+    "not yet accepting connections",  # PostgreSQL in crash recovery after a restart
     "shutting down",
     "terminating connection",
     "connection was closed",

@@ -34,6 +34,17 @@ CASES: list[tuple[str, Callable[[], BaseException], int]] = [
         lambda: DBAPIError("SELECT", None, Exception("the database system is starting up")),
         503,
     ),
+    (
+        # Seen in the clean-clone run of the PostgreSQL kill test: the
+        # restarted server is still replaying its WAL.
+        "postgresql recovering",
+        lambda: DBAPIError(
+            "connect",
+            None,
+            Exception("the database system is not yet accepting connections"),
+        ),
+        503,
+    ),
     ("pool exhausted", lambda: PoolTimeoutError("QueuePool limit reached"), 503),
     ("missing table", lambda: OperationalError("SELECT", None, Exception("no such table: x")), 500),
     ("broken statement", lambda: ProgrammingError("SELEC", None, Exception("syntax error")), 500),

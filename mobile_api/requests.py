@@ -45,7 +45,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from lxml import etree
 from sqlalchemy import insert, select, update
 
 from cloudsign.accounts import AccountService, DeviceProof, Owner
@@ -68,6 +67,7 @@ from cloudsign.signing import (
     SigningService,
 )
 from cloudsign.storage import Database
+from cloudsign.web.xml import UntrustedXmlError, parse_untrusted
 from hsm_bridge import KeyedHasher, Sealer, TransportMessage, UnlockedKey, hash_algorithm
 from mobile_api import codes
 from mobile_api.devices import DeviceService, approval_purpose
@@ -91,9 +91,6 @@ NONCE_BYTES: Final = 16
 #: Wrong approvals (any factor) after which the request itself fails.
 MAX_FAILED_APPROVALS: Final = 3
 PDF_MAGIC: Final = b"%PDF-"
-_DOCTYPE_MARKS: Final = tuple(
-    "<!DOCTYPE".encode(codec) for codec in ("utf-8", "utf-16-le", "utf-16-be")
-)
 #: How long an approved request may stay `signing` before it counts as cut short.
 SIGNING_GRACE: Final = timedelta(minutes=10)
 
@@ -970,23 +967,10 @@ def _check_xml(content: bytes) -> None:
     """An XML document XAdES can sign (its signing parses it again, the same
     way): well-formed, no DTD, no entity; refused now rather than after the
     citizen approved it."""
-    if any(mark in content for mark in _DOCTYPE_MARKS):
-        raise ValidationError(
-            "XML documents with a DTD (DOCTYPE) are not accepted", field="documents.content"
-        )
-    parser = etree.XMLParser(
-        resolve_entities=False, load_dtd=False, no_network=True, huge_tree=False
-    )
     try:
-        root = etree.fromstring(content, parser=parser)
-    except (etree.XMLSyntaxError, ValueError) as e:
-        raise ValidationError(
-            "the document is not well-formed XML", field="documents.content"
-        ) from e
-    for _entity in root.iter(etree.Entity):
-        raise ValidationError(
-            "XML documents with entities are not accepted", field="documents.content"
-        )
+        parse_untrusted(content)
+    except UntrustedXmlError as e:
+        raise ValidationError(e.message, field="documents.content") from e
 
 
 def _short(text: str) -> str:

@@ -50,6 +50,7 @@ from signxml.xades.xades import XAdESDataObjectFormat, XAdESSigner
 
 from cloudsign.errors import CloudsignError, ServiceUnavailableError, ValidationError
 from cloudsign.signing.cms import DigestSigner, LevelServices
+from cloudsign.web.xml import UntrustedXmlError, parse_untrusted
 from hsm_bridge import (
     HashAlgorithm,
     HsmError,
@@ -67,47 +68,15 @@ XADES: Final = "http://uri.etsi.org/01903/v1.3.2#"
 #: The canonicalisation of `ds:SignatureValue` before the TSA hashes it.
 EXC_C14N: Final = "http://www.w3.org/2001/10/xml-exc-c14n#"
 _NS: Final = {"ds": DS, "xades": XADES}
-_DOCTYPE_MARKS: Final = tuple(
-    "<!DOCTYPE".encode(codec) for codec in ("utf-8", "utf-16-le", "utf-16-be")
-)
-
-
-def _parser() -> etree.XMLParser:
-    """A parser for untrusted XML: no entity expansion, no DTD, no network,
-    the default (bounded) tree limits. One per parse: lxml parsers must not
-    be shared between threads."""
-    return etree.XMLParser(
-        resolve_entities=False,
-        load_dtd=False,
-        dtd_validation=False,
-        no_network=True,
-        huge_tree=False,
-        remove_blank_text=False,
-    )
 
 
 def parse_document(document: bytes) -> Any:
-    """The document's root element, or a 400 naming `document`: not
-    well-formed XML, or a DTD / entity declaration or reference."""
-    if any(mark in document for mark in _DOCTYPE_MARKS):
-        # Said plainly up front; the checks after parsing are the guard.
-        raise ValidationError(
-            "XML documents with a DTD (DOCTYPE) are not accepted", field="document"
-        )
+    """The document's root element, or a 400 naming `document`
+    (`cloudsign.web.xml`: not well-formed, a DTD, an entity)."""
     try:
-        root = etree.fromstring(document, parser=_parser())
-    except (etree.XMLSyntaxError, ValueError) as e:
-        raise ValidationError("the document is not well-formed XML", field="document") from e
-    if root is None:
-        raise ValidationError("the document is not well-formed XML", field="document")
-    docinfo = root.getroottree().docinfo
-    if docinfo.internalDTD is not None or docinfo.externalDTD is not None or docinfo.doctype:
-        raise ValidationError(
-            "XML documents with a DTD (DOCTYPE) are not accepted", field="document"
-        )
-    for _entity in root.iter(etree.Entity):
-        raise ValidationError("XML documents with entities are not accepted", field="document")
-    return root
+        return parse_untrusted(document)
+    except UntrustedXmlError as e:
+        raise ValidationError(e.message, field="document") from e
 
 
 # -- the owner key, as signxml sees it ----------------------------------------------

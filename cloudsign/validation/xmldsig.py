@@ -28,6 +28,8 @@ from signxml.exceptions import InvalidDigest, InvalidInput, InvalidSignature, Si
 from signxml.verifier import SignatureConfiguration, XMLVerifier
 from signxml.xades.xades import XAdESSignatureConfiguration, XAdESVerifier
 
+from cloudsign.web.xml import UntrustedXmlError, parse_untrusted, untrusted_parser
+
 DS: Final = "http://www.w3.org/2000/09/xmldsig#"
 XADES: Final = "http://uri.etsi.org/01903/v1.3.2#"
 ENVELOPED: Final = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
@@ -46,9 +48,6 @@ _DEFAULT_C14N: Final = "http://www.w3.org/TR/2001/REC-xml-c14n-20010315"
 MAX_REFERENCES: Final = 16
 MAX_CERTIFICATES: Final = 8
 MAX_TIMESTAMPS: Final = 4
-_DOCTYPE_MARKS: Final = tuple(
-    "<!DOCTYPE".encode(codec) for codec in ("utf-8", "utf-16-le", "utf-16-be")
-)
 _BOMS: Final = (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")
 
 
@@ -71,41 +70,13 @@ def looks_like_xml(data: bytes) -> bool:
     return stripped[:1] == b"<" or stripped[:2] in (b"<\x00", b"\x00<")
 
 
-def parser() -> etree.XMLParser:
-    """cloudsign/signing/xades.py's parser for untrusted XML: no entity
-    expansion, no DTD, no network, lxml's default tree limits (a depth of
-    256). One per parse."""
-    return etree.XMLParser(
-        resolve_entities=False,
-        load_dtd=False,
-        dtd_validation=False,
-        no_network=True,
-        huge_tree=False,
-        remove_blank_text=False,
-    )
-
-
 def parse(document: bytes) -> Any:
-    """The root element, or `XmlRefused`: a DTD or an entity at all (billion
-    laughs, XXE), not well-formed, nested too deeply."""
-    if any(mark in document for mark in _DOCTYPE_MARKS):
-        raise XmlRefused("malformed", "XML documents with a DTD (DOCTYPE) are not accepted")
+    """The root element, or `XmlRefused` (`cloudsign.web.xml`: a DTD or an
+    entity at all, not well-formed, nested too deeply)."""
     try:
-        root = etree.fromstring(document, parser=parser())
-    except etree.XMLSyntaxError as e:
-        if "depth" in str(e).lower():
-            raise XmlRefused("too_deep", "the XML document is nested too deeply") from e
-        raise XmlRefused("malformed", "the document is not well-formed XML") from e
-    except ValueError as e:
-        raise XmlRefused("malformed", "the document is not well-formed XML") from e
-    if root is None:
-        raise XmlRefused("malformed", "the document is not well-formed XML")
-    docinfo = root.getroottree().docinfo
-    if docinfo.internalDTD is not None or docinfo.externalDTD is not None or docinfo.doctype:
-        raise XmlRefused("malformed", "XML documents with a DTD (DOCTYPE) are not accepted")
-    for _entity in root.iter(etree.Entity):
-        raise XmlRefused("malformed", "XML documents with entities are not accepted")
-    return root
+        return parse_untrusted(document)
+    except UntrustedXmlError as e:
+        raise XmlRefused(e.code, e.message) from e
 
 
 @dataclass(frozen=True)
@@ -332,7 +303,7 @@ def _verify_with(document: bytes, info: XmlSignature, cert: x509.Certificate) ->
     signer = pyca_x509.load_der_x509_certificate(cert.dump())
     common: dict[str, Any] = {
         "x509_cert": signer,
-        "parser": parser(),
+        "parser": untrusted_parser(),
         # No URI resolver: only same-document references verify.
         "uri_resolver": None,
     }

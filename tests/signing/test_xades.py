@@ -15,7 +15,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 from asn1crypto import cms, pem, tsp
 from asn1crypto import x509 as asn1_x509
 from lxml import etree
@@ -26,6 +25,7 @@ from cloudsign.appkeys import STATUS
 from cloudsign.ca.x509 import to_pem
 from device_client.client import ApiError, CloudsignClient
 from tests.helpers import enrolled, passed_face_check
+from tests.xml_attacks import BILLION_LAUGHS, fetch_counter
 
 NS = {
     "ds": "http://www.w3.org/2000/09/xmldsig#",
@@ -353,39 +353,11 @@ async def test_xades_refusals(client: CloudsignClient, tmp_path: Path) -> None:
     assert code == 0, out
 
 
-BILLION_LAUGHS = (
-    b'<?xml version="1.0"?>\n<!DOCTYPE lolz [\n <!ENTITY lol "lol">\n'
-    + b"".join(
-        b' <!ENTITY lol%d "%s">\n' % (i, (b"&lol%s;" % (b"" if i == 1 else b"%d" % (i - 1))) * 10)
-        for i in range(1, 10)
-    )
-    + b"]>\n<lolz>&lol9;</lolz>\n"
-)
-
-
-async def _fetch_counter() -> tuple[web.AppRunner, str, list[str]]:
-    """A local HTTP server that records every request (an XXE would call it)."""
-    hits: list[str] = []
-
-    async def record(request: web.Request) -> web.Response:
-        hits.append(request.path)
-        return web.Response(text='<!ENTITY leak "leaked">', content_type="application/xml-dtd")
-
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", record)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    return runner, f"http://127.0.0.1:{port}", hits
-
-
 async def test_hostile_xml_is_refused(
     client: CloudsignClient, http: aiohttp.ClientSession, base_url: str
 ) -> None:
     assert b"&lol8;&lol8;" in BILLION_LAUGHS
-    runner, url, hits = await _fetch_counter()
+    runner, url, hits = await fetch_counter()
     try:
         documents = {
             "billion laughs": BILLION_LAUGHS,

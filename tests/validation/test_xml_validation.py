@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 from asn1crypto import pem, x509
 from lxml import etree
 
@@ -27,6 +26,7 @@ from cloudsign.signing.xades import xades_enveloped
 from device_client.client import CloudsignClient
 from hsm_bridge import HashAlgorithm, SignatureScheme
 from tests.helpers import enrolled, passed_face_check
+from tests.xml_attacks import BILLION_LAUGHS, fetch_counter
 
 PASSWORD = "correct horse battery"
 NS = {
@@ -354,34 +354,6 @@ async def test_xmlsec1_signature_under_an_unknown_ca_finds_no_chain(
     assert (report["indication"], report["sub_indication"]) == ("TOTAL-FAILED", "HASH_FAILURE")
 
 
-BILLION_LAUGHS = (
-    b'<?xml version="1.0"?>\n<!DOCTYPE lolz [\n <!ENTITY lol "lol">\n'
-    + b"".join(
-        b' <!ENTITY lol%d "%s">\n' % (i, (b"&lol%s;" % (b"" if i == 1 else b"%d" % (i - 1))) * 10)
-        for i in range(1, 10)
-    )
-    + b"]>\n<lolz>&lol9;</lolz>\n"
-)
-
-
-async def _fetch_counter() -> tuple[web.AppRunner, str, list[str]]:
-    """A local HTTP server that records every request (an XXE would call it)."""
-    hits: list[str] = []
-
-    async def record(request: web.Request) -> web.Response:
-        hits.append(request.path)
-        return web.Response(text='<!ENTITY leak "leaked">', content_type="application/xml-dtd")
-
-    server = web.Application()
-    server.router.add_get("/{tail:.*}", record)
-    runner = web.AppRunner(server)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    return runner, f"http://127.0.0.1:{port}", hits
-
-
 def _hostile(url: str) -> list[tuple[str, bytes, int, str]]:
     """(what, document, status, reason)"""
     deep = b"<a>" * 100_000 + b"</a>" * 100_000
@@ -421,7 +393,7 @@ def _hostile(url: str) -> list[tuple[str, bytes, int, str]]:
 async def test_hostile_xml_is_a_clear_4xx_and_nothing_is_fetched(
     http: aiohttp.ClientSession, base_url: str
 ) -> None:
-    runner, url, hits = await _fetch_counter()
+    runner, url, hits = await fetch_counter()
     try:
         for what, document, expected, reason in _hostile(url):
             status, report = await _validate(http, base_url, signature=document)

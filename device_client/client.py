@@ -397,9 +397,13 @@ class CloudsignClient:
         document_hash: bytes | None = None,
         signature_format: str = "cades",
         name: str | None = None,
+        level: str | None = None,
     ) -> tuple[str, bytes]:
-        """Returns (signature id, .p7s or signed PDF)."""
+        """Returns (signature id, .p7s, signed PDF or signed XML); `level`
+        B, T, LT or LTA as the format offers (the service's default: B)."""
         payload: dict[str, Any] = {"SAD": sad, "format": signature_format, "name": name}
+        if level is not None:
+            payload["level"] = level
         if document is not None:
             payload["document"] = base64.b64encode(document).decode()
         if document_hash is not None:

@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import re
-from typing import Any
 
 import pytest
 from asn1crypto import pem, x509
@@ -30,16 +29,6 @@ PASSWORD = "correct horse battery"
 REPORT_MS = 90_000
 
 
-async def _signed(client: CloudsignClient, cred: dict[str, Any], sad: str, **payload: Any) -> bytes:
-    async with client.session.post(
-        f"{client.base_url}/api/v1/me/credentials/{cred['credential_id']}/sign-document",
-        json={"SAD": sad, **payload},
-        headers={"Authorization": f"Bearer {client.access_token}"},
-    ) as resp:
-        assert resp.status == 200, await resp.text()
-        return await resp.read()
-
-
 async def test_a_citizen_checks_signatures_on_the_portal(
     client: CloudsignClient, base_url: str, open_browser: Opener, traffic: Traffic
 ) -> None:
@@ -56,13 +45,11 @@ async def test_a_citizen_checks_signatures_on_the_portal(
         otp=await totp.fresh_code(),
         face_challenge_id=face,
     )
-    b64 = base64.b64encode
-    signed_pdf = await _signed(
-        client, cred, sad, format="pades", level="T", name="c.pdf", document=b64(pdf).decode()
+    credential = cred["credential_id"]
+    _id, signed_pdf = await client.sign_document(
+        credential, sad, document=pdf, signature_format="pades", name="c.pdf", level="T"
     )
-    p7s = await _signed(
-        client, cred, sad, format="cades", level="T", document_hash=b64(hashes[1]).decode()
-    )
+    _id, p7s = await client.sign_document(credential, sad, document_hash=hashes[1], level="T")
 
     ctx = await open_browser("obama_1.jpg", blink=False)
     page = await ctx.new_page()

@@ -87,19 +87,15 @@ async def _sad(client: CloudsignClient, totp: Any, cred: dict[str, Any], docs: l
 async def _sign_xml(
     client: CloudsignClient, cred: dict[str, Any], sad: str, document: bytes, level: str
 ) -> bytes:
-    async with client.session.post(
-        f"{client.base_url}/api/v1/me/credentials/{cred['credential_id']}/sign-document",
-        json={
-            "SAD": sad,
-            "format": "xades",
-            "level": level,
-            "name": "payment.xml",
-            "document": base64.b64encode(document).decode(),
-        },
-        headers={"Authorization": f"Bearer {client.access_token}"},
-    ) as resp:
-        assert resp.status == 200, await resp.text()
-        return await resp.read()
+    _id, signed = await client.sign_document(
+        cred["credential_id"],
+        sad,
+        document=document,
+        signature_format="xades",
+        name="payment.xml",
+        level=level,
+    )
+    return signed
 
 
 def _with_signature_value_changed(signed: bytes) -> bytes:

@@ -24,6 +24,7 @@ from typing import Any, Final
 
 from asn1crypto import keys, pem, x509
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cloudsign.ca import (
     BACKDATE,
@@ -166,58 +167,71 @@ async def ensure_service_identity(
     *,
     now: datetime,
 ) -> ServiceIdentity:
-    """The role's key and certificate, creating or renewing what is missing."""
+    """The role's key and certificate, creating or renewing what is missing.
+
+    One process at a time, across every process and machine on the database
+    (`Database.exclusive`): processes started together on a fresh data dir
+    each found no certificate, each issued one and raced to register it. A
+    certificate another process (or machine) already registered for the key
+    is taken up instead of issuing one more."""
     now = now.replace(microsecond=0)
     algorithm = ca.profile.algorithm
     signer = HsmKeySigner(bridge, role.label, algorithm)
-    cert = await asyncio.to_thread(_read, role.file(pki_dir))
-    if await bridge.has_key(role.label):
-        spki_der = await bridge.public_key_info(role.label, algorithm)
-    else:
-        spki_der = await bridge.generate_signing_key(role.label, algorithm)
-        cert = None
-    stale = (
+    async with db.exclusive(f"service-identity:{role.value}") as conn:
+        cert = await asyncio.to_thread(_read, role.file(pki_dir))
+        if await bridge.has_key(role.label):
+            spki_der = await bridge.public_key_info(role.label, algorithm)
+        else:
+            spki_der = await bridge.generate_signing_key(role.label, algorithm)
+            cert = None
+        if _due(cert, spki_der, ca, now):
+            cert = await _newest_registered(conn, spki_der, ca, now)
+        if cert is None or _due(cert, spki_der, ca, now):
+            cert = await _issue(role, ca, spki_der, now)
+        if cert.dump() != _dump(await asyncio.to_thread(_read, role.file(pki_dir))):
+            await asyncio.to_thread(_write, role.file(pki_dir), cert)
+        if not await is_registered(conn, serial_hex(cert.serial_number)):
+            # Entered once, so OCSP and the CRL cover it like any certificate the CA issued.
+            await register(conn, cert, at=now, service=role.value)
+    return ServiceIdentity(role, cert, signer)
+
+
+def _due(
+    cert: x509.Certificate | None, spki_der: bytes, ca: CertificateAuthority, now: datetime
+) -> bool:
+    """No certificate for this key from this issuer, or one within RENEW_BEFORE of its end."""
+    return (
         cert is None
         or cert.public_key.dump() != spki_der
         or cert.issuer.dump() != ca.issuing.subject.dump()
         or cert.not_valid_after - RENEW_BEFORE <= now
     )
-    if stale:
-        not_after = min(now + SERVICE_CERT_VALIDITY, ca.issuing.not_valid_after)
-        cert = await build_certificate(
-            signer=ca.issuing_signer,
-            issuer=ca.issuing.subject,
-            issuer_spki=ca.issuing.public_key,
-            subject=x509.Name.build(
-                {
-                    "country_name": "KZ",
-                    "organization_name": ca.profile.organisation,
-                    "common_name": f"{ca.profile.name} {role.common_name}",
-                }
-            ),
-            subject_spki=keys.PublicKeyInfo.load(spki_der),
-            serial=new_serial(),
-            not_before=now - BACKDATE,
-            not_after=not_after,
-            extensions=_extensions(role, ca),
-        )
-        await asyncio.to_thread(_write, role.file(pki_dir), cert)
-    assert cert is not None
-    await _register(db, role, cert, now)
-    return ServiceIdentity(role, cert, signer)
 
 
-async def _register(db: Database, role: ServiceRole, cert: x509.Certificate, now: datetime) -> None:
-    """Enter the certificate in the registry (each database once), so OCSP
-    and the CRL cover it like any certificate the CA issued."""
-    serial = serial_hex(cert.serial_number)
-    async with db.read() as conn:
-        if await is_registered(conn, serial):
-            return
-    async with db.transaction() as conn:
-        if await is_registered(conn, serial):
-            return
-        await register(conn, cert, at=now, service=role.value)
+def _dump(cert: x509.Certificate | None) -> bytes | None:
+    return None if cert is None else cert.dump()
+
+
+async def _issue(
+    role: ServiceRole, ca: CertificateAuthority, spki_der: bytes, now: datetime
+) -> x509.Certificate:
+    return await build_certificate(
+        signer=ca.issuing_signer,
+        issuer=ca.issuing.subject,
+        issuer_spki=ca.issuing.public_key,
+        subject=x509.Name.build(
+            {
+                "country_name": "KZ",
+                "organization_name": ca.profile.organisation,
+                "common_name": f"{ca.profile.name} {role.common_name}",
+            }
+        ),
+        subject_spki=keys.PublicKeyInfo.load(spki_der),
+        serial=new_serial(),
+        not_before=now - BACKDATE,
+        not_after=min(now + SERVICE_CERT_VALIDITY, ca.issuing.not_valid_after),
+        extensions=_extensions(role, ca),
+    )
 
 
 async def registered_service_certificate(
@@ -232,22 +246,25 @@ async def registered_service_certificate(
     issued by the issuing CA and valid now (what another process renewed)."""
     spki_der = await bridge.public_key_info(role.label, ca.profile.algorithm)
     async with db.read() as conn:
-        rows = await conn.execute(
-            select(certificates.c.der)
-            .where(
-                certificates.c.owner_id.is_(None),
-                certificates.c.credential_id.is_(None),
-                certificates.c.status == "good",
-                certificates.c.not_before <= now,
-                certificates.c.not_after > now,
-            )
-            .order_by(certificates.c.not_after.desc(), certificates.c.not_before.desc())
+        return await _newest_registered(conn, spki_der, ca, now)
+
+
+async def _newest_registered(
+    conn: AsyncConnection, spki_der: bytes, ca: CertificateAuthority, now: datetime
+) -> x509.Certificate | None:
+    rows = await conn.execute(
+        select(certificates.c.der)
+        .where(
+            certificates.c.owner_id.is_(None),
+            certificates.c.credential_id.is_(None),
+            certificates.c.status == "good",
+            certificates.c.not_before <= now,
+            certificates.c.not_after > now,
         )
-        for (der,) in rows:
-            cert = x509.Certificate.load(bytes(der))
-            if (
-                cert.public_key.dump() == spki_der
-                and cert.issuer.dump() == ca.issuing.subject.dump()
-            ):
-                return cert
+        .order_by(certificates.c.not_after.desc(), certificates.c.not_before.desc())
+    )
+    for (der,) in rows:
+        cert = x509.Certificate.load(bytes(der))
+        if cert.public_key.dump() == spki_der and cert.issuer.dump() == ca.issuing.subject.dump():
+            return cert
     return None

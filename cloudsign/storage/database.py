@@ -3,6 +3,7 @@ when configured; the same SQLAlchemy Core statements on both."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -85,6 +86,20 @@ class Database:
                 yield conn
 
     @asynccontextmanager
+    async def exclusive(self, name: str) -> AsyncIterator[AsyncConnection]:
+        """A transaction that holds the lock `name` until it ends, against
+        every process on this database: PostgreSQL's transaction-level
+        advisory lock (`pg_advisory_xact_lock`, released at commit or
+        rollback, and by the server when a holder dies). SQLite is one
+        service process by design: there it is a plain transaction."""
+        async with self.transaction() as conn:
+            if not self.is_sqlite:
+                await conn.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": advisory_key(name)}
+                )
+            yield conn
+
+    @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         async with self.engine.connect() as conn:
             yield conn
@@ -100,6 +115,12 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+
+def advisory_key(name: str) -> int:
+    """PostgreSQL's 64-bit advisory lock key for `name` (a signed bigint)."""
+    digest = hashlib.sha256(f"cloudsign.{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 _IMMEDIATE = "cloudsign_sqlite_immediate"

@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import hashlib
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -41,7 +40,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cloudsign.storage.database import Database
+from cloudsign.storage.database import Database, advisory_key
 from cloudsign.tasks import stop_tasks
 
 log = logging.getLogger(__name__)
@@ -54,8 +53,7 @@ Starter = Callable[[], Awaitable[list[asyncio.Task[None]]]]
 
 def lock_key(name: str) -> int:
     """The advisory lock's 64-bit key for `name` (signed, as PostgreSQL's bigint)."""
-    digest = hashlib.sha256(f"cloudsign.leader:{name}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
+    return advisory_key(f"leader:{name}")
 
 
 class Leadership:

@@ -5,6 +5,7 @@ database signs with the new ones without a restart."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import os
@@ -132,3 +133,39 @@ async def test_renewed_while_running_and_taken_up_by_another_process(
         assert await _service_certs(db) == issued + 2
     finally:
         await db.close()
+
+
+async def test_processes_starting_together_issue_one_certificate_per_role(
+    app: Any, pg_database: str, tmp_path: Path
+) -> None:
+    """Two processes on two machines (their own pki dirs), one PostgreSQL
+    database, starting at once on nothing: one issues each certificate, the
+    other takes up the registered one (before, both issued, and both
+    registering one serial failed a worker's start on pk_certificates)."""
+    dbs = [Database(pg_database), Database(pg_database)]
+    await dbs[0].migrate()
+    clock = Clock()
+    base = app[SETTINGS].status
+    try:
+        before = await _service_certs(dbs[0])
+        builds = await asyncio.gather(
+            *(
+                StatusServices.build(
+                    dataclasses.replace(base, pki_dir=tmp_path / f"pki-{i}"),
+                    db,
+                    app[HSM],
+                    app[CA],
+                    clock=clock,
+                )
+                for i, db in enumerate(dbs)
+            )
+        )
+        a, b = builds
+        assert a.ocsp_identity.certificate.dump() == b.ocsp_identity.certificate.dump()
+        assert a.tsa_identity.certificate.dump() == b.tsa_identity.certificate.dump()
+        assert await _service_certs(dbs[0]) <= before + 2
+        for i in range(2):  # each machine keeps its copy
+            assert (tmp_path / f"pki-{i}" / "ocsp.pem").exists()
+    finally:
+        for db in dbs:
+            await db.close()

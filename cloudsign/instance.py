@@ -242,31 +242,39 @@ def prepare_hsm(settings: Settings) -> HsmAccess:
     label = settings.hsm_token_label
     softhsm.configure(hsm_dir)
     module = softhsm.find_module()
-    notes: list[str] = []
-    if softhsm.discard_staging(hsm_dir):
-        notes.append("discarded a token left unfinished by an interrupted initialisation")
-    legacy_file = hsm_dir / LEGACY_SO_PIN_FILE
-    remove_legacy = False
-    if softhsm.token_directories(hsm_dir):
-        pin = _read_pin(settings)
-        legacy = _read_secret(legacy_file) if legacy_file.exists() else None
-        # Raises if the token has no master key and no SO PIN can make one.
-        report = provision_keys(module, label, pin, legacy_so_pin=legacy)
-        if report.token_found:
-            remove_legacy = bool(report.legacy_so_pin)
-            notes += _created(report)
+    # One start-up at a time looks at the token and creates or provisions it
+    # (`serve --workers N` starts its processes together).
+    with softhsm.token_setup():
+        notes: list[str] = []
+        if softhsm.discard_staging(hsm_dir):
+            notes.append("discarded a token left unfinished by an interrupted initialisation")
+        legacy_file = hsm_dir / LEGACY_SO_PIN_FILE
+        remove_legacy = False
+        if softhsm.token_directories(hsm_dir):
+            pin = _read_pin(settings)
+            legacy = _read_secret(legacy_file) if legacy_file.exists() else None
+            # Raises if the token has no master key and no SO PIN can make one.
+            report = provision_keys(module, label, pin, legacy_so_pin=legacy)
+            if report.token_found:
+                remove_legacy = bool(report.legacy_so_pin)
+                notes += _created(report)
+            else:
+                # Never a second token beside existing ones: a new token is a
+                # new master key, and every owner key wrapped under the old one
+                # would be lost to the service.
+                raise ConfigurationError(
+                    f"{hsm_dir / softhsm.TOKENS_DIR} holds SoftHSM2 tokens but none labelled "
+                    f"{label!r}: set hsm_token_label to the token's label, or move the "
+                    "directories away to start on a new token (its keys are lost)"
+                )
         else:
+            pin = _pin_for_new_token(settings)
             notes += _create_token(hsm_dir, module, label, pin)
-            if legacy is not None:
-                log.warning("%s is not the SO PIN of token %r; left in place", legacy_file, label)
-    else:
-        pin = _pin_for_new_token(settings)
-        notes += _create_token(hsm_dir, module, label, pin)
-        # An SO PIN of an older version whose token was never created.
-        remove_legacy = legacy_file.exists()
-    if remove_legacy:
-        _shred(legacy_file)
-        notes.append(f"removed {legacy_file}: the SO PIN is no longer kept")
+            # An SO PIN of an older version whose token was never created.
+            remove_legacy = legacy_file.exists()
+        if remove_legacy:
+            _shred(legacy_file)
+            notes.append(f"removed {legacy_file}: the SO PIN is no longer kept")
     for note in notes:
         log.info("%s", note)
     return HsmAccess(module, label, pin, tuple(notes))

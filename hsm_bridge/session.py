@@ -36,7 +36,11 @@ exclusive `flock` on a file beside the token directory, shared by every
 process on it, and looks the token over first (any object search makes
 SoftHSM2 compare the counter and re-read), so the counter a write starts
 from is always one this process has seen. Readers take no lock. A process
-killed while it holds the lock releases it with its descriptors. With a
+killed while it holds the lock releases it with its descriptors. Token
+creation and provisioning at start-up (`softhsm.token_setup`) hold the same
+lock: a token read while another process writes one of its objects can come
+out missing, and a start that took that for "no token" made a second token
+of the same label (seen with `serve --workers 2` on a loaded machine). With a
 network HSM, which has no such store, no lock file is set and writes run
 as they are.
 """
@@ -105,7 +109,7 @@ def serialise_token_writes(lock_file: Path | None) -> None:
 
 
 @contextlib.contextmanager
-def _token_write_lock() -> Iterator[bool]:
+def token_write_lock() -> Iterator[bool]:
     """Hold the cross-process write lock (re-entrant in the process); yields
     whether this is the outermost hold, which must refresh the token."""
     global _write_lock_fd, _write_lock_depth
@@ -307,7 +311,7 @@ class HsmSession:
         """Around every creation or destruction of a token object, on the
         PKCS#11 thread: the cross-process write lock, and a look at the
         token so that the write starts from its latest state (module doc)."""
-        with _token_write_lock() as outermost:
+        with token_write_lock() as outermost:
             if outermost:
                 list(self._session().get_objects({Attribute.LABEL: _REFRESH_LABEL}))
             yield

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
 
@@ -71,6 +72,18 @@ def configure(hsm_dir: Path) -> Path:
 
     session.serialise_token_writes(hsm_dir / WRITE_LOCK_NAME)
     return conf
+
+
+@contextlib.contextmanager
+def token_setup() -> Iterator[None]:
+    """Hold the token's cross-process write lock (`configure` first) for a
+    start-up's look at the token and its creation or provisioning, so that
+    processes starting together do it one at a time and never read the
+    token while another writes it (`hsm_bridge.session` module doc)."""
+    from hsm_bridge import session
+
+    with session.token_write_lock():
+        yield
 
 
 def token_directories(hsm_dir: Path) -> list[Path]:

@@ -11,8 +11,11 @@ from typing import Any
 
 import pytest
 
-from cloudsign.settings import Settings
+from cloudsign.errors import ConfigurationError
+from cloudsign.instance import prepare_hsm
+from cloudsign.settings import Settings, load_settings
 from hsm_bridge import HsmConfigurationError, HsmUnavailableError, Secret, provision, softhsm
+from tests.helpers import FAST_SETTINGS
 
 USER_PIN = Secret("user-pin-that-must-stay-on-stdin")
 SO_PIN = Secret("so-pin-that-must-stay-on-stdin")
@@ -145,6 +148,20 @@ def test_later_starts_need_no_so_pin(base_settings: Settings) -> None:
     pin = Secret(base_settings.effective_pin_file.read_text().strip())
     report = provision.provision_keys(softhsm.find_module(), base_settings.hsm_token_label, pin)
     assert report == provision.ProvisionReport(True, True, (), "")
+
+
+def test_no_second_token_beside_an_existing_one(base_settings: Settings) -> None:
+    """A start that finds token directories but not its label refuses: a
+    new token would be a new master key, and every owner key wrapped under
+    the old one lost (a worker that read the token while another process
+    wrote it once took it for missing and made a second 'cloudsign')."""
+    other = load_settings(
+        env={}, data_dir=base_settings.data_dir, hsm_token_label="not-this-one", **FAST_SETTINGS
+    )
+    before = softhsm.token_directories(base_settings.hsm_dir)
+    with pytest.raises(ConfigurationError, match="none labelled 'not-this-one'"):
+        prepare_hsm(other)
+    assert softhsm.token_directories(base_settings.hsm_dir) == before
 
 
 def test_softhsm2_accepts_the_token(base_settings: Settings) -> None:

@@ -15,6 +15,7 @@ from cloudsign.appkeys import CABINET, CREDENTIALS, REVOCATION, SETTINGS, SIGNIN
 from cloudsign.credentials import parse_transport_message
 from cloudsign.errors import ValidationError
 from cloudsign.operators import Role, current_operator
+from cloudsign.signing import asic
 from cloudsign.signing.cabinet import SignedDocument
 from cloudsign.signing.service import AuthorizeRequest, DocumentRequest
 from cloudsign.web.body import read_json
@@ -34,6 +35,7 @@ MAX_FACE_CHECK_ID: Final = 64
 REVOCATION_REASONS: Final = ("owner-request", "key-compromise", "affiliation-changed", "superseded")
 FORMATS: Final = {"cades": "cades", "pades": "pades", "xades": "xades"}
 LEVELS: Final = {"B": "B", "T": "T", "LT": "LT", "LTA": "LTA"}
+CONTAINERS: Final = {"asic-e": "asic-e"}
 
 
 def hash_field(body: Fields, key: str = "hash_algorithm") -> HashAlgorithm:
@@ -161,6 +163,66 @@ async def sign_document(request: web.Request) -> web.Response:
     return _download(signature_id, req.signature_format, req.name, output)
 
 
+@routes.post("/api/v1/me/credentials/{credential_id}/sign-container")
+@described(
+    body={
+        "type": "object",
+        "properties": {
+            "SAD": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,128}$"},
+            "container": {"type": "string", "enum": ["asic-e"]},
+            "level": {"type": "string", "enum": ["B", "T", "LT"]},
+            "name": {"type": "string", "maxLength": MAX_DOCUMENT_NAME_CHARS},
+            "documents": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": asic.MAX_FILES,
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "name": {"type": "string", "maxLength": asic.MAX_NAME_CHARS},
+                        "content": {"type": "string", "contentEncoding": "base64"},
+                        "mime_type": {"type": "string", "maxLength": asic.MAX_MIME_CHARS},
+                    },
+                    "required": ["name", "content"],
+                    "additionalProperties": False,
+                },
+            },
+        },
+        "required": ["SAD", "documents"],
+        "additionalProperties": False,
+    },
+    response_type=asic.MIMETYPE,
+)
+async def sign_container(request: web.Request) -> web.Response:
+    """One ASiC-E container (EN 319 162-1, CAdES) over several documents; the
+    SAD covers the SHA-256 of each. Returns the .asice."""
+    owner = await current_owner(request)
+    credential_id = path_id(request, "credential_id")
+    settings = request.app[SETTINGS]
+    body = await read_json(request, settings.max_upload_bytes)
+    body.only({"SAD", "container", "level", "name", "documents"})
+    body.choice("container", CONTAINERS, default="asic-e")
+    files = []
+    for item in body.objects("documents", max_items=asic.MAX_FILES):
+        item.only({"name", "content", "mime_type"})
+        files.append(
+            asic.ContainerFile(
+                name=item.text("name", max_len=asic.MAX_NAME_CHARS),
+                content=item.b64("content", max_bytes=settings.max_upload_bytes),
+                mime_type=item.optional_text("mime_type", max_len=asic.MAX_MIME_CHARS),
+            )
+        )
+    req = asic.ContainerRequest(
+        credential_id=credential_id,
+        sad=body.optional_text("SAD", max_len=MAX_SAD_CHARS),
+        level=body.choice("level", LEVELS, default="B"),
+        files=files,
+        name=body.optional_text("name", max_len=MAX_DOCUMENT_NAME_CHARS),
+    )
+    signature_id, output = await asic.sign_container(request.app[SIGNING], owner.id, req)
+    return _download(signature_id, asic.FORMAT, req.name, output)
+
+
 @routes.post("/api/v1/me/credentials/{credential_id}/revoke")
 async def revoke_certificate(request: web.Request) -> web.Response:
     """The owner revokes their certificate after the same three factors as
@@ -190,6 +252,8 @@ def _download(signature_id: str, fmt: str, name: str | None, output: bytes) -> w
         filename, ctype = f"{base}.p7s", "application/pkcs7-signature"
     elif fmt == "xades":
         filename, ctype = f"{base.removesuffix('.xml')}-signed.xml", "application/xml"
+    elif fmt == asic.FORMAT:
+        filename, ctype = f"{base.removesuffix('.asice')}.asice", asic.MIMETYPE
     else:
         filename, ctype = f"{base}.sig", "application/octet-stream"
     return web.Response(

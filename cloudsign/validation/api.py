@@ -6,22 +6,31 @@ signature in DER or PEM, or of an XML document with an enveloped
 XMLDSig/XAdES signature; which one is told by its content), and for a
 detached CMS either `content` (base64 of the signed bytes) or
 `content_sha256` (base64 of their SHA-256). The answer is the worker's
-report (cloudsign/validation/worker.py)."""
+report (cloudsign/validation/worker.py) as JSON, or, for a request that
+prefers `application/pdf` in its Accept header, the same report as a PDF for
+people (cloudsign/validation/report_pdf.py, rendered in a thread: it is CPU
+work the event loop must not wait on). Errors stay problem+json."""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 from typing import Any, Final
 
 from aiohttp import web
 
 from cloudsign.appkeys import CA, GUARD, STATUS
 from cloudsign.errors import ValidationError
+from cloudsign.validation.report_pdf import render
 from cloudsign.validation.service import VALIDATION
 from cloudsign.web.body import read_json
 from cloudsign.web.client import client_address
 from cloudsign.web.openapi import described
 
 routes = web.RouteTableDef()
+
+PDF: Final = "application/pdf"
+JSON: Final = "application/json"
 
 #: Room for the JSON around the base64 fields.
 JSON_OVERHEAD_BYTES: Final = 4096
@@ -56,7 +65,8 @@ BODY_SCHEMA: Final[dict[str, Any]] = {
 @routes.post("/api/v1/validate")
 @described(body=BODY_SCHEMA)
 async def validate(request: web.Request) -> web.Response:
-    """Validate a signed PDF, a CMS or an XML signature; an ETSI EN 319 102-1 report."""
+    """Validate a signed PDF, a CMS or an XML signature; an ETSI EN 319 102-1 report,
+    in JSON, or as a PDF for people when the Accept header prefers application/pdf."""
     service = request.app[VALIDATION]
     await request.app[GUARD].counted([(service.limit, client_address())], factor="validation")
     limit = service.max_bytes
@@ -79,4 +89,52 @@ async def validate(request: web.Request) -> web.Response:
             status.tsa_identity.certificate,
         ],
     )
-    return web.json_response(report)
+    if not wants_pdf(request.headers.get("Accept")):
+        return web.json_response(report, headers={"Vary": "Accept"})
+    if content is not None:
+        digest = hashlib.sha256(content).digest()
+    pdf = await asyncio.to_thread(
+        render,
+        report,
+        file_sha256=hashlib.sha256(signature).hexdigest(),
+        content_sha256=None if digest is None else digest.hex(),
+        service=f"{ca.profile.organisation} ({ca.profile.urls.base})",
+    )
+    return web.Response(
+        body=pdf,
+        content_type=PDF,
+        headers={
+            "Vary": "Accept",
+            "Content-Disposition": 'attachment; filename="validation-report.pdf"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+def wants_pdf(accept: str | None) -> bool:
+    """Whether an Accept header prefers the PDF: application/pdf with a
+    quality above that of JSON (application/json, application/*, */*, by
+    the most specific range that names it). JSON on a tie, and by default."""
+    if not accept:
+        return False
+    pdf = json = 0.0
+    json_rank = -1
+    for part in accept.split(",")[:32]:
+        media, _, params = part.partition(";")
+        media = media.strip().lower()
+        q = 1.0
+        for param in params.split(";"):
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = min(max(float(value.strip()), 0.0), 1.0)
+                except ValueError:
+                    q = 0.0
+        if media == PDF:
+            pdf = max(pdf, q)
+        rank = {JSON: 2, "application/*": 1, "*/*": 0}.get(media, -1)
+        if rank > json_rank:
+            json, json_rank = q, rank
+        elif rank == json_rank and rank >= 0:
+            json = max(json, q)
+    return pdf > 0 and pdf > json

@@ -2,7 +2,8 @@
 service made are reported TOTAL-PASSED with their signer and chain, a CAdES
 is checked from its document or from a fingerprint computed in the browser
 (the document itself then never leaves it), a changed PDF fails on the hash,
-and the report prints without the form."""
+the report prints without the form, and the server's PDF report of it
+downloads with the same verdict and signer."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from tests.helpers import enrolled, passed_face_check
 from tests.pdfs import simple_pdf
 from tests.portal.browser import Traffic, shot
 from tests.portal.conftest import Opener
+from tests.validation.test_validation_report_pdf import pdf_text
 
 pytestmark = [pytest.mark.slow, pytest.mark.parametrize("backend", ["sqlite"], indirect=True)]
 
@@ -83,6 +85,27 @@ async def test_a_citizen_checks_signatures_on_the_portal(
     await expect(headline).to_be_visible()
     assert (await page.pdf()).startswith(b"%PDF-")
     await page.emulate_media(media="screen")
+
+    # The server's PDF report of the same file: its verdict, signer and fingerprint.
+    pdf_button = report.locator("#val-pdf")
+    await expect(pdf_button).to_have_text("Download the PDF report")
+    async with page.expect_download(timeout=REPORT_MS) as download_info:
+        await pdf_button.click()
+    download = await download_info.value
+    assert download.suggested_filename == "validation-report.pdf"
+    saved = await download.path()
+    assert saved is not None
+    downloaded = saved.read_bytes()
+    assert downloaded.startswith(b"%PDF-")
+    text = "".join(pdf_text(downloaded).split())
+    assert "TOTAL-PASSED" in text and "B-T" in text
+    assert "".join(subject.human_friendly.split()) in text
+    assert hashlib.sha256(signed_pdf).hexdigest() in text
+    # In Russian, the button says so.
+    await page.select_option("#lang", "ru")
+    await page.click("#val-form button[type=submit]")
+    await expect(pdf_button).to_have_text("Скачать отчёт в PDF", timeout=REPORT_MS)
+    await page.select_option("#lang", "en")
 
     # A CAdES with only the document's fingerprint: computed here, the
     # document itself is not sent.

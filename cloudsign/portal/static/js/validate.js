@@ -2,7 +2,8 @@
 // (with its content, or only the content's SHA-256 computed here), or an XML
 // document with an XAdES signature to the validation service, and read its
 // ETSI EN 319 102-1 report as a page (printable, or saved as PDF from the
-// browser's print dialog).
+// browser's print dialog), or download the server's PDF report of it (the
+// same request again with Accept: application/pdf).
 
 import { api } from "./api.js";
 import { b64encode, sha256 } from "./crypto.js";
@@ -11,6 +12,8 @@ import { busy, say } from "./ui.js";
 
 const $ = (id) => document.getElementById(id);
 const CLASS = { "TOTAL-PASSED": "ok", "TOTAL-FAILED": "bad", INDETERMINATE: "warn" };
+// The body of the request whose report is on screen: the PDF report is of it.
+let shownBody = null;
 
 function item(dl, label, value) {
   if (value === null || value === undefined || value === "") return;
@@ -93,7 +96,41 @@ function signatureCard(sig, n) {
   return card;
 }
 
-function render(report) {
+/** The server's PDF report of the request on screen: the same body sent
+ *  again, with no cookie (the route is public, so no CSRF token either). */
+async function downloadPdf(button) {
+  const body = shownBody;
+  if (!body) return;
+  const status = $("val-form").querySelector(".status");
+  button.disabled = true;
+  try {
+    const resp = await fetch("/api/v1/validate", {
+      method: "POST",
+      headers: { Accept: "application/pdf", "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+      credentials: "omit",
+      cache: "no-store",
+    });
+    const type = resp.headers.get("Content-Type") || "";
+    if (!resp.ok || !type.startsWith("application/pdf")) throw new Error(`HTTP ${resp.status}`);
+    const url = URL.createObjectURL(await resp.blob());
+    const a = document.createElement("a");
+    a.href = url;
+    a.download = "validation-report.pdf";
+    a.hidden = true;
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+  } catch {
+    say(status, t("val.pdf.failed"), "bad");
+  } finally {
+    button.disabled = false;
+  }
+}
+
+function render(report, body) {
+  shownBody = body;
   const out = $("val-report");
   const head = document.createElement("div");
   head.className = "card";
@@ -112,7 +149,13 @@ function render(report) {
   print.id = "val-print";
   print.textContent = t("val.print");
   print.addEventListener("click", () => window.print());
-  head.append(print);
+  const pdf = document.createElement("button");
+  pdf.type = "button";
+  pdf.className = "secondary";
+  pdf.id = "val-pdf";
+  pdf.textContent = t("val.pdf");
+  pdf.addEventListener("click", () => downloadPdf(pdf));
+  head.append(" ", pdf);
   out.replaceChildren(head, ...(report.signatures ?? []).map((s, i) => signatureCard(s, i + 1)));
   out.hidden = false;
 }
@@ -130,6 +173,7 @@ async function check(ev) {
   // A verdict on screen is always about the file just sent, never the last one.
   $("val-report").replaceChildren();
   $("val-report").hidden = true;
+  shownBody = null;
   const signature = await bytesOf($("val-file"));
   if (!signature) return say(status, t("val.file.hint"), "bad");
   const content = await bytesOf($("val-content"));
@@ -139,16 +183,26 @@ async function check(ev) {
     if ($("val-hash-only").checked) body.content_sha256 = b64encode(await sha256(content));
     else body.content = b64encode(content);
   }
-  await busy(form, async () => render(await api("POST", "/api/v1/validate", { body })), status);
+  await busy(form, async () => render(await api("POST", "/api/v1/validate", { body }), body), status);
 }
 
 export function enterValidate() {
   $("val-form").reset();
   $("val-report").replaceChildren();
   $("val-report").hidden = true;
+  shownBody = null;
   say($("val-form").querySelector(".status"), "");
 }
 
 export function initValidate() {
   $("val-form").addEventListener("submit", check);
+  // A printed report stands alone, without its buttons (the print button is hidden by CSS).
+  window.addEventListener("beforeprint", () => {
+    const pdf = $("val-pdf");
+    if (pdf) pdf.hidden = true;
+  });
+  window.addEventListener("afterprint", () => {
+    const pdf = $("val-pdf");
+    if (pdf) pdf.hidden = false;
+  });
 }

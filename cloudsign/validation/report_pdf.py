@@ -214,6 +214,34 @@ def _coverage(coverage: Any) -> list[tuple[str, Any]]:
     return out
 
 
+def _file_reference(ref: dict[str, Any]) -> str:
+    if not ref.get("found"):
+        state = "missing from the container"
+    else:
+        state = "digest matches" if ref.get("digest_matches") else "digest DOES NOT match"
+    return f"{ref.get('name')}: {state}"
+
+
+def _container(page: _Page, container: dict[str, Any]) -> None:
+    page.field("Container", container.get("type"))
+    if "all_files_covered" in container:
+        covered = container["all_files_covered"]
+        page.field("Every file signed", "yes" if covered else "no")
+    files = container.get("files")
+    if isinstance(files, list):
+        lines = []
+        for f in files:
+            f = _dict(f)
+            by = f.get("signatures")
+            signers = ", ".join(map(str, by)) if isinstance(by, list) and by else ""
+            lines.append(
+                f"{f.get('name')}: signed by {signers}"
+                if f.get("covered")
+                else f"{f.get('name')}: NOT signed"
+            )
+        page.items("Files", lines)
+
+
 def _signature(page: _Page, n: int, sig: dict[str, Any]) -> None:
     page.heading(
         f"Signature {n}" + (f" ({clean(sig['id'], 200)})" if sig.get("id") else ""), page.h2
@@ -261,6 +289,9 @@ def _signature(page: _Page, n: int, sig: dict[str, Any]) -> None:
             "Signed references",
             (f'URI "{_dict(r).get("uri")}"' for r in references),
         )
+    files = sig.get("references")
+    if isinstance(files, list):  # an ASiC-E manifest's files
+        page.items("Signed files", (_file_reference(_dict(r)) for r in files))
     chain = sig.get("chain")
     if isinstance(chain, list):
         page.items("Certificate chain (signer first)", (_cert_line(_dict(c)) for c in chain))
@@ -285,6 +316,9 @@ def render(
     page.field("Validated by", service)
     page.field("SHA-256 of the file checked", file_sha256)
     page.field("SHA-256 of its content", content_sha256)
+    container = report.get("container")
+    if isinstance(container, dict):
+        _container(page, container)
     signatures = [s for s in report.get("signatures") or [] if isinstance(s, dict)]
     page.field("Signatures", len(signatures))
     page.field(

@@ -192,6 +192,7 @@ def test_render_hostile_report_keeps_text_literal() -> None:
         "revocation": "good",
         "checks": None,
         "coverage": {"references": [{"uri": HOSTILE_NAME}], "whole_document": False},
+        "references": [{"name": "a<b>.txt", "found": True, "digest_matches": False}],
     }
     report = {
         "indication": "INDETERMINATE",
@@ -199,6 +200,11 @@ def test_render_hostile_report_keeps_text_literal() -> None:
         "format": "<script>",
         "validation_time": "2026-12-04T01:02:03+00:00",
         "signatures": [sig, "not a dict", {"signer": "neither"}],
+        "container": {
+            "type": "ASiC-E",
+            "all_files_covered": False,
+            "files": [{"name": "a<b>.txt", "covered": True, "signatures": ["s1"]}, {"name": 3}],
+        },
     }
     data = render(report, file_sha256="ab" * 32, service="cloudsign & co <test>")
     text = _squeezed(pdf_text(data))
@@ -209,6 +215,8 @@ def test_render_hostile_report_keeps_text_literal() -> None:
     assert "2026-12-0401:02:03UTC" in text
     assert "…168more" in text  # 200 chain entries, 32 shown
     assert "[…cut]" in text
+    assert "a<b>.txt:digestDOESNOTmatch" in text and "a<b>.txt:signedbys1" in text
+    assert "3:NOTsigned" in text and "Everyfilesigned:no" in text
 
 
 # -- against the running service -----------------------------------------------------

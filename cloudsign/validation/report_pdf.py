@@ -16,6 +16,7 @@ a LayoutError): paragraphs only, which split across pages.
 from __future__ import annotations
 
 import io
+import threading
 import unicodedata
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -41,6 +42,11 @@ from reportlab.platypus import (  # type: ignore[import-untyped]
 MAX_STRING_CHARS: Final = 2000
 #: Items of one list shown (a chain, coverage references).
 MAX_ITEMS: Final = 32
+#: Characters of text in one PDF, at most (some eight pages, about a second
+#: of reportlab at worst): past it, the rest is left to the JSON report and
+#: the PDF says so. Sixteen signatures full of 2000-character names would
+#: otherwise take it twenty seconds.
+MAX_REPORT_CHARS: Final = 24_000
 #: A Unicode font for Cyrillic (Kazakh, Russian) names, where the system has one;
 #: otherwise reportlab's Helvetica (Latin-1: other letters are shown as "?").
 UNICODE_FONTS: Final = (
@@ -61,6 +67,7 @@ _COLOURS: Final = {
 #: Categories drawn as their code point: controls, format (bidi overrides,
 #: zero-width), surrogates, private use, unassigned, line/paragraph separators.
 _HIDDEN: Final = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+_RENDERING: Final = threading.Lock()
 
 
 def clean(value: Any, limit: int = MAX_STRING_CHARS) -> str:
@@ -132,12 +139,22 @@ class _Page:
         self.verdict = ParagraphStyle("verdict", fontName=bold, fontSize=14, leading=18)
         self.bold = bold
         self.flow: list[Flowable] = []
+        self.used = 0
+        self.cut = False
+
+    def add(self, markup: str, style: ParagraphStyle) -> None:
+        """One paragraph, unless the report's text budget is spent."""
+        self.used += len(markup)
+        if self.used > MAX_REPORT_CHARS:
+            self.cut = True
+            return
+        self.flow.append(Paragraph(markup, style))
 
     def t(self, value: Any) -> str:
         return _text(value, self.unicode)
 
     def heading(self, text: str, style: ParagraphStyle) -> None:
-        self.flow.append(Paragraph(self.t(text), style))
+        self.add(self.t(text), style)
 
     def verdict_line(self, indication: Any, sub: Any) -> None:
         colour = _COLOURS.get(indication, colors.black) if isinstance(indication, str) else None
@@ -145,24 +162,22 @@ class _Page:
         if sub:
             text += " · " + self.t(sub)
         style = ParagraphStyle("v", parent=self.verdict, textColor=colour or colors.black)
-        self.flow.append(Paragraph(text, style))
+        self.add(text, style)
 
     def field(self, label: str, value: Any) -> None:
         if value is None or value == "":
             return
-        self.flow.append(
-            Paragraph(f'<font name="{self.bold}">{self.t(label)}:</font> {self.t(value)}', self.key)
-        )
+        self.add(f'<font name="{self.bold}">{self.t(label)}:</font> {self.t(value)}', self.key)
 
     def items(self, label: str, values: Iterable[str]) -> None:
         values = list(values)
         if not values:
             return
-        self.flow.append(Paragraph(f'<font name="{self.bold}">{self.t(label)}:</font>', self.key))
+        self.add(f'<font name="{self.bold}">{self.t(label)}:</font>', self.key)
         for n, value in enumerate(values[:MAX_ITEMS], start=1):
-            self.flow.append(Paragraph(f"{n}. {self.t(value)}", self.item))
+            self.add(f"{n}. {self.t(value)}", self.item)
         if len(values) > MAX_ITEMS:
-            self.flow.append(Paragraph(self.t(f"… {len(values) - MAX_ITEMS} more"), self.item))
+            self.add(self.t(f"… {len(values) - MAX_ITEMS} more"), self.item)
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -306,7 +321,16 @@ def render(
     service: str,
     content_sha256: str | None = None,
 ) -> bytes:
-    """The PDF of `report` (the worker's, as the JSON answer carries it)."""
+    """The PDF of `report` (the worker's, as the JSON answer carries it).
+    One at a time per process: reportlab keeps module-level state (fonts,
+    caches) that its documentation does not promise is thread-safe."""
+    with _RENDERING:
+        return _render(report, file_sha256, service, content_sha256)
+
+
+def _render(
+    report: dict[str, Any], file_sha256: str, service: str, content_sha256: str | None
+) -> bytes:
     page = _Page()
     page.heading("Signature validation report", page.title)
     page.verdict_line(report.get("indication"), report.get("sub_indication"))
@@ -327,6 +351,14 @@ def render(
     )
     for n, sig in enumerate(signatures, start=1):
         _signature(page, n, sig)
+    if page.cut:
+        page.flow.append(
+            Paragraph(
+                "This report is longer than its PDF shows; the rest is in the JSON report "
+                "(the same request without Accept: application/pdf).",
+                page.h2,
+            )
+        )
 
     out = io.BytesIO()
     doc = SimpleDocTemplate(

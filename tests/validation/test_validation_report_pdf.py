@@ -31,7 +31,7 @@ from cryptography.x509.oid import NameOID
 from pyhanko.pdf_utils.reader import PdfFileReader
 
 from cloudsign.validation.api import wants_pdf
-from cloudsign.validation.report_pdf import MAX_STRING_CHARS, clean, render
+from cloudsign.validation.report_pdf import MAX_REPORT_CHARS, MAX_STRING_CHARS, clean, render
 from device_client.client import CloudsignClient
 from tests.helpers import enrolled, passed_face_check
 from tests.pdfs import simple_pdf
@@ -188,7 +188,7 @@ def test_render_hostile_report_keeps_text_literal() -> None:
         "sub_indication": "<b>GENERIC</b>",
         "signer": {"subject": HOSTILE_NAME, "serial": "\x00" * 50, "not_after": "not a date"},
         "signature_timestamp": {"time": "2026-12-04T01:00:00+00:00", "verified": False, "tsa": 7},
-        "chain": [{"subject": "Я" * 50_000}] * 200,
+        "chain": [{"subject": "Я" * 50_000}] + [{"subject": "CA"}] * 199,
         "revocation": "good",
         "checks": None,
         "coverage": {"references": [{"uri": HOSTILE_NAME}], "whole_document": False},
@@ -217,6 +217,33 @@ def test_render_hostile_report_keeps_text_literal() -> None:
     assert "[…cut]" in text
     assert "a<b>.txt:digestDOESNOTmatch" in text and "a<b>.txt:signedbys1" in text
     assert "3:NOTsigned" in text and "Everyfilesigned:no" in text
+
+
+def test_a_report_past_the_text_budget_is_cut_and_says_so() -> None:
+    """Sixteen signatures whose every string is 3000 characters: the PDF
+    stops at its text budget, after the verdict, and says where the rest is."""
+    long = "W" * 3000
+    cert = dict.fromkeys(("subject", "serial", "issuer"), long)
+    sig = {
+        "id": long,
+        "indication": "TOTAL-PASSED",
+        "sub_indication": long,
+        "signer": cert,
+        "chain": [cert] * 40,
+        "revocation": {"status": long},
+    }
+    report = {"indication": "TOTAL-FAILED", "format": "PAdES", "signatures": [sig] * 16}
+    data = render(report, file_sha256="cd" * 32, service="cloudsign")
+    text = _squeezed(pdf_text(data))
+    assert text.startswith("SignaturevalidationreportTOTAL-FAILED")
+    assert "cd" * 32 in text
+    assert text.endswith(
+        _squeezed("the rest is in the JSON report")
+        + _squeezed("(the same request without Accept: application/pdf).")
+    )
+    reader = PdfFileReader(io.BytesIO(data), strict=True)
+    assert len(_pages(reader.root["/Pages"])) <= 12
+    assert len(text) <= MAX_REPORT_CHARS
 
 
 # -- against the running service -----------------------------------------------------

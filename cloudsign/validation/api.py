@@ -8,13 +8,15 @@ detached CMS either `content` (base64 of the signed bytes) or
 `content_sha256` (base64 of their SHA-256). The answer is the worker's
 report (cloudsign/validation/worker.py) as JSON, or, for a request that
 prefers `application/pdf` in its Accept header, the same report as a PDF for
-people (cloudsign/validation/report_pdf.py, rendered in a thread: it is CPU
-work the event loop must not wait on). Errors stay problem+json."""
+people (cloudsign/validation/report_pdf.py, rendered in a thread of its own:
+it is CPU work the event loop must not wait on). Errors stay problem+json."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final
 
 from aiohttp import web
@@ -31,6 +33,9 @@ routes = web.RouteTableDef()
 
 PDF: Final = "application/pdf"
 JSON: Final = "application/json"
+#: PDF reports are laid out here, one at a time, off the event loop and off
+#: the default executor (a queue of reports never holds up its other users).
+RENDERER: Final = ThreadPoolExecutor(max_workers=1, thread_name_prefix="report-pdf")
 
 #: Room for the JSON around the base64 fields.
 JSON_OVERHEAD_BYTES: Final = 4096
@@ -91,14 +96,16 @@ async def validate(request: web.Request) -> web.Response:
     )
     if not wants_pdf(request.headers.get("Accept")):
         return web.json_response(report, headers={"Vary": "Accept"})
-    if content is not None:
-        digest = hashlib.sha256(content).digest()
-    pdf = await asyncio.to_thread(
-        render,
-        report,
-        file_sha256=hashlib.sha256(signature).hexdigest(),
-        content_sha256=None if digest is None else digest.hex(),
-        service=f"{ca.profile.organisation} ({ca.profile.urls.base})",
+    pdf = await asyncio.get_running_loop().run_in_executor(
+        RENDERER,
+        functools.partial(
+            _pdf_report,
+            report,
+            signature,
+            content,
+            digest,
+            f"{ca.profile.organisation} ({ca.profile.urls.base})",
+        ),
     )
     return web.Response(
         body=pdf,
@@ -108,6 +115,25 @@ async def validate(request: web.Request) -> web.Response:
             "Content-Disposition": 'attachment; filename="validation-report.pdf"',
             "Cache-Control": "no-store",
         },
+    )
+
+
+def _pdf_report(
+    report: dict[str, Any],
+    signature: bytes,
+    content: bytes | None,
+    content_sha256: bytes | None,
+    service: str,
+) -> bytes:
+    """The PDF of `report`, with the SHA-256 of what was sent (hashing 20 MB
+    is work for this thread too, not the event loop)."""
+    if content is not None:
+        content_sha256 = hashlib.sha256(content).digest()
+    return render(
+        report,
+        file_sha256=hashlib.sha256(signature).hexdigest(),
+        content_sha256=None if content_sha256 is None else content_sha256.hex(),
+        service=service,
     )
 
 

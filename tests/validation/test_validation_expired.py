@@ -101,7 +101,7 @@ async def _expired_service_certificate(
         extensions=ca._owner_extensions(identity),
     )
     async with app[DATABASE].transaction() as conn:
-        await register(conn, cert, at=not_before)
+        await register(conn, cert, at=_now())
     return key, cert, not_before + (not_after - not_before) / 2
 
 

@@ -126,6 +126,8 @@ from mobile_api import (
 )
 from mobile_api.api import operator_routes as mobile_operator_routes
 from mobile_api.api import routes as mobile_routes
+from mobile_api.oauth import CSC_OAUTH, CscOAuth
+from mobile_api.oauth import routes as csc_oauth_routes
 from mobile_api.webapp import APP_HEADERS as MOBILE_APP_HEADERS
 from mobile_api.webapp import routes as mobile_app_routes
 
@@ -293,6 +295,7 @@ async def _features(app: web.Application) -> AsyncIterator[None]:
     requests.push = PushService(db, hsm, app[HTTP_CLIENT], mobile, clock=clock)
     app[PUSH] = requests.push
     app[RELYING_PARTIES] = parties
+    app[CSC_OAUTH] = CscOAuth(db, parties, requests, credentials, guard, limits, clock=clock)
     app[DEVICES] = devices
     app[SIGNING_REQUESTS] = requests
     app[DEVICE_BINDING] = DeviceBinding(
@@ -510,6 +513,7 @@ ROUTES: Final[list[web.RouteTableDef]] = [
     faces_api.routes,
     signing_api.routes,
     csc.routes,
+    csc_oauth_routes,
     ca_api.routes,
     audit_api.routes,
     status_api.routes,

@@ -67,7 +67,7 @@ from cloudsign.web.body import read_json
 from cloudsign.web.inputs import Fields
 from cloudsign.web.params import check_uuid, path_id
 from mobile_api.devices import PURPOSES, Device, b64url
-from mobile_api.relying import RelyingParty
+from mobile_api.relying import MAX_REDIRECT_URIS, RelyingParty
 from mobile_api.requests import LEVELS, NewDocument, SigningRequest
 
 routes = web.RouteTableDef()
@@ -441,6 +441,7 @@ def party_json(party: RelyingParty) -> dict[str, Any]:
         "client_id": party.client_id,
         "callback_prefix": party.callback_prefix,
         "egov_prefix": party.egov_prefix,
+        "oauth_redirect_uris": list(party.oauth_redirect_uris),
         "status": party.status,
         "created_at": party.created_at.isoformat(),
     }
@@ -452,13 +453,16 @@ async def register_party(request: web.Request) -> web.Response:
     secret and the callback key are in this answer only."""
     officer = await current_operator(request, Role.SECURITY)
     body = await read_json(request)
-    body.only({"name", "callback_prefix", "egov_prefix"})
+    body.only({"name", "callback_prefix", "egov_prefix", "oauth_redirect_uris"})
     registration = await request.app[RELYING_PARTIES].register(
         body.text("name", max_len=200),
         body.optional_text("callback_prefix", max_len=400),
         by_operator=officer.id,
         by_name=officer.username,
         egov_prefix=body.optional_text("egov_prefix", max_len=400),
+        oauth_redirect_uris=body.texts(
+            "oauth_redirect_uris", max_items=MAX_REDIRECT_URIS, max_len=400
+        ),
     )
     return web.json_response(
         {

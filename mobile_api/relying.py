@@ -27,6 +27,7 @@ import logging
 import secrets
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
@@ -60,6 +61,8 @@ class RelyingParty:
     created_at: datetime
     #: An e-government service's API No. 1/No. 2 URL prefix (mobile_api.egov).
     egov_prefix: str | None = None
+    #: The exact redirect URIs of an OAuth 2.0 client (mobile_api.oauth).
+    oauth_redirect_uris: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,28 @@ def check_egov_prefix(prefix: str) -> str:
     return prefix
 
 
+#: Redirect URIs one OAuth client may register.
+MAX_REDIRECT_URIS: Final = 8
+
+
+def check_redirect_uri(uri: str) -> str:
+    """An OAuth redirect URI as RFC 6749 §3.1.2 and the OAuth security BCP
+    (RFC 9700 §2.1) want it: absolute, https (http only on loopback), no
+    fragment, no credentials; compared later by exact string match."""
+    url = urlsplit(uri)
+    loopback = url.hostname in ("127.0.0.1", "localhost", "::1")
+    if url.scheme != "https" and not (url.scheme == "http" and loopback):
+        raise ValidationError(
+            "redirect URIs are https (http only on loopback)", field="oauth_redirect_uris"
+        )
+    if not url.hostname or url.username or url.password or url.fragment or "#" in uri:
+        raise ValidationError(
+            "a redirect URI is absolute, without credentials or fragment",
+            field="oauth_redirect_uris",
+        )
+    return uri
+
+
 def sign_callback(key: bytes, body: bytes, at: int) -> str:
     mac = hmac.new(key, str(at).encode() + b"." + body, hashlib.sha256).hexdigest()
     return f"t={at},v1={mac}"
@@ -132,7 +157,13 @@ class RelyingParties:
         by_operator: str,
         by_name: str,
         egov_prefix: str | None = None,
+        oauth_redirect_uris: Sequence[str] = (),
     ) -> Registration:
+        if len(oauth_redirect_uris) > MAX_REDIRECT_URIS:
+            raise ValidationError(
+                f"at most {MAX_REDIRECT_URIS} redirect URIs", field="oauth_redirect_uris"
+            )
+        redirects = tuple(dict.fromkeys(check_redirect_uri(u) for u in oauth_redirect_uris))
         if callback_prefix is not None:
             check_callback_prefix(callback_prefix)
         if egov_prefix is not None:
@@ -160,6 +191,7 @@ class RelyingParties:
                     secret_hash=_hash(secret),
                     callback_prefix=callback_prefix,
                     egov_prefix=egov_prefix,
+                    oauth_redirect_uris=list(redirects) or None,
                     status="active",
                     created_at=now,
                     created_by=by_operator,
@@ -175,10 +207,13 @@ class RelyingParties:
                     "relying_party": party_id,
                     "name": name,
                     "egov_prefix": egov_prefix,
+                    "oauth_redirect_uris": list(redirects),
                 },
                 at=now,
             )
-        party = RelyingParty(party_id, name, client_id, callback_prefix, "active", now, egov_prefix)
+        party = RelyingParty(
+            party_id, name, client_id, callback_prefix, "active", now, egov_prefix, redirects
+        )
         key = await self.callback_key(client_id)
         return Registration(party, secret, base64.urlsafe_b64encode(key).decode())
 
@@ -213,6 +248,25 @@ class RelyingParties:
         if row["status"] != "active":
             raise refused
         return _party(row)
+
+    async def oauth_client(self, client_id: str) -> RelyingParty | None:
+        """The active relying party with this client id that registered
+        OAuth redirect URIs (CSC oauth2code), or None."""
+        async with self.db.read() as conn:
+            row = (
+                (
+                    await conn.execute(
+                        select(relying_parties).where(
+                            relying_parties.c.client_id == client_id,
+                            relying_parties.c.status == "active",
+                        )
+                    )
+                )
+                .mappings()
+                .first()
+            )
+        party = None if row is None else _party(row)
+        return party if party is not None and party.oauth_redirect_uris else None
 
     async def egov_service(self, url: str) -> RelyingParty | None:
         """The active relying party whose registered eGov prefix `url` is
@@ -272,6 +326,7 @@ def _party(r: RowMapping) -> RelyingParty:
         r["status"],
         r["created_at"],
         r["egov_prefix"],
+        tuple(r["oauth_redirect_uris"] or ()),
     )
 
 

@@ -277,22 +277,41 @@ class SigningRequests:
         """A CSC authorisation that the owner's phone approves: a request
         for the client's SHA-256 hashes (signed later by the client with the
         SAD, `collect_authorization`)."""
-        cred = await self._own_phone(owner, credential_id)
+        owner.require_full()
+        return await self.authorize_for_client(owner.id, credential_id, hashes, description)
+
+    async def authorize_for_client(
+        self,
+        owner_id: str,
+        credential_id: str | None,
+        hashes: Sequence[bytes],
+        description: str | None,
+        *,
+        requester_name: str = "CSC signing application",
+        labels: Sequence[str | None] = (),
+    ) -> SigningRequest:
+        """`authorize_on_phone` for a client that named only the credential
+        (CSC oauth2code, mobile_api.oauth): `requester_name` is whom the
+        phone names (the OAuth client's registered name), `labels` the
+        documents' names it gave, by position."""
+        cred = await self._phone_of(owner_id, credential_id)
+        names = [*labels, *([None] * len(hashes))]
         request_id = await self._insert(
             open_to_scan=False,
             origin="csc",
-            requester_name="CSC signing application",
+            requester_name=requester_name,
             relying_party_id=None,
-            owner_id=owner.id,
+            owner_id=owner_id,
             credential_id=cred,
             display_text=description or "Authorise signatures for a signing application",
             documents=[
-                NewDocument(f"hash {i + 1}", "raw", None, digest) for i, digest in enumerate(hashes)
+                NewDocument(names[i] or f"hash {i + 1}", "raw", None, digest)
+                for i, digest in enumerate(hashes)
             ],
             level="B",
             callback_url=None,
         )
-        return await self.get(owner.id, request_id)
+        return await self.get(owner_id, request_id)
 
     async def collect_authorization(
         self, owner_id: str, request_id: str
@@ -362,10 +381,13 @@ class SigningRequests:
         """For a request the owner's own session makes for their phone: a
         bound phone, the key to sign with, one more on the phone's count."""
         owner.require_full()
-        if not await self.devices.has_devices(owner.id):
+        return await self._phone_of(owner.id, credential_id)
+
+    async def _phone_of(self, owner_id: str, credential_id: str | None) -> str:
+        if not await self.devices.has_devices(owner_id):
             raise NoDeviceError("bind a phone first: requests are approved on a bound device")
-        cred = await self._credential(owner.id, credential_id)
-        await self._count_for_phone(owner.id)
+        cred = await self._credential(owner_id, credential_id)
+        await self._count_for_phone(owner_id)
         return cred
 
     async def _count_for_phone(self, owner_id: str) -> None:

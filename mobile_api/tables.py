@@ -1,6 +1,7 @@
 """Tables of the mobile channel: bound devices, their one-time WebAuthn
 challenges and push subscriptions, relying parties, signing requests with
-their documents, and the eGov QR procedures scanned into signing requests."""
+their documents, the eGov QR procedures scanned into signing requests, and
+the CSC OAuth 2.0 authorisations approved through signing requests."""
 
 from __future__ import annotations
 
@@ -69,6 +70,9 @@ relying_parties = Table(
     # An e-government service speaking the eGov QR protocol (mobile_api.egov):
     # its API No. 1 and No. 2 URLs start with this (https, or loopback in tests).
     Column("egov_prefix", String(400), unique=True),
+    # An OAuth 2.0 client of CSC's `oauth2code` (mobile_api.oauth): the exact
+    # redirect URIs it registered (JSON list; none: not an OAuth client).
+    Column("oauth_redirect_uris", JSON),
     Column("status", String(16), nullable=False),  # active | disabled
     Column("created_at", UTCDateTime(), nullable=False),
     Column("created_by", String(36), ForeignKey("operators.id")),
@@ -177,4 +181,30 @@ egov_procedures = Table(
     Column("error", String(200)),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("finished_at", UTCDateTime()),
+)
+
+#: A CSC `oauth2code` authorisation (mobile_api.oauth): the browser's
+#: handle on it, then its one-time code, both kept only as SHA-256.
+csc_oauth_grants = Table(
+    "csc_oauth_grants",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("handle_hash", String(64), nullable=False, unique=True),
+    Column("code_hash", String(64), unique=True),
+    Column("relying_party_id", String(36), ForeignKey("relying_parties.id"), nullable=False),
+    Column("redirect_uri", String(400), nullable=False),
+    Column("state", String(512)),
+    # PKCE (RFC 7636, S256 only): the client's code_challenge.
+    Column("code_challenge", String(128), nullable=False),
+    Column("scope", String(16), nullable=False),  # credential
+    # The signing request the phone approves (origin csc): its SAD is the grant.
+    Column(
+        "request_id", String(36), ForeignKey("signing_requests.id"), nullable=False, unique=True
+    ),
+    # pending -> code (redirected with a code) -> used (token issued) | refused
+    Column("status", String(16), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Column("code_expires_at", UTCDateTime()),
+    CheckConstraint("status IN ('pending', 'code', 'used', 'refused')", name="status"),
 )

@@ -360,6 +360,19 @@ class CredentialService:
             certificate_status=row[6],
         )
 
+    async def owner_of(self, credential_id: str) -> str | None:
+        """The owner of an active credential, None for any other id: for a
+        client that names only the credential (CSC oauth2code, mobile_api.oauth)."""
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(
+                    select(credentials.c.owner_id).where(
+                        credentials.c.id == credential_id, credentials.c.status == "active"
+                    )
+                )
+            ).first()
+        return None if row is None else str(row[0])
+
     async def active_ids(self, owner_id: str) -> list[str]:
         async with self.db.read() as conn:
             rows = (

@@ -8,7 +8,7 @@ from cloudsign.signing.cabinet import Cabinet, SignedDocument, StoredSignature
 from cloudsign.signing.cms import DocumentWorker, LevelServices
 from cloudsign.signing.extend import DEFAULT_BEFORE, ExtendReport, SignatureExtender
 from cloudsign.signing.factors import FactorCheck
-from cloudsign.signing.sad import Authorization, Grant, SadError, SadStore
+from cloudsign.signing.sad import SAD_TOKEN_PREFIX, Authorization, Grant, SadError, SadStore
 from cloudsign.signing.service import (
     AUTH_EXPRESSION,
     AuthorizeRequest,
@@ -19,6 +19,7 @@ from cloudsign.signing.service import (
 __all__ = [
     "AUTH_EXPRESSION",
     "DEFAULT_BEFORE",
+    "SAD_TOKEN_PREFIX",
     "Authorization",
     "AuthorizeRequest",
     "Cabinet",

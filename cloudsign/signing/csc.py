@@ -22,6 +22,11 @@ citizen approves on the phone with face, key password and the device; then
 answers 200 with the `SAD` (once) and its `expiresIn`; 202 while the
 citizen has not decided; 400 `access_denied` once declined or failed, and
 `expired_token` once the request expired. SHA-256 hashes only.
+
+OAuth 2.0 (v2 `oauth2code`, credential scope; mobile_api.oauth): the
+access token from `{oauth2}/oauth2/token` carries the SAD; `signHash` and
+`signDoc` take it as their Bearer, with no SAD in the body, and sign for
+the SAD's owner exactly what the phone approved.
 """
 
 from __future__ import annotations
@@ -36,10 +41,12 @@ from asn1crypto import x509
 from cloudsign.accounts import current_owner
 from cloudsign.appkeys import CA, CREDENTIALS, SETTINGS, SIGNING, SIGNING_REQUESTS
 from cloudsign.credentials import parse_transport_pin
-from cloudsign.errors import NotFoundError, ValidationError
+from cloudsign.errors import NotFoundError, UnauthorizedError, ValidationError
 from cloudsign.signing.algorithms import implied_hash, signature_mechanisms
 from cloudsign.signing.api import MAX_DESCRIPTION_CHARS, MAX_HASH_BYTES, MAX_SAD_CHARS
+from cloudsign.signing.sad import SAD_TOKEN_PREFIX, SadError
 from cloudsign.signing.service import AUTH_EXPRESSION, AuthorizeRequest, DocumentRequest
+from cloudsign.web.auth import bearer_token
 from cloudsign.web.body import read_json
 from cloudsign.web.inputs import Fields, check_digits, check_text
 from cloudsign.web.problems import csc_error
@@ -102,7 +109,7 @@ async def info(request: web.Request) -> web.Response:
         "region": "KZ",
         "lang": LANG,
         "description": "Cloud signatures; every signature needs face, OTP and the key password",
-        "authType": ["external"],
+        "authType": ["external"] + (["oauth2code"] if version == "v2" else []),
         "methods": [
             "credentials/list",
             "credentials/info",
@@ -115,6 +122,10 @@ async def info(request: web.Request) -> web.Response:
         ]
         + (["signatures/signDoc"] if version == "v2" else []),
     }
+    if version == "v2":
+        # oauth2code, credential scope (mobile_api.oauth): {oauth2}/oauth2/authorize, .../token.
+        body["oauth2"] = f"{base}/csc/v2"
+        body["oauth2Issuer"] = f"{base}/csc/v2"
     return web.json_response(body)
 
 
@@ -330,10 +341,34 @@ async def extend_transaction(request: web.Request) -> web.Response:
     )
 
 
+async def _signer(request: web.Request) -> tuple[str, str | None, str | None]:
+    """Who signs: the owner of the citizen's access token, or, for a
+    credential-scoped OAuth access token (mobile_api.oauth), the owner of
+    the SAD it carries; with that token's SAD and credential."""
+    if "Authorization" in request.headers:
+        token = bearer_token(request)
+        if token.startswith(SAD_TOKEN_PREFIX):
+            sad = token.removeprefix(SAD_TOKEN_PREFIX)
+            try:
+                auth = await request.app[SIGNING].sads.holder(sad)
+            except SadError as e:
+                raise UnauthorizedError("access token unknown or expired") from e
+            return auth.owner_id, sad, auth.credential_id
+    owner = await current_owner(request)
+    return owner.id, None, None
+
+
+def _sad(body: Fields, token_sad: str | None) -> str | None:
+    sad = body.optional_text("SAD", max_len=MAX_SAD_CHARS)
+    if token_sad is not None and sad is not None and sad != token_sad:
+        raise ValidationError("the SAD is the access token's: send it once", field="SAD")
+    return token_sad or sad
+
+
 @routes.post("/csc/{version}/signatures/signHash")
 async def sign_hash(request: web.Request) -> web.Response:
     version = _version(request)
-    owner = await current_owner(request)
+    owner_id, token_sad, token_credential = await _signer(request)
     settings = request.app[SETTINGS]
     body = await read_json(request, settings.max_upload_bytes)
     limit = settings.max_signatures_per_sad
@@ -351,9 +386,9 @@ async def sign_hash(request: web.Request) -> web.Response:
             raise ValidationError("hashAlgo is required for this signAlgo", field="hashAlgo")
     params_der = body.optional_b64("signAlgoParams", max_bytes=256)
     sigs = await request.app[SIGNING].sign_hashes(
-        owner.id,
-        _credential_id(body),
-        body.optional_text("SAD", max_len=MAX_SAD_CHARS),
+        owner_id,
+        _credential_id(body) or token_credential,
+        _sad(body, token_sad),
         hashes,
         hash_alg,
         sign_algo,
@@ -370,18 +405,18 @@ async def sign_doc(request: web.Request) -> web.Response:
     version = _version(request)
     if version != "v2":
         raise web.HTTPNotFound()
-    owner = await current_owner(request)
+    owner_id, token_sad, token_credential = await _signer(request)
     settings = request.app[SETTINGS]
     body = await read_json(request, settings.max_upload_bytes)
-    credential_id = _credential_id(body)
-    sad = body.optional_text("SAD", max_len=MAX_SAD_CHARS)
+    credential_id = _credential_id(body) or token_credential
+    sad = _sad(body, token_sad)
     out = []
     for d in body.objects("documents", max_items=MAX_DOCUMENTS):
         fmt = d.choice("signature_format", SIGNATURE_FORMATS)
         level = d.choice("conformance_level", CONFORMANCE_LEVELS, default="AdES-B-B")
         document = d.b64("document", max_bytes=settings.max_upload_bytes)
         _id, signed = await request.app[SIGNING].sign_document(
-            owner.id,
+            owner_id,
             DocumentRequest(
                 credential_id=credential_id or "",
                 sad=sad,

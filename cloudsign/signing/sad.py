@@ -53,6 +53,11 @@ RESERVED: Final = "reserved"
 SIGNED: Final = "signed"
 
 
+#: A CSC credential-scoped OAuth access token (mobile_api.oauth): this
+#: prefix and the SAD; `signHash`/`signDoc` take it as their Bearer.
+SAD_TOKEN_PREFIX: Final = "csccred."  # noqa: S105 - a prefix, not a secret
+
+
 class Left(enum.Enum):
     """What a signing request leaves of its SAD (`SadStore.mark_signed`)."""
 
@@ -178,8 +183,13 @@ class SadStore:
         return _authorization(row)
 
     async def _find(
-        self, conn: AsyncConnection, token: object, owner_id: str, credential_id: str
+        self,
+        conn: AsyncConnection,
+        token: object,
+        owner_id: str | None,
+        credential_id: str | None,
     ) -> Authorization:
+        """The live SAD `token`, of this owner and credential (None: any)."""
         if not isinstance(token, str) or not token:
             raise SadError("SAD is required")
         row = (await conn.execute(select(sads).where(sads.c.digest == _digest(token)))).first()
@@ -187,8 +197,8 @@ class SadStore:
         if (
             row is None
             or row.expires_at <= self.clock()
-            or row.owner_id != owner_id
-            or row.credential_id != credential_id
+            or owner_id not in (None, row.owner_id)
+            or credential_id not in (None, row.credential_id)
         ):
             raise SadError("SAD unknown, expired or not valid for this credential")
         return _authorization(row)
@@ -196,6 +206,13 @@ class SadStore:
     async def find(self, token: object, *, owner_id: str, credential_id: str) -> Authorization:
         async with self.db.read() as conn:
             return await self._find(conn, token, owner_id, credential_id)
+
+    async def holder(self, token: object) -> Authorization:
+        """The live SAD `token`, whoever it belongs to: a CSC client holding a
+        credential-scoped OAuth access token (mobile_api.oauth) presents the
+        SAD as its only credential, and signs for the SAD's owner."""
+        async with self.db.read() as conn:
+            return await self._find(conn, token, None, None)
 
     async def reserve(
         self,

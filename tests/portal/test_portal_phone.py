@@ -52,6 +52,7 @@ from tests.helpers import enrolled, passed_face_check, person
 from tests.pdfs import simple_pdf
 from tests.portal.browser import Traffic, leaks, shot
 from tests.portal.conftest import Opener
+from tests.signing.test_xades import Trust, xmlsec_verify
 
 pytestmark = [pytest.mark.slow, pytest.mark.parametrize("backend", ["sqlite"], indirect=True)]
 
@@ -203,8 +204,14 @@ async def _scan_and_claim(desktop: Desktop, phone: CloudsignClient, clock: Stepp
     [
         ("note.txt", "A note signed on the phone.\n" * 20, "note.txt.p7s"),
         ("contract.pdf", None, "contract-signed.pdf"),
+        (
+            "invoice.xml",
+            '<?xml version="1.0" encoding="UTF-8"?>\n'
+            '<invoice number="7"><amount>42</amount></invoice>\n',
+            "invoice-signed.xml",
+        ),
     ],
-    ids=["cades", "pades"],
+    ids=["cades", "pades", "xades"],
 )
 async def test_a_request_from_the_portal_is_approved_on_the_phone(
     open_browser: Opener,
@@ -231,7 +238,10 @@ async def test_a_request_from_the_portal_is_approved_on_the_phone(
     assert claimed["verification_code"] == shown
     assert claimed["display_text"] == f"Sign {name}, please"
     assert [d["name"] for d in claimed["documents"]] == [name]
-    assert claimed["documents"][0]["format"] == ("pades" if content is None else "cades")
+    assert (
+        claimed["documents"][0]["format"]
+        == {"txt": "cades", "pdf": "pades", "xml": "xades"}[name.rsplit(".", 1)[1]]
+    )
     # The phone computes the code itself from what it is shown: the same four digits.
     details = await client.request_details(request_id)
     hashes = [base64.b64decode(d["hash"]) for d in details["documents"]]
@@ -262,7 +272,17 @@ async def test_a_request_from_the_portal_is_approved_on_the_phone(
         await _pem(http, base_url, "root"),
         await _pem(http, base_url, "issuing"),
     )
-    if content is not None:
+    if name.endswith(".xml"):
+        root_file, issuing_file = tmp_path / "root.pem", tmp_path / "issuing.pem"
+        root_file.write_text(root_pem)
+        issuing_file.write_text(issuing_pem)
+        trust = Trust(
+            root_file, issuing_file, x509.Certificate.load(pem.unarmor(root_pem.encode())[2])
+        )
+        code, out = await xmlsec_verify(signature, trust, tmp_path)
+        assert code == 0, out  # enveloped: Debian's xmlsec1, trusting only the root
+        assert b"<amount>42</amount>" in signature
+    elif content is not None:
         cas = tmp_path / "ca.pem"
         cas.write_text(root_pem + issuing_pem)
         p7s = tmp_path / signed_name

@@ -1,7 +1,8 @@
 // "Sign on my phone": files chosen here, approved on the bound phone.
 //
 // The page creates a signing request (POST /api/v1/signing-requests: a PDF
-// is signed inside it in PAdES, any other file gets a detached CAdES .p7s;
+// is signed inside it in PAdES, an XML document gets an enveloped XAdES
+// signature, any other file a detached CAdES .p7s;
 // the files go up whole so the phone can show them), then shows its
 // verification code and the animated QR the phone scans. Once a second it
 // asks for the request's state and, while it is pending, for the QR frame
@@ -37,6 +38,12 @@ let timer = null;
 let run = 0; // bumps on every stop: a tick of an older run does nothing
 
 const isPdf = (file) => file.type === "application/pdf" || file.name.toLowerCase().endsWith(".pdf");
+const isXml = (file) =>
+  ["application/xml", "text/xml"].includes(file.type) || file.name.toLowerCase().endsWith(".xml");
+const FORMAT_LABELS = { pades: "phone.format.pades", xades: "phone.format.xades", cades: "phone.format.cades" };
+
+/** What a chosen file is signed as. */
+const formatOf = (file) => (isPdf(file) ? "pades" : isXml(file) ? "xades" : "cades");
 
 /** The name a signature is saved under (as the sign screen's download). */
 function signedName(doc) {
@@ -74,7 +81,7 @@ async function onFiles(ev) {
   } else {
     for (const file of picked) {
       const bytes = new Uint8Array(await file.arrayBuffer());
-      const format = isPdf(file) ? "pades" : "cades";
+      const format = formatOf(file);
       files.push({ name: file.name, bytes, digest: await sha256(bytes), format });
     }
   }
@@ -96,7 +103,7 @@ function showFiles() {
     const row = document.createElement("tr");
     cell(row, f.name);
     cell(row, formatBytes(f.bytes.length));
-    cell(row, t(f.format === "pades" ? "phone.format.pades" : "phone.format.cades"));
+    cell(row, t(FORMAT_LABELS[f.format]));
     cell(row, code(hex(f.digest)));
     body.append(row);
   }

@@ -36,13 +36,12 @@ from lxml import etree
 from sqlalchemy import insert
 
 from cloudsign.credentials import Credential
-from cloudsign.errors import ConflictError, ValidationError
+from cloudsign.errors import ValidationError
 from cloudsign.events import EventType, NewEvent, append_events
-from cloudsign.signing.cms import CADES_LEVELS, HsmOwnerSigner, LevelServices, cades_detached
+from cloudsign.signing.cms import CADES_LEVELS, cades_detached
 from cloudsign.signing.sad import Authorization, Left
 from cloudsign.signing.service import RETENTION_AFTER_EXPIRY, SigningService
 from cloudsign.signing.tables import signed_documents
-from hsm_bridge import HashAlgorithm, SignatureScheme, hash_algorithm
 
 MIMETYPE: Final = "application/vnd.etsi.asic-e+zip"
 MANIFEST_PATH: Final = "META-INF/ASiCManifest.xml"
@@ -237,27 +236,8 @@ async def sign_container(
         raise ValidationError("two documents have the same content", field="documents")
     manifest_xml = manifest(files)
     manifest_digest = hashlib.sha256(manifest_xml).digest()
-    cred = await signing.credentials.active(owner_id, req.credential_id)
-    if cred.certificate_status != "good":
-        raise ConflictError("the credential's certificate is revoked")
-    h = hash_algorithm("sha256")
-    auth = await signing.sads.reserve(
-        req.sad, owner_id=owner_id, credential_id=cred.id, hashes=digests, hash_alg=h
-    )
-    sad = req.sad
-
-    async def sign_one(one: bytes, hash_alg: HashAlgorithm, scheme: SignatureScheme) -> bytes:
-        # The digest of the CAdES signed attributes over the manifest; the
-        # SAD covers the files the manifest names.
-        (signature,) = await signing.sads.sign(auth, sad, [one], hash_alg, scheme)
-        return signature
-
-    signer = HsmOwnerSigner(sign_one, cred.id, cred.certificate, signing.ca.chain)
-    services = LevelServices(
-        tsa_url=signing.ca.profile.urls.tsa,
-        trust_roots=(signing.ca.root,),
-        other_certs=(signing.ca.issuing,),
-    )
+    reserved = await signing.reserve_document(owner_id, req.credential_id, req.sad, digests)
+    cred, auth, signer, services = reserved.cred, reserved.auth, reserved.signer, reserved.services
     level = req.level
     try:
         p7s = await signing.documents.run(

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import hashlib
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Final
@@ -103,6 +103,18 @@ class DocumentRequest:
 
     def __repr__(self) -> str:
         return f"DocumentRequest(credential_id={self.credential_id!r}, {self.signature_format})"
+
+
+@dataclass(frozen=True)
+class ReservedDocument:
+    """A document signature's reservation under its SAD
+    (`SigningService.reserve_document`)."""
+
+    cred: Credential
+    auth: Authorization
+    sign_one: Callable[[bytes, HashAlgorithm, SignatureScheme], Awaitable[bytes]]
+    signer: HsmOwnerSigner
+    services: LevelServices
 
 
 class SigningService:
@@ -275,26 +287,10 @@ class SigningService:
             raise ValidationError(
                 "send the document (or, for CAdES, its SHA-256)", field="document"
             )
-        cred = await self.credentials.active(owner_id, req.credential_id)
-        _check_good(cred)
+        reserved = await self.reserve_document(owner_id, req.credential_id, req.sad, [digest])
+        cred, auth, sign_one = reserved.cred, reserved.auth, reserved.sign_one
+        signer, services = reserved.signer, reserved.services
         h = hash_algorithm("sha256")
-        auth = await self.sads.reserve(
-            req.sad, owner_id=owner_id, credential_id=cred.id, hashes=[digest], hash_alg=h
-        )
-        sad = req.sad
-
-        async def sign_one(one: bytes, hash_alg: HashAlgorithm, scheme: SignatureScheme) -> bytes:
-            # pyHanko hashes the signed attributes (signxml the SignedInfo);
-            # the SAD covers the document.
-            (signature,) = await self.sads.sign(auth, sad, [one], hash_alg, scheme)
-            return signature
-
-        signer = HsmOwnerSigner(sign_one, cred.id, cred.certificate, self.ca.chain)
-        services = LevelServices(
-            tsa_url=self.ca.profile.urls.tsa,
-            trust_roots=(self.ca.root,),
-            other_certs=(self.ca.issuing,),
-        )
         level = req.level
         signing_time = self.clock()
 
@@ -343,6 +339,40 @@ class SigningService:
             raise
         await self.sads.finished(auth, left)
         return doc_id, output
+
+    async def reserve_document(
+        self, owner_id: str, credential_id: str | None, sad: str | None, digests: list[bytes]
+    ) -> ReservedDocument:
+        """The owner's good credential and `digests` (SHA-256) reserved under
+        the SAD, with the signers a document format signs through: the
+        format's library hashes what it signs (pyHanko the CAdES signed
+        attributes, signxml the SignedInfo), the SAD covers the documents.
+        The caller releases the reservation if it fails (`sads.release`)."""
+        cred = await self.credentials.active(owner_id, credential_id)
+        _check_good(cred)
+        auth = await self.sads.reserve(
+            sad,
+            owner_id=owner_id,
+            credential_id=cred.id,
+            hashes=digests,
+            hash_alg=hash_algorithm("sha256"),
+        )
+
+        async def sign_one(one: bytes, hash_alg: HashAlgorithm, scheme: SignatureScheme) -> bytes:
+            (signature,) = await self.sads.sign(auth, sad, [one], hash_alg, scheme)
+            return signature
+
+        return ReservedDocument(
+            cred,
+            auth,
+            sign_one,
+            HsmOwnerSigner(sign_one, cred.id, cred.certificate, self.ca.chain),
+            LevelServices(
+                tsa_url=self.ca.profile.urls.tsa,
+                trust_roots=(self.ca.root,),
+                other_certs=(self.ca.issuing,),
+            ),
+        )
 
     async def _sign_and_record(
         self,

@@ -35,14 +35,15 @@ another process), so every token write of the bridge runs under an
 exclusive `flock` on a file beside the token directory, shared by every
 process on it, and looks the token over first (any object search makes
 SoftHSM2 compare the counter and re-read), so the counter a write starts
-from is always one this process has seen. Readers take no lock. A process
-killed while it holds the lock releases it with its descriptors. Token
-creation and provisioning at start-up (`softhsm.token_setup`) hold the same
-lock: a token read while another process writes one of its objects can come
-out missing, and a start that took that for "no token" made a second token
-of the same label (seen with `serve --workers 2` on a loaded machine). With a
-network HSM, which has no such store, no lock file is set and writes run
-as they are.
+from is always one this process has seen. Other readers take no lock. A
+process killed while it holds the lock releases it with its descriptors.
+Token creation and provisioning at start-up (`softhsm.token_setup`) and a
+bridge's start (the module's load and the login) hold the same lock: read
+while another process writes one of its objects, a token can come out
+missing (a start that took that for "no token" made a second token of the
+same label, seen with `serve --workers 2` on a loaded machine) or refuse
+the login (CKR_GENERAL_ERROR). With a network HSM, which has no such
+store, no lock file is set and writes run as they are.
 """
 
 from __future__ import annotations
@@ -222,17 +223,23 @@ class HsmSession:
         return f"{type(self).__name__}(module={self._module_path!r}, token={self._token_label!r})"
 
     def _start(self) -> None:
-        lib = _load_lib(self._module_path)
-        try:
-            self._token = lib.get_token(token_label=self._token_label)
-        except PKCS11Error as e:
-            raise HsmUnavailableError(f"token {self._token_label!r} not found") from e
-        self._login_session = _login(self._module_path, self._token, self._token_label, self._pin)
-        try:
-            self._find_key(self._login_session, ObjectClass.SECRET_KEY, MASTER_KEY_LABEL)
-        except HsmError:
-            self._close()
-            raise
+        # Under the token write lock: SoftHSM2 reading the token (its load at
+        # C_Initialize, the login) while another process writes an object can
+        # fail (CKR_GENERAL_ERROR at C_Login, seen with two processes).
+        with token_write_lock():
+            lib = _load_lib(self._module_path)
+            try:
+                self._token = lib.get_token(token_label=self._token_label)
+            except PKCS11Error as e:
+                raise HsmUnavailableError(f"token {self._token_label!r} not found") from e
+            self._login_session = _login(
+                self._module_path, self._token, self._token_label, self._pin
+            )
+            try:
+                self._find_key(self._login_session, ObjectClass.SECRET_KEY, MASTER_KEY_LABEL)
+            except HsmError:
+                self._close()
+                raise
 
     async def start(self) -> None:
         self._executor = _hsm_thread(self._module_path)

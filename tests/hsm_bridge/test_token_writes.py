@@ -30,11 +30,13 @@ def _process(
     from hsm_bridge import HsmBridge, Secret, session, softhsm
 
     softhsm.configure(Path(hsm_dir))
-    if not serialise:
-        session.serialise_token_writes(None)
     loop = asyncio.new_event_loop()
     bridge = HsmBridge(module, label, Secret(pin))
+    # Started under the lock either way (a login racing the session's own
+    # writers can fail); only the writes of the rounds go without it.
     loop.run_until_complete(bridge.start())
+    if not serialise:
+        session.serialise_token_writes(None)
     try:
         while (command := inbox.get()) is not None:
             op, key_id = command

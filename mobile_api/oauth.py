@@ -61,6 +61,8 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 from sqlalchemy import insert, select, update
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cloudsign.clock import Clock
 from cloudsign.credentials import CredentialService
@@ -302,22 +304,10 @@ class CscOAuth:
         if not handle:
             raise UnauthorizedError("this authorisation belongs to another browser")
         async with self.db.read() as conn:
-            row = (
-                (
-                    await conn.execute(
-                        select(csc_oauth_grants, signing_requests.c.owner_id)
-                        .join(
-                            signing_requests,
-                            signing_requests.c.id == csc_oauth_grants.c.request_id,
-                        )
-                        .where(
-                            csc_oauth_grants.c.id == grant_id,
-                            csc_oauth_grants.c.handle_hash == _digest(handle),
-                        )
-                    )
-                )
-                .mappings()
-                .first()
+            row = await _grant(
+                conn,
+                (csc_oauth_grants.c.id == grant_id)
+                & (csc_oauth_grants.c.handle_hash == _digest(handle)),
             )
         if row is None:
             raise UnauthorizedError("this authorisation belongs to another browser")
@@ -364,20 +354,7 @@ class CscOAuth:
             raise invalid
         now = self.clock()
         async with self.db.transaction() as conn:
-            row = (
-                (
-                    await conn.execute(
-                        select(csc_oauth_grants, signing_requests.c.owner_id)
-                        .join(
-                            signing_requests,
-                            signing_requests.c.id == csc_oauth_grants.c.request_id,
-                        )
-                        .where(csc_oauth_grants.c.code_hash == _digest(code))
-                    )
-                )
-                .mappings()
-                .first()
-            )
+            row = await _grant(conn, csc_oauth_grants.c.code_hash == _digest(code))
             if row is None or row["status"] != "code":
                 raise invalid
             # Used once, whatever follows: a wrong verifier or URI burns it too.
@@ -427,6 +404,16 @@ class CscOAuth:
         if form.get("client_id") not in (None, party.client_id):
             raise OAuthError("invalid_client", "client authentication failed", status=401)
         return party
+
+
+async def _grant(conn: AsyncConnection, condition: Any) -> RowMapping | None:
+    """A grant with the owner of its signing request."""
+    found = await conn.execute(
+        select(csc_oauth_grants, signing_requests.c.owner_id)
+        .join(signing_requests, signing_requests.c.id == csc_oauth_grants.c.request_id)
+        .where(condition)
+    )
+    return found.mappings().first()
 
 
 def _details(text: str) -> tuple[str, str | None, list[bytes], list[str | None]]:
@@ -525,6 +512,9 @@ def _page(
 
 
 def _error_page(request: web.Request, e: OAuthError) -> web.Response:
+    """For a browser a page; for anything else CSC's (and OAuth's) error form."""
+    if "text/html" not in request.headers.get("Accept", ""):
+        return _oauth_error(e)
     t = _TEXTS[_lang(request)]
     return _page(
         request,

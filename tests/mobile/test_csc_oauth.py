@@ -64,7 +64,10 @@ class Browser:
     """The citizen's browser: keeps cookies, follows nothing by itself."""
 
     def __init__(self) -> None:
-        self.http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+        self.http = aiohttp.ClientSession(
+            cookie_jar=aiohttp.CookieJar(unsafe=True),
+            headers={"Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8"},
+        )
 
     async def get(self, url: str) -> tuple[int, str | None, str]:
         async with self.http.get(url, allow_redirects=False) as resp:
@@ -222,6 +225,9 @@ async def test_authorization_details_and_every_refusal(
         )
         status, location, page = await browser.get(url)
         assert status == 400 and location is None and "redirect_uri" in page
+        assert page.startswith("<!doctype html>")
+        async with http.get(url, allow_redirects=False) as resp:  # a program: the error form
+            assert resp.status == 400 and (await resp.json())["error"] == "invalid_request"
         url, _ = _session({**party, "client_id": "rp-unknown"}).create_authorization_url(
             endpoint, code_verifier=generate_token(64), authorization_details=details
         )

@@ -358,11 +358,13 @@ class CscOAuth:
             if row is None or row["status"] != "code":
                 raise invalid
             # Used once, whatever follows: a wrong verifier or URI burns it too.
-            await conn.execute(
+            taken = await conn.execute(
                 update(csc_oauth_grants)
-                .where(csc_oauth_grants.c.id == row["id"])
+                .where(csc_oauth_grants.c.id == row["id"], csc_oauth_grants.c.status == "code")
                 .values(status="used")
             )
+            if taken.rowcount != 1:
+                raise invalid  # another token request took it meanwhile
         challenge = (
             base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
             .rstrip(b"=")

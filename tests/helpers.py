@@ -11,6 +11,7 @@ reads it: certificates, tokens and TTLs keep the real time.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 import socket
@@ -165,6 +166,26 @@ async def enrolled(
     face_id = await passed_face_check(client, check_face)
     cred = await client.create_credential(password, await totp.fresh_code(), face_id, algorithm)
     return totp, cred
+
+
+async def authorize_documents(
+    client: CloudsignClient,
+    totp: Any,
+    cred: dict[str, Any],
+    documents: list[bytes],
+    *,
+    password: str = "correct horse battery",
+) -> str:
+    """A SAD for the SHA-256 of each document: the face check first (the
+    TOTP code must still be fresh after it), then the code and the password."""
+    face = await passed_face_check(client)
+    return await client.authorize(
+        cred["credential_id"],
+        [hashlib.sha256(d).digest() for d in documents],
+        password=password,
+        otp=await totp.fresh_code(),
+        face_challenge_id=face,
+    )
 
 
 async def passed_face_check(client: CloudsignClient, face: str = "obama_2.jpg") -> str:

@@ -29,7 +29,7 @@ from sqlalchemy import select
 from cloudsign.appkeys import DATABASE
 from cloudsign.storage.schema import events
 from device_client.client import ApiError, CloudsignClient
-from tests.helpers import enrolled, passed_face_check
+from tests.helpers import authorize_documents, enrolled
 from tests.pdfs import simple_pdf
 
 PASSWORD = "correct horse battery"
@@ -44,17 +44,6 @@ def _files() -> list[tuple[str, bytes, str | None]]:
         ("annexes/Договор №1.txt", "Оплата по договору № 7\n".encode() + os.urandom(8), None),
         ("data.bin", os.urandom(4096), "application/octet-stream"),
     ]
-
-
-async def _sad(client: CloudsignClient, totp: Any, cred: dict[str, Any], blobs: list[bytes]) -> str:
-    face = await passed_face_check(client)  # first: the codes must still be fresh after it
-    return await client.authorize(
-        cred["credential_id"],
-        [hashlib.sha256(b).digest() for b in blobs],
-        password=PASSWORD,
-        otp=await totp.fresh_code(),
-        face_challenge_id=face,
-    )
 
 
 async def _post(
@@ -159,7 +148,7 @@ async def test_asic_e_through_the_citizen_api(
     totp, cred = await enrolled(client)
     root_pem = cred["chain"][-1]
     files_b, files_t = _files(), _files()
-    sad = await _sad(client, totp, cred, [c for _n, c, _m in files_b + files_t])
+    sad = await authorize_documents(client, totp, cred, [c for _n, c, _m in files_b + files_t])
 
     signed: dict[str, tuple[str, bytes]] = {}
     for level, files in (("B", files_b), ("T", files_t)):
@@ -224,7 +213,7 @@ async def test_a_sad_for_other_files_signs_nothing(client: CloudsignClient, tmp_
     totp, cred = await enrolled(client)
     files = _files()
     other = ("other.txt", b"not authorised " + os.urandom(8), None)
-    sad = await _sad(client, totp, cred, [c for _n, c, _m in files])
+    sad = await authorize_documents(client, totp, cred, [c for _n, c, _m in files])
     before = await client.documents()
 
     # One file the SAD does not cover (beside covered ones), or only such files.
@@ -274,7 +263,7 @@ async def test_hostile_names_are_refused(
         "device name": "nul.txt",
         "trailing dot": "a.txt.",
     }
-    sad = await _sad(client, totp, cred, [good[1]])
+    sad = await authorize_documents(client, totp, cred, [good[1]])
     for what, name in hostile.items():
         body = {
             "SAD": sad,

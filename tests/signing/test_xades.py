@@ -24,7 +24,7 @@ from signxml.xades import XAdESSignatureConfiguration, XAdESVerifier
 from cloudsign.appkeys import STATUS
 from cloudsign.ca.x509 import to_pem
 from device_client.client import ApiError, CloudsignClient
-from tests.helpers import enrolled, passed_face_check
+from tests.helpers import authorize_documents, enrolled, passed_face_check
 from tests.xml_attacks import BILLION_LAUGHS, fetch_counter
 
 NS = {
@@ -106,17 +106,6 @@ def signxml_verify(signed: bytes, trust: Trust) -> Any:
         signed,
         ca_pem_file=str(trust.root),
         expect_config=XAdESSignatureConfiguration(expect_references=3),
-    )
-
-
-async def _sad(client: CloudsignClient, totp: Any, cred: dict[str, Any], docs: list[bytes]) -> str:
-    face = await passed_face_check(client)  # first: the codes must still be fresh after it
-    return await client.authorize(
-        cred["credential_id"],
-        [hashlib.sha256(d).digest() for d in docs],
-        password=PASSWORD,
-        otp=await totp.fresh_code(),
-        face_challenge_id=face,
     )
 
 
@@ -238,7 +227,7 @@ async def test_xades_b_and_t_through_the_citizen_api(
     totp, cred = await enrolled(client)
     trust = _trust(cred, tmp_path)
     doc_b, doc_t = _order(1), _order(2)
-    sad = await _sad(client, totp, cred, [doc_b, doc_t])
+    sad = await authorize_documents(client, totp, cred, [doc_b, doc_t])
 
     status, headers, signed_b = await _sign_xml(client, cred, sad, doc_b, level="B")
     assert status == 200, signed_b
@@ -280,7 +269,7 @@ async def test_xades_rsa_key(client: CloudsignClient, tmp_path: Path) -> None:
     totp, cred = await enrolled(client, algorithm="rsa-2048")
     trust = _trust(cred, tmp_path)
     doc = _order(3)
-    sad = await _sad(client, totp, cred, [doc])
+    sad = await authorize_documents(client, totp, cred, [doc])
     status, _headers, signed = await _sign_xml(client, cred, sad, doc)
     assert status == 200, signed
     assert _signature(signed).find("ds:SignedInfo/ds:SignatureMethod", NS).get("Algorithm") == (
@@ -337,7 +326,7 @@ async def test_xades_refusals(client: CloudsignClient, tmp_path: Path) -> None:
     """A SAD for another document signs nothing; LT is not offered for XML."""
     totp, cred = await enrolled(client)
     authorised, other = _order(5), _order(6)
-    sad = await _sad(client, totp, cred, [authorised])
+    sad = await authorize_documents(client, totp, cred, [authorised])
     before = len(await client.documents())
     status, _h, body = await _sign_xml(client, cred, sad, other)
     assert status == 400, body
@@ -378,7 +367,7 @@ async def test_hostile_xml_is_refused(
             "undeclared entity": b"<r>&nbsp;</r>",
         }
         totp, cred = await enrolled(client)
-        sad = await _sad(client, totp, cred, list(documents.values()))
+        sad = await authorize_documents(client, totp, cred, list(documents.values()))
         for what, document in documents.items():
             status, _h, body = await _sign_xml(client, cred, sad, document)
             assert status == 400, (what, body)
@@ -440,7 +429,7 @@ async def test_failures_in_the_worker_surface_as_service_errors(
 
     totp, cred = await enrolled(client)
     doc = _order(8)
-    sad = await _sad(client, totp, cred, [doc])
+    sad = await authorize_documents(client, totp, cred, [doc])
     signing, ca = app[SIGNING], app[CA]
     auth = await signing.sads.find(
         sad, owner_id=client.owner_id, credential_id=cred["credential_id"]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from cloudsign.signing.cms import LevelServices
 from cloudsign.signing.xades import xades_enveloped
 from device_client.client import CloudsignClient
 from hsm_bridge import HashAlgorithm, SignatureScheme
-from tests.helpers import enrolled, passed_face_check
+from tests.helpers import authorize_documents, enrolled, passed_face_check
 from tests.xml_attacks import BILLION_LAUGHS, fetch_counter
 
 PASSWORD = "correct horse battery"
@@ -73,17 +72,6 @@ def _only(report: dict[str, Any]) -> dict[str, Any]:
     return signature
 
 
-async def _sad(client: CloudsignClient, totp: Any, cred: dict[str, Any], docs: list[bytes]) -> str:
-    face = await passed_face_check(client)  # first: the code must still be fresh after it
-    return await client.authorize(
-        cred["credential_id"],
-        [hashlib.sha256(d).digest() for d in docs],
-        password=PASSWORD,
-        otp=await totp.fresh_code(),
-        face_challenge_id=face,
-    )
-
-
 async def _sign_xml(
     client: CloudsignClient, cred: dict[str, Any], sad: str, document: bytes, level: str
 ) -> bytes:
@@ -113,7 +101,7 @@ async def test_service_xades_b_and_t_pass_and_changes_fail(
     totp, cred = await enrolled(client)
     certificate, root = _cert(cred["certificate"]), _cert(cred["chain"][-1])
     doc_b, doc_t = _order(1), _order(2)
-    sad = await _sad(client, totp, cred, [doc_b, doc_t])
+    sad = await authorize_documents(client, totp, cred, [doc_b, doc_t])
     signed_b = await _sign_xml(client, cred, sad, doc_b, "B")
     signed_t = await _sign_xml(client, cred, sad, doc_t, "T")
 
@@ -199,7 +187,7 @@ async def test_xades_after_revocation(
     when it was made, INDETERMINATE/REVOKED_NO_POE."""
     totp, cred = await enrolled(client)
     doc_b, doc_t = _order(3), _order(4)
-    sad = await _sad(client, totp, cred, [doc_b, doc_t])
+    sad = await authorize_documents(client, totp, cred, [doc_b, doc_t])
     signing, ca = app[SIGNING], app[CA]
     auth = await signing.sads.find(
         sad, owner_id=client.owner_id, credential_id=cred["credential_id"]

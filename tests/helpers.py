@@ -11,6 +11,7 @@ reads it: certificates, tokens and TTLs keep the real time.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import itertools
 import os
@@ -199,3 +200,44 @@ async def passed_face_check(client: CloudsignClient, face: str = "obama_2.jpg") 
 
 
 __all__ = ["TOTP_CLOCK", "SteppingClock"]
+
+
+#: How long openssl may take.
+TOOL_TIMEOUT_SECONDS = 60.0
+
+
+async def openssl_cms_verify(
+    p7s: bytes, content: bytes, root_pem: str, tmp: Path
+) -> tuple[int, str]:
+    """`openssl cms -verify` of the detached signature over `content`,
+    with this CA's root as the only certificate it is given."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    (tmp / "content").write_bytes(content)
+    (tmp / "signature.p7s").write_bytes(p7s)
+    (tmp / "root.pem").write_text(root_pem)
+    proc = await asyncio.create_subprocess_exec(
+        "openssl",
+        "cms",
+        "-verify",
+        "-binary",
+        "-inform",
+        "DER",
+        "-in",
+        str(tmp / "signature.p7s"),
+        "-content",
+        str(tmp / "content"),
+        "-CAfile",
+        str(tmp / "root.pem"),
+        "-out",
+        "/dev/null",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), TOOL_TIMEOUT_SECONDS)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(errors="replace")

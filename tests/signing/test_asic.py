@@ -10,7 +10,6 @@ usable; the service keeps serving."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import io
@@ -29,13 +28,12 @@ from sqlalchemy import select
 from cloudsign.appkeys import DATABASE
 from cloudsign.storage.schema import events
 from device_client.client import ApiError, CloudsignClient
-from tests.helpers import authorize_documents, enrolled
+from tests.helpers import authorize_documents, enrolled, openssl_cms_verify
 from tests.pdfs import simple_pdf
 
 PASSWORD = "correct horse battery"
 MIMETYPE = b"application/vnd.etsi.asic-e+zip"
 NS = {"asic": "http://uri.etsi.org/02918/v1.2.1#", "ds": "http://www.w3.org/2000/09/xmldsig#"}
-TOOL_TIMEOUT_SECONDS = 60.0
 
 
 def _files() -> list[tuple[str, bytes, str | None]]:
@@ -59,41 +57,6 @@ async def _post(
 
 def _documents(files: list[tuple[str, bytes, str | None]]) -> list[dict[str, str]]:
     return [{"name": n, "content": base64.b64encode(c).decode()} for n, c, _m in files]
-
-
-async def openssl_verify(p7s: bytes, content: bytes, root_pem: str, tmp: Path) -> tuple[int, str]:
-    """`openssl cms -verify` of the detached signature over `content`,
-    with this CA's root as the only certificate it is given."""
-    tmp.mkdir(parents=True, exist_ok=True)
-    (tmp / "manifest.xml").write_bytes(content)
-    (tmp / "signature.p7s").write_bytes(p7s)
-    (tmp / "root.pem").write_text(root_pem)
-    proc = await asyncio.create_subprocess_exec(
-        "openssl",
-        "cms",
-        "-verify",
-        "-binary",
-        "-inform",
-        "DER",
-        "-in",
-        str(tmp / "signature.p7s"),
-        "-content",
-        str(tmp / "manifest.xml"),
-        "-CAfile",
-        str(tmp / "root.pem"),
-        "-out",
-        "/dev/null",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    try:
-        out, _ = await asyncio.wait_for(proc.communicate(), TOOL_TIMEOUT_SECONDS)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(errors="replace")
 
 
 def check_container(
@@ -156,10 +119,10 @@ async def test_asic_e_through_the_citizen_api(
             cred["credential_id"], sad, files, name=f"agreement-{level}", level=level
         )
         manifest, p7s, _root = check_container(asice, files)
-        code, out = await openssl_verify(p7s, manifest, root_pem, tmp_path / level)
+        code, out = await openssl_cms_verify(p7s, manifest, root_pem, tmp_path / level)
         assert code == 0 and "Verification successful" in out, out
         # The signature is over the manifest: other bytes do not verify.
-        code, out = await openssl_verify(
+        code, out = await openssl_cms_verify(
             p7s, manifest.replace(b"DigestValue>", b"DigestValue> ", 1), root_pem, tmp_path / "x"
         )
         assert code != 0, out
@@ -236,7 +199,7 @@ async def test_a_sad_for_other_files_signs_nothing(client: CloudsignClient, tmp_
     # None of it used the authorisation up: the authorised files sign.
     _id, asice = await client.sign_container(cred["credential_id"], sad, files, level="B")
     manifest, p7s, _root = check_container(asice, files)
-    code, out = await openssl_verify(p7s, manifest, cred["chain"][-1], tmp_path)
+    code, out = await openssl_cms_verify(p7s, manifest, cred["chain"][-1], tmp_path)
     assert code == 0, out
 
 

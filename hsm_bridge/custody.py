@@ -4,9 +4,13 @@ the HSM and only while they sign.
 Owns `CreatedKey`, `UnlockedKey`, the owner-key blob format, the templates of
 owner private keys, and `HsmOwnerKeys` (create, unlock, sign).
 
-* A non-extractable AES-256 **master wrapping key** (`cloudsign-master`)
-  carries `CKA_TRUSTED`. Owner private keys are generated with
-  `CKA_WRAP_WITH_TRUSTED`, so only the master key can ever wrap them.
+* An AES-256 **master wrapping key** (`cloudsign-master`) carries
+  `CKA_TRUSTED`. Owner private keys are generated with
+  `CKA_WRAP_WITH_TRUSTED`, so only a trusted key can ever wrap them. The
+  master key is itself wrappable only by a trusted key (the archive key of
+  a backup, `hsm_bridge.backup`), and its `CKA_UNWRAP_TEMPLATE` makes
+  whatever it unwraps session-only, sensitive and not extractable
+  (`hsm_bridge.templates`).
   SoftHSM2 lets only the SO set `CKA_TRUSTED`, and the SO sees public objects
   only, which SoftHSM2 stores *unencrypted* on disk. So provisioning creates
   the trusted key as a public *session* object (memory only) in an SO session,
@@ -28,6 +32,20 @@ owner private keys, and `HsmOwnerKeys` (create, unlock, sign).
 * **Use**: the two GCM layers are opened in the HSM, the inner layer is
   unwrapped by the master key into a session-only, non-extractable key, used,
   and destroyed in a `finally`.
+* **Master key rotation** happens at a restore into a new token
+  (`cloudsign backup restore --new-master`): only the SO may make a trusted
+  key, and the SO PIN exists only in the child that initialises a token.
+  The archive's master key comes back as `cloudsign-master-retired-<id>`
+  (not trusted, unwrap only, `RETIRED_MASTER_UNWRAP_TEMPLATE`) beside a new
+  `cloudsign-master`. An owner blob still holds the key wrapped under the
+  old master, inside the password layer, so it can be moved only when the
+  owner opens it: `unlock_owner_key` then unwraps the key under the retired
+  master into a session object that is sensitive and wrappable only by a
+  trusted key, wraps it under the new master, seals both layers again under
+  the same `K_pw`, and returns the new blob in `UnlockedKey.rewrapped_blob`
+  for the caller to store. An owner who has not signed since the rotation
+  keeps the old blob and still signs (and is moved then); a retired master
+  stays on the token, and in its archives, until no blob needs it.
 """
 
 from __future__ import annotations
@@ -35,7 +53,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 import pkcs11
 from pkcs11 import Attribute, KeyType, Mechanism, MechanismFlag, ObjectClass
@@ -50,7 +68,7 @@ from hsm_bridge.errors import (
 )
 from hsm_bridge.keypairs import check_scheme, generate_pair, sign_digest_with, spki_of
 from hsm_bridge.sealing import GCM_NONCE_BYTES, GCM_TAG_BITS, HsmSealing
-from hsm_bridge.session import MASTER_KEY_LABEL, SECRET_SENSITIVE
+from hsm_bridge.session import MASTER_KEY_LABEL, RETIRED_MASTER_PREFIX, SECRET_SENSITIVE
 from hsm_bridge.transport import HsmTransportKeys, TransportMessage
 
 __all__ = [
@@ -78,11 +96,16 @@ class CreatedKey:
 @dataclass(frozen=True)
 class UnlockedKey:
     """The owner key after the password layer was opened in the HSM: still
-    wrapped under the master key, usable only inside this HSM."""
+    wrapped under the master key, usable only inside this HSM.
+
+    `rewrapped_blob`: the owner's new blob when this opening moved the key
+    from a retired master to the current one (a rotation); the caller
+    stores it in place of the old one."""
 
     credential_id: str
     algorithm: KeyAlgorithm
     wrapped: bytes = field(repr=False)
+    rewrapped_blob: bytes | None = field(default=None, repr=False)
 
 
 #: A new owner private key: extractable only so the trusted master key can
@@ -104,6 +127,30 @@ SIGNING_KEY_TEMPLATE: Final = {
     Attribute.VERIFY: pkcs11.DEFAULT,
     Attribute.WRAP: pkcs11.DEFAULT,
 }
+
+
+#: An owner key on its way from a retired master to the current one:
+#: session-only, never readable, wrappable by a trusted key only.
+MOVING_KEY_TEMPLATE: Final = {
+    **SIGNING_KEY_TEMPLATE,
+    Attribute.EXTRACTABLE: True,
+    Attribute.WRAP_WITH_TRUSTED: True,
+}
+
+
+def _seal_layers(kpw: Any, sealing: Any, inner: bytes, aad: bytes) -> bytes:
+    """`CSK1 || n3 || GCM_seal(n2 || GCM_Kpw(inner))` (see the module doc)."""
+    n2 = os.urandom(GCM_NONCE_BYTES)
+    middle = n2 + bytes(
+        kpw.encrypt(
+            inner, mechanism=Mechanism.AES_GCM, mechanism_param=GCMParams(n2, aad, GCM_TAG_BITS)
+        )
+    )
+    n3 = os.urandom(GCM_NONCE_BYTES)
+    outer = sealing.encrypt(
+        middle, mechanism=Mechanism.AES_GCM, mechanism_param=GCMParams(n3, aad, GCM_TAG_BITS)
+    )
+    return BLOB_MAGIC + n3 + bytes(outer)
 
 
 def _blob_aad(credential_id: str) -> bytes:
@@ -139,15 +186,8 @@ class HsmOwnerKeys(HsmTransportKeys, HsmSealing):
             finally:
                 priv.destroy()
                 pub.destroy()
-            n2 = os.urandom(GCM_NONCE_BYTES)
-            middle = n2 + kpw.encrypt(
-                inner, mechanism=Mechanism.AES_GCM, mechanism_param=GCMParams(n2, aad, GCM_TAG_BITS)
-            )
-        n3 = os.urandom(GCM_NONCE_BYTES)
-        outer = sealing.encrypt(
-            middle, mechanism=Mechanism.AES_GCM, mechanism_param=GCMParams(n3, aad, GCM_TAG_BITS)
-        )
-        return CreatedKey(algorithm, spki, BLOB_MAGIC + n3 + outer)
+            blob = _seal_layers(kpw, sealing, inner, aad)
+        return CreatedKey(algorithm, spki, blob)
 
     async def rewrap_owner_key(self, key: UnlockedKey, message: TransportMessage) -> bytes:
         """A new blob of the same owner key under a new password: the key
@@ -160,17 +200,7 @@ class HsmOwnerKeys(HsmTransportKeys, HsmSealing):
         aad = _blob_aad(key.credential_id)
         sealing = self._sealing_key("credential")
         with self._password_key(message) as kpw:
-            n2 = os.urandom(GCM_NONCE_BYTES)
-            middle = n2 + kpw.encrypt(
-                key.wrapped,
-                mechanism=Mechanism.AES_GCM,
-                mechanism_param=GCMParams(n2, aad, GCM_TAG_BITS),
-            )
-        n3 = os.urandom(GCM_NONCE_BYTES)
-        outer = sealing.encrypt(
-            middle, mechanism=Mechanism.AES_GCM, mechanism_param=GCMParams(n3, aad, GCM_TAG_BITS)
-        )
-        return BLOB_MAGIC + n3 + bytes(outer)
+            return _seal_layers(kpw, sealing, key.wrapped, aad)
 
     async def unlock_owner_key(
         self, message: TransportMessage, credential_id: str, algorithm: KeyAlgorithm, blob: bytes
@@ -196,14 +226,73 @@ class HsmOwnerKeys(HsmTransportKeys, HsmSealing):
         n2, sealed = middle[:GCM_NONCE_BYTES], middle[GCM_NONCE_BYTES:]
         with self._password_key(message) as kpw:
             try:
-                inner = kpw.decrypt(
-                    sealed,
-                    mechanism=Mechanism.AES_GCM,
-                    mechanism_param=GCMParams(n2, aad, GCM_TAG_BITS),
+                inner = bytes(
+                    kpw.decrypt(
+                        sealed,
+                        mechanism=Mechanism.AES_GCM,
+                        mechanism_param=GCMParams(n2, aad, GCM_TAG_BITS),
+                    )
                 )
             except PKCS11Error as e:
                 raise WrongPasswordError("the key password is wrong") from e
-        return UnlockedKey(credential_id, algorithm, bytes(inner))
+            moved = self._to_current_master(inner, algorithm)
+            if moved is None:
+                return UnlockedKey(credential_id, algorithm, inner)
+            blob = _seal_layers(kpw, sealing, moved, aad)
+        return UnlockedKey(credential_id, algorithm, moved, rewrapped_blob=blob)
+
+    def _retired_masters(self) -> list[Any]:
+        """The retired master keys of the token (after a rotation), looked
+        up once per bridge: a rotation happens at a restore, with the
+        service stopped."""
+        found: list[Any] | None = self.__dict__.get("_retired")
+        if found is None:
+            found = [
+                k
+                for k in self._session().get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY})
+                if str(k[Attribute.LABEL]).startswith(RETIRED_MASTER_PREFIX)
+            ]
+            self.__dict__["_retired"] = found
+        return found
+
+    def _to_current_master(self, inner: bytes, algorithm: KeyAlgorithm) -> bytes | None:
+        """None if `inner` is wrapped under the current master key; else the
+        key moved there from the retired master that wrapped it, without it
+        ever being readable (`RETIRED_MASTER_UNWRAP_TEMPLATE`)."""
+        retired = self._retired_masters()
+        if not retired:
+            return None
+        master = self._cached_key(ObjectClass.SECRET_KEY, MASTER_KEY_LABEL)
+        key_type = KeyType.EC if algorithm.is_ec else KeyType.RSA
+        try:
+            master.unwrap_key(
+                ObjectClass.PRIVATE_KEY,
+                key_type,
+                inner,
+                mechanism=Mechanism.AES_KEY_WRAP_PAD,
+                capabilities=MechanismFlag.SIGN,
+                template=SIGNING_KEY_TEMPLATE,
+            ).destroy()
+            return None
+        except PKCS11Error:
+            pass
+        for old in retired:
+            try:
+                priv = old.unwrap_key(
+                    ObjectClass.PRIVATE_KEY,
+                    key_type,
+                    inner,
+                    mechanism=Mechanism.AES_KEY_WRAP_PAD,
+                    capabilities=MechanismFlag.SIGN,
+                    template=MOVING_KEY_TEMPLATE,
+                )
+            except PKCS11Error:
+                continue
+            try:
+                return bytes(master.wrap_key(priv, mechanism=Mechanism.AES_KEY_WRAP_PAD))
+            finally:
+                priv.destroy()
+        raise KeyBlobError("the owner key unwraps under no master key of this token")
 
     async def sign_with_unlocked(
         self,

@@ -1,8 +1,8 @@
 """Long-lived service keys: the CA, OCSP, TSA, audit-log and anchoring keys.
 
-Persistent, non-extractable key pairs on the token, found by label and used
-in place; unlike owner keys (`custody`) they are never wrapped or stored
-outside the HSM.
+Persistent key pairs on the token, found by label and used in place; never
+readable, and wrapped only by a trusted key (`hsm_bridge.templates`): on a
+ceremony token, the archive key of its backups (`hsm_bridge.backup`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from pkcs11.exceptions import PKCS11Error
 from hsm_bridge.algorithms import HashAlgorithm, KeyAlgorithm, SignatureScheme
 from hsm_bridge.errors import HsmConfigurationError, HsmError
 from hsm_bridge.keypairs import check_scheme, generate_pair, sign_digest_with, spki_of
-from hsm_bridge.session import SECRET_SENSITIVE, HsmSession
+from hsm_bridge.session import HsmSession
+from hsm_bridge.templates import EXPORTABLE_UNDER_TRUSTED
 
 #: Digests signed in one PKCS#11 thread call at most.
 MAX_SIGN_BATCH: Final = 64
@@ -43,7 +44,9 @@ class HsmServiceKeys(HsmSession):
                 algorithm,
                 store=True,
                 label=label,
-                private_template={**SECRET_SENSITIVE},
+                # Never readable; wrapped out only under a trusted key (the
+                # archive key, for a backup: `hsm_bridge.templates`).
+                private_template={**EXPORTABLE_UNDER_TRUSTED},
             )
         return spki_of(pub, algorithm)
 

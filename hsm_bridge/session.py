@@ -76,6 +76,9 @@ CallObserver = Callable[[str, float, float], None]
 #: The trusted master wrapping key (see `custody`). `start()` looks it up so
 #: that a bridge on an unprovisioned token fails at start, not at first use.
 MASTER_KEY_LABEL: Final = "cloudsign-master"
+#: Masters replaced by a rotation (`hsm_bridge.custody`): they unwrap the
+#: owner keys not yet re-wrapped, and wrap nothing.
+RETIRED_MASTER_PREFIX: Final = MASTER_KEY_LABEL + "-retired-"
 
 #: Attributes of every secret the bridge creates: never readable, never
 #: leaving the HSM.

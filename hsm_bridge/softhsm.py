@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Final
 
 from hsm_bridge.errors import HsmConfigurationError, HsmUnavailableError
-from hsm_bridge.provision import ProvisionReport
+from hsm_bridge.provision import CeremonyRequest, ProvisionReport, RestoreRequest
 from hsm_bridge.provision import create_token as _create_in_child
 from hsm_bridge.secret import Secret
 
@@ -94,14 +94,27 @@ def token_directories(hsm_dir: Path) -> list[Path]:
     return sorted(p for p in tokens.iterdir() if p.is_dir() and not p.is_symlink())
 
 
-def create_token(hsm_dir: Path, module_path: str, label: str, user_pin: Secret) -> ProvisionReport:
-    """Create and fully provision token `label`, then move it into
-    `hsm_dir/tokens` (see the module doc). `configure(hsm_dir)` first."""
+def create_token(
+    hsm_dir: Path,
+    module_path: str,
+    label: str,
+    user_pin: Secret,
+    *,
+    ceremony: CeremonyRequest | None = None,
+    restore: RestoreRequest | None = None,
+) -> ProvisionReport:
+    """Create and fully provision token `label` (with an archive key and
+    its shares for a `ceremony`, or with the keys of an archive to
+    `restore`), then move it into `hsm_dir/tokens` (see the module doc).
+    `configure(hsm_dir)` first. A failure leaves no token in place (what it
+    left in staging is discarded by the next call)."""
     discard_staging(hsm_dir)
     staging = hsm_dir / STAGING_DIR
     staged_tokens = staging / TOKENS_DIR
     conf = _write_conf(staging, staged_tokens)
-    report = _create_in_child(module_path, label, user_pin, softhsm2_conf=conf)
+    report = _create_in_child(
+        module_path, label, user_pin, softhsm2_conf=conf, ceremony=ceremony, restore=restore
+    )
     made = [p for p in staged_tokens.iterdir() if p.is_dir()]
     if len(made) != 1:
         raise HsmUnavailableError(f"SoftHSM2 left {len(made)} token directories in {staging}")

@@ -158,7 +158,7 @@ _MASTER = """
 from pkcs11 import Attribute, ObjectClass
 s = token.open(user_pin=sys.stdin.read(), rw=True)
 key = s.get_key(object_class=ObjectClass.SECRET_KEY, label="cloudsign-master")
-print(key[Attribute.TRUSTED], key[Attribute.PRIVATE], key[Attribute.EXTRACTABLE])
+print(key[Attribute.TRUSTED], key[Attribute.PRIVATE], key[Attribute.WRAP_WITH_TRUSTED])
 """
 
 
@@ -322,7 +322,7 @@ def test_an_old_data_dir_is_tightened_and_its_so_pin_retired(tmp_path: Path) -> 
     assert not (data / "hsm" / "so.pin").exists()
     # The file is gone and its value is worthless: the SO PIN was changed.
     assert _token(data, _SO_LOGIN, so_pin) == "rejected"
-    assert _token(data, _MASTER, user_pin) == "True True False"
+    assert _token(data, _MASTER, user_pin) == "True True True"
     assert (data / "hsm" / "user.pin").read_text() == user_pin
 
     # A copy of the old file put back (a backup, or a crash after the PIN
@@ -358,7 +358,7 @@ def test_an_interrupted_initialisation_starts_over(tmp_path: Path) -> None:
     assert not staging.exists()
     assert len(list((data / "hsm" / "tokens").iterdir())) == 1
     assert pin_file.read_text() == user_pin
-    assert _token(data, _MASTER, user_pin) == "True True False"
+    assert _token(data, _MASTER, user_pin) == "True True True"
     assert _wrong_modes(data) == []
 
 

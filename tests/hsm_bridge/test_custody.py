@@ -205,10 +205,18 @@ def _master_key_properties(raw_session: Any) -> None:
     master = raw_session.get_key(object_class=ObjectClass.SECRET_KEY, label=MASTER_KEY_LABEL)
     assert master[Attribute.TRUSTED] is True
     assert master[Attribute.PRIVATE] is True
-    assert master[Attribute.EXTRACTABLE] is False
+    # Extractable for a backup, but only under a trusted key (the archive key).
+    assert master[Attribute.EXTRACTABLE] is True
+    assert master[Attribute.WRAP_WITH_TRUSTED] is True
     assert master[Attribute.SENSITIVE] is True
     with pytest.raises(AttributeSensitive):
         master[Attribute.VALUE]
+    mine = raw_session.generate_key(KeyType.AES, 256, store=False, template={Attribute.WRAP: True})
+    try:
+        with pytest.raises(KeyNotWrappable):
+            mine.wrap_key(master, mechanism=Mechanism.AES_KEY_WRAP_PAD)
+    finally:
+        mine.destroy()
     # The staging copy made during provisioning is gone.
     assert not list(raw_session.get_objects({Attribute.LABEL: MASTER_KEY_LABEL + "-staging"}))
 
@@ -281,3 +289,80 @@ async def test_bridge_restarts_cleanly(base_settings: Settings) -> None:
     await b.close()
     with pytest.raises(HsmUnavailableError):
         await b.seal("totp", b"x", b"aad")
+
+
+async def test_the_master_key_unwraps_nothing_readable_or_exportable(bridge: HsmBridge) -> None:
+    """CKA_UNWRAP_TEMPLATE: a holder of the PIN who has an owner's key still
+    wrapped under the master key (what the owner's password opens), or who
+    wraps a service key under the master key, gets no extractable,
+    non-sensitive or persistent copy out of the master key."""
+    await bridge.run_with_session(_unwrap_refusals)
+
+
+def _unwrap_refusals(raw_session: Any) -> None:
+    params = raw_session.create_domain_parameters(
+        KeyType.EC,
+        {Attribute.EC_PARAMS: encode_named_curve_parameters("1.2.840.10045.3.1.7")},
+        local=True,
+    )
+    pub, priv = params.generate_keypair(store=False, private_template=OWNER_KEY_TEMPLATE)
+    sealing = raw_session.get_key(
+        object_class=ObjectClass.SECRET_KEY, label="cloudsign-seal-credential"
+    )
+    master = raw_session.get_key(object_class=ObjectClass.SECRET_KEY, label=MASTER_KEY_LABEL)
+    try:
+        owner_inner = master.wrap_key(priv, mechanism=Mechanism.AES_KEY_WRAP_PAD)
+        # A service key is wrappable by the trusted master key too.
+        service_inner = master.wrap_key(sealing, mechanism=Mechanism.AES_KEY_WRAP_PAD)
+        attempts = [
+            {**SIGNING_KEY_TEMPLATE, Attribute.EXTRACTABLE: True},
+            {**SIGNING_KEY_TEMPLATE, Attribute.SENSITIVE: False},
+            {**SIGNING_KEY_TEMPLATE, Attribute.EXTRACTABLE: pkcs11.DEFAULT},
+            {**SIGNING_KEY_TEMPLATE, Attribute.EXTRACTABLE: True, Attribute.SENSITIVE: False},
+        ]
+        for template in attempts:
+            with pytest.raises(pkcs11.exceptions.TemplateInconsistent):
+                master.unwrap_key(
+                    ObjectClass.PRIVATE_KEY,
+                    KeyType.EC,
+                    owner_inner,
+                    mechanism=Mechanism.AES_KEY_WRAP_PAD,
+                    capabilities=pkcs11.MechanismFlag.SIGN,
+                    template=template,
+                )
+        with pytest.raises(pkcs11.exceptions.TemplateInconsistent):
+            master.unwrap_key(
+                ObjectClass.PRIVATE_KEY,
+                KeyType.EC,
+                owner_inner,
+                mechanism=Mechanism.AES_KEY_WRAP_PAD,
+                capabilities=pkcs11.MechanismFlag.SIGN,
+                store=True,
+                template=SIGNING_KEY_TEMPLATE,
+            )
+        for template in (
+            {Attribute.EXTRACTABLE: True, Attribute.SENSITIVE: True},
+            {Attribute.EXTRACTABLE: False, Attribute.SENSITIVE: False},
+        ):
+            with pytest.raises(pkcs11.exceptions.TemplateInconsistent):
+                master.unwrap_key(
+                    ObjectClass.SECRET_KEY,
+                    KeyType.AES,
+                    service_inner,
+                    mechanism=Mechanism.AES_KEY_WRAP_PAD,
+                    template=template,
+                )
+        # What signing does is still allowed.
+        signing = master.unwrap_key(
+            ObjectClass.PRIVATE_KEY,
+            KeyType.EC,
+            owner_inner,
+            mechanism=Mechanism.AES_KEY_WRAP_PAD,
+            capabilities=pkcs11.MechanismFlag.SIGN,
+            template=SIGNING_KEY_TEMPLATE,
+        )
+        assert signing[Attribute.EXTRACTABLE] is False
+        signing.destroy()
+    finally:
+        priv.destroy()
+        pub.destroy()

@@ -113,7 +113,7 @@ def test_a_token_appears_only_complete(tmp_path: Path, monkeypatch: pytest.Monke
     hsm = tmp_path / "hsm"
 
     def made_in_staging(
-        module: str, label: str, pin: Secret, *, softhsm2_conf: Path | None = None
+        module: str, label: str, pin: Secret, *, softhsm2_conf: Path | None = None, **_: object
     ) -> provision.ProvisionReport:
         assert softhsm2_conf is not None
         staged = Path(softhsm2_conf).parent / "tokens"

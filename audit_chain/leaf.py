@@ -131,6 +131,13 @@ class EventType(StrEnum):
     DEVICE_REVOKE = "device.revoke"
     REQUEST_CREATE = "request.create"
     REQUEST_DECIDE = "request.decide"
+    # HSM backup: the key ceremony, each custodian's share, archives, restores.
+    KEY_CEREMONY = "key.ceremony"
+    #: An owner key moved to a new master key at its first use after a rotation.
+    KEY_REWRAP = "key.rewrap"
+    BACKUP_SHARE = "backup.share"
+    BACKUP_CREATE = "backup.create"
+    BACKUP_RESTORE = "backup.restore"
 
 
 def leaf_hash(leaf_bytes: bytes) -> bytes:

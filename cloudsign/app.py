@@ -253,7 +253,9 @@ async def _features(app: web.Application) -> AsyncIterator[None]:
     # Deleting an account erases what each feature keeps of the owner.
     accounts.on_delete(credentials)
     accounts.on_delete(faces)
-    factors = FactorCheck(hsm, accounts, faces, transport, guard, limits)
+    factors = FactorCheck(
+        hsm, accounts, faces, transport, guard, limits, on_rewrap=credentials.store_rewrapped
+    )
     documents = DocumentWorker()
     await documents.start()
     app[GUARD] = guard

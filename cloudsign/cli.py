@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from cloudsign.backup import cli as backup_cli
 from cloudsign.ca import certificates
 from cloudsign.errors import CloudsignError
 from cloudsign.instance import restrict_umask
@@ -248,6 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     ext.set_defaults(fn=cmd_extend)
     status_cli.add_parsers(sub, _settings)
     operators_cli.add_parsers(sub, _settings)
+    from cloudsign.app import service_keys
+
+    backup_cli.add_parsers(sub, _settings, service_keys)
     return p
 
 

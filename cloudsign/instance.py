@@ -83,7 +83,7 @@ from cloudsign.errors import ConfigurationError
 from cloudsign.settings import CaSettings, Settings
 from cloudsign.storage import Database
 from hsm_bridge import HsmBridge, Secret, softhsm
-from hsm_bridge.provision import ProvisionReport, provision_keys
+from hsm_bridge.provision import CeremonyRequest, ProvisionReport, RestoreRequest, provision_keys
 
 log = logging.getLogger(__name__)
 
@@ -278,6 +278,40 @@ def prepare_hsm(settings: Settings) -> HsmAccess:
     for note in notes:
         log.info("%s", note)
     return HsmAccess(module, label, pin, tuple(notes))
+
+
+def new_token(
+    settings: Settings,
+    *,
+    ceremony: CeremonyRequest | None = None,
+    restore: RestoreRequest | None = None,
+) -> tuple[HsmAccess, ProvisionReport]:
+    """A new embedded token for a key ceremony (with the archive key and its
+    shares) or a restore (with an archive's keys); refuses a data dir that
+    already has a token: both are for a new HSM, never over an existing one."""
+    secure_data_dir(settings)
+    if not settings.uses_embedded_hsm:
+        raise ConfigurationError(
+            "hsm_module is set: a ceremony or restore on that HSM is its own tooling's "
+            "(see the README's production section); this command drives the embedded SoftHSM2"
+        )
+    hsm_dir = settings.hsm_dir
+    label = settings.hsm_token_label
+    softhsm.configure(hsm_dir)
+    module = softhsm.find_module()
+    with softhsm.token_setup():
+        softhsm.discard_staging(hsm_dir)
+        if softhsm.token_directories(hsm_dir):
+            raise ConfigurationError(
+                f"{hsm_dir / softhsm.TOKENS_DIR} already holds a token: a ceremony or a restore "
+                "makes a new one, on a new machine or after the old directory was moved away"
+            )
+        pin = _pin_for_new_token(settings)
+        log.info("creating SoftHSM2 token %r in %s", label, hsm_dir)
+        report = softhsm.create_token(
+            hsm_dir, module, label, pin, ceremony=ceremony, restore=restore
+        )
+    return HsmAccess(module, label, pin, tuple(_created(report))), report
 
 
 def _create_token(hsm_dir: Path, module: str, label: str, pin: Secret) -> list[str]:

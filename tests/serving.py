@@ -54,6 +54,22 @@ def serve(
     return proc
 
 
+def create_security_officer(
+    data_dir: Path, env: dict[str, str], username: str, password: str
+) -> str:
+    """`cloudsign operator create-security-officer` (before the service
+    starts: no event loop is waiting on it); returns the TOTP URI."""
+    done = subprocess.run(
+        [*CLI, "--data-dir", str(data_dir), "operator", "create-security-officer",
+         "--username", username, "--display-name", username.title(), "--password-stdin"],
+        cwd=REPO, env=clean_env(CLOUDSIGN_DEVELOPMENT="true", **env),
+        input=password + "\n", capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    (uri,) = [line for line in done.stdout.splitlines() if line.startswith("otpauth://")]
+    return uri
+
+
 def wait_ready(proc: subprocess.Popen[bytes], port: int, timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

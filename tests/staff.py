@@ -174,3 +174,40 @@ async def bootstrap_staff(
     DESKS[base_url] = staff.registration
     STAFF[base_url] = staff
     return staff
+
+
+def real_time_device(uri: str) -> TotpDevice:
+    """An authenticator on the real clock, for a service in another process."""
+    totp = pyotp.parse_uri(uri)
+    assert isinstance(totp, pyotp.TOTP)
+    return TotpDevice(totp)
+
+
+async def registration_desk(
+    operator_url: str, http: aiohttp.ClientSession, officer: str, password: str, officer_uri: str
+) -> OperatorClient:
+    """A registration officer of a service in another process, created by
+    its security officer (`create_security_officer` in tests/serving.py)
+    and set up with the setup code, as staff would."""
+    security = await OperatorClient(
+        operator_url, http, officer, password, real_time_device(officer_uri)
+    ).sign_in()
+    name = f"registration.{secrets.token_hex(3)}"
+    created = await security.request(
+        "POST",
+        "/operator/api/v1/operators",
+        {"username": name, "display_name": name.title(), "roles": ["registration_officer"]},
+    )
+    desk_password = "operator " + secrets.token_urlsafe(12)
+    setup = await security.request(
+        "POST",
+        "/operator/api/v1/setup",
+        {"setup_code": created["setup_code"], "password": desk_password},
+    )
+    device = real_time_device(setup["provisioning_uri"])
+    await security.request(
+        "POST",
+        "/operator/api/v1/setup/confirm",
+        {"setup_code": created["setup_code"], "otp": await device.fresh_code()},
+    )
+    return await OperatorClient(operator_url, http, name, desk_password, device).sign_in()

@@ -47,7 +47,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pyotp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -79,8 +78,14 @@ from tests.helpers import (
     person,
 )
 from tests.helpers import TOTP_CLOCK as TEST_TOTP_CLOCK
-from tests.serving import CLI, children, clean_env, serve, stop, wait_ready
-from tests.staff import OperatorClient, bootstrap_staff
+from tests.serving import (
+    children,
+    create_security_officer,
+    serve,
+    stop,
+    wait_ready,
+)
+from tests.staff import OperatorClient, bootstrap_staff, registration_desk
 
 pytestmark = pytest.mark.slow
 
@@ -309,20 +314,6 @@ class Service:
     log: Path
 
 
-def _create_officer(data_dir: Path, env: dict[str, str], username: str, password: str) -> str:
-    """`cloudsign operator create-security-officer` (before the service
-    starts: no event loop is waiting on it); returns the TOTP URI."""
-    done = subprocess.run(
-        [*CLI, "--data-dir", str(data_dir), "operator", "create-security-officer",
-         "--username", username, "--display-name", username.title(), "--password-stdin"],
-        cwd=REPO, env=clean_env(CLOUDSIGN_DEVELOPMENT="true", **env),
-        input=password + "\n", capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
-    (uri,) = [line for line in done.stdout.splitlines() if line.startswith("otpauth://")]
-    return uri
-
-
 @pytest.fixture
 def service_on_own_postgres(
     own_postgres: OwnPostgres, base_settings: Settings, tmp_path: Path
@@ -345,7 +336,7 @@ def service_on_own_postgres(
         "CLOUDSIGN_AUDIT_SEQUENCE_INTERVAL_MS": "100",
     }
     officer, password = f"security.{secrets.token_hex(3)}", "officer " + secrets.token_urlsafe(12)
-    uri = _create_officer(base_settings.data_dir, env, officer, password)
+    uri = create_security_officer(base_settings.data_dir, env, officer, password)
     log = tmp_path / "serve.log"
     anvil.start()
     proc = serve(base_settings.data_dir, port, log=log, **env)
@@ -366,42 +357,10 @@ def service_on_own_postgres(
         anvil.kill()
 
 
-def _real_time_device(uri: str) -> TotpDevice:
-    """An authenticator on the real clock: the service is another process."""
-    totp = pyotp.parse_uri(uri)
-    assert isinstance(totp, pyotp.TOTP)
-    return TotpDevice(totp)
-
-
 async def _desk(service: Service, http: aiohttp.ClientSession) -> OperatorClient:
-    """A registration officer of the service, created by its security
-    officer and set up with the setup code, as staff would."""
-    security = await OperatorClient(
-        service.operator_url,
-        http,
-        service.officer,
-        service.officer_password,
-        _real_time_device(service.officer_uri),
-    ).sign_in()
-    name = f"registration.{secrets.token_hex(3)}"
-    created = await security.request(
-        "POST",
-        "/operator/api/v1/operators",
-        {"username": name, "display_name": name.title(), "roles": ["registration_officer"]},
+    return await registration_desk(
+        service.operator_url, http, service.officer, service.officer_password, service.officer_uri
     )
-    password = "operator " + secrets.token_urlsafe(12)
-    setup = await security.request(
-        "POST",
-        "/operator/api/v1/setup",
-        {"setup_code": created["setup_code"], "password": password},
-    )
-    device = _real_time_device(setup["provisioning_uri"])
-    await security.request(
-        "POST",
-        "/operator/api/v1/setup/confirm",
-        {"setup_code": created["setup_code"], "otp": await device.fresh_code()},
-    )
-    return await OperatorClient(service.operator_url, http, name, password, device).sign_in()
 
 
 async def _enrol(

@@ -15,10 +15,16 @@ from cloudsign.audit.log import (
     NotYetCheckpointedError,
     TamperedLogError,
 )
-from cloudsign.audit.signers import HsmNoteSigner, HsmTransactionSigner, ensure_audit_keys
+from cloudsign.audit.signers import (
+    NOTE_KEY_LABEL,
+    HsmNoteSigner,
+    HsmTransactionSigner,
+    ensure_audit_keys,
+)
 from cloudsign.audit.tasks import run_retention, run_sequencer, sequencer_round
 
 __all__ = [
+    "NOTE_KEY_LABEL",
     "AnchorState",
     "Anchorer",
     "AuditLog",

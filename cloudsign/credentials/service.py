@@ -241,6 +241,32 @@ class CredentialService:
                 at=now,
             )
 
+    async def store_rewrapped(self, cred: Credential, blob: bytes) -> None:
+        """The owner's blob after the HSM moved the key to a new master key
+        (`hsm_bridge.custody`, master key rotation): stored in place of the
+        blob it was opened from, with a `key.rewrap` event. A blob changed
+        meanwhile (a new password) is left alone; the next use moves it."""
+        now = self.clock()
+        async with self.db.transaction() as conn:
+            done = await conn.execute(
+                update(credentials)
+                .where(
+                    credentials.c.id == cred.id,
+                    credentials.c.status == "active",
+                    credentials.c.key_blob == cred.blob,
+                )
+                .values(key_blob=blob)
+            )
+            if done.rowcount == 1:
+                await append_event(
+                    conn,
+                    EventType.KEY_REWRAP,
+                    owner_id=cred.owner_id,
+                    credential_id=cred.id,
+                    data={"reason": "master key rotation"},
+                    at=now,
+                )
+
     async def _new_key(
         self, owner_id: str, algorithm: KeyAlgorithm, message: TransportMessage
     ) -> tuple[str, CreatedKey]:

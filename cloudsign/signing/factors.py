@@ -14,6 +14,7 @@ credential for `lockout_seconds` (423, a `lock` event).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from cloudsign.accounts import AccountService, Possession
@@ -41,8 +42,12 @@ class FactorCheck:
         transport: TransportKeys,
         guard: Guard,
         limits: Limits,
+        on_rewrap: Callable[[Credential, bytes], Awaitable[None]] | None = None,
     ) -> None:
+        """`on_rewrap` stores an owner's blob that an opening moved to a new
+        master key (a rotation; `CredentialService.store_rewrapped`)."""
         self.custody = custody
+        self.on_rewrap = on_rewrap
         self.accounts = accounts
         self.faces = faces
         self.transport = transport
@@ -99,7 +104,7 @@ class FactorCheck:
         except ConflictError as e:
             raise FactorError(f"key password: {e.detail}") from e
         try:
-            return await self.custody.unlock_owner_key(
+            unlocked = await self.custody.unlock_owner_key(
                 password_key, cred.id, cred.algorithm, cred.blob
             )
         except WrongPasswordError as e:
@@ -108,6 +113,9 @@ class FactorCheck:
             raise FactorError("the wrapped key password could not be opened") from e
         except KeyBlobError as e:
             raise ConflictError("the stored key does not open; contact the centre") from e
+        if unlocked.rewrapped_blob is not None and self.on_rewrap is not None:
+            await self.on_rewrap(cred, unlocked.rewrapped_blob)
+        return unlocked
 
     async def password(
         self, cred: Credential, password_key: TransportMessage, *, purpose: str

@@ -11,6 +11,7 @@ Public surface for the rest of the service:
 """
 
 from cloudsign.status.certs import ensure_service_keys
+from cloudsign.status.notices import NoticeService
 from cloudsign.status.operations import StatusOperations
 from cloudsign.status.reasons import GROUNDS, RevocationReason, parse_reason
 from cloudsign.status.revocation import Revocation, RevocationService
@@ -18,6 +19,7 @@ from cloudsign.status.services import StatusServices, StatusUrls, crl_policy
 
 __all__ = [
     "GROUNDS",
+    "NoticeService",
     "Revocation",
     "RevocationReason",
     "RevocationService",

@@ -62,7 +62,9 @@ def document_of(index: int) -> bytes:
 
 
 def _private(index: int, rnd: random.Random) -> tuple[EventType, dict[str, object]]:
-    event_type = TYPES[rnd.randrange(len(TYPES))]
+    # Every fourth a key.use, so each day has signed documents whatever the
+    # number of event types; the rest drawn from all of them.
+    event_type = EventType.KEY_USE if index % 4 == 0 else TYPES[rnd.randrange(len(TYPES))]
     doc = hashlib.sha256(document_of(index)).digest() if event_type == "key.use" else None
     return event_type, {
         "owner_tag": owner_tag(f"user{rnd.randrange(50)}"),

@@ -51,7 +51,6 @@ OCSP/TSA key pair, another CA key), which an older archive does not hold.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import secrets
@@ -67,9 +66,11 @@ from hsm_bridge.algorithms import KeyAlgorithm
 from hsm_bridge.errors import HsmError
 from hsm_bridge.keypairs import spki_of
 from hsm_bridge.session import MASTER_KEY_LABEL, RETIRED_MASTER_PREFIX
+from hsm_bridge.shares import b64, unb64
 from hsm_bridge.templates import (
     EXPORTABLE_UNDER_TRUSTED,
     MASTER_UNWRAP_TEMPLATE,
+    NO_CAPABILITIES,
     RETIRED_MASTER_UNWRAP_TEMPLATE,
 )
 from hsm_bridge.transport import TRANSPORT_LABEL_PREFIX
@@ -204,7 +205,7 @@ def export_token(
             except PKCS11Error as e:
                 refused.append(f"{label} ({type(e).__name__})")
                 continue
-            entry["wrapped"] = _b64(bytes(wrapped))
+            entry["wrapped"] = b64(bytes(wrapped))
             entry["wrapping"] = HSM_WRAPPED
         if private:
             entry["public"] = _public_of(session, label, key_type)
@@ -221,15 +222,10 @@ def export_token(
         store=False,
         mechanism=Mechanism.GENERIC_SECRET_KEY_GEN,
         template={
+            **NO_CAPABILITIES,
             Attribute.SENSITIVE: True,
             Attribute.EXTRACTABLE: True,
             Attribute.SIGN: True,
-            Attribute.VERIFY: False,
-            Attribute.ENCRYPT: False,
-            Attribute.DECRYPT: False,
-            Attribute.WRAP: False,
-            Attribute.UNWRAP: False,
-            Attribute.DERIVE: False,
         },
     )
     try:
@@ -242,7 +238,7 @@ def export_token(
             "ceremony": str(archive_record["ceremony"]),
             "keys": entries,
             "files": dict(sorted(files.items())),
-            "mac_key": _b64(bytes(archive.wrap_key(mac_key, mechanism=Mechanism.AES_KEY_WRAP_PAD))),
+            "mac_key": b64(bytes(archive.wrap_key(mac_key, mechanism=Mechanism.AES_KEY_WRAP_PAD))),
         }
         document["mac"] = bytes(
             mac_key.sign(canonical(document), mechanism=Mechanism.SHA256_HMAC)
@@ -291,7 +287,7 @@ def _public_of(session: Any, label: str, key_type: KeyType) -> dict[str, Any]:
     if len(found) != 1:
         raise BackupError(f"the key {label!r} has {len(found)} public keys on the token")
     pub = found[0]
-    values = {a.name: _b64(bytes(pub[a])) for a in _PUBLIC_VALUES[key_type]}
+    values = {a.name: b64(bytes(pub[a])) for a in _PUBLIC_VALUES[key_type]}
     return {"private": bool(pub[Attribute.PRIVATE]), "values": values}
 
 
@@ -343,7 +339,7 @@ def _check_entry(entry: Any) -> None:
     if not isinstance(entry["label"], str) or not isinstance(entry["flags"], dict):
         raise TypeError("label or flags")
     bytes.fromhex(entry["id"])
-    _unb64(entry["wrapped"])
+    unb64(entry["wrapped"])
     if entry["wrapping"] not in (HSM_WRAPPED, SOFTWARE_WRAPPED):
         raise TypeError("wrapping")
     allowed = {a.name for a in (_PRIVATE_FLAGS if entry["class"] == "private" else _SECRET_FLAGS)}
@@ -355,7 +351,7 @@ def _check_entry(entry: Any) -> None:
         if set(values) != expected:
             raise TypeError("public key values")
         for value in values.values():
-            _unb64(value)
+            unb64(value)
 
 
 def verify_archive_mac(unwrapper: Any, document: Mapping[str, Any]) -> None:
@@ -365,20 +361,15 @@ def verify_archive_mac(unwrapper: Any, document: Mapping[str, Any]) -> None:
         mac_key = unwrapper.unwrap_key(
             ObjectClass.SECRET_KEY,
             KeyType.GENERIC_SECRET,
-            _unb64(document["mac_key"]),
+            unb64(document["mac_key"]),
             mechanism=Mechanism.AES_KEY_WRAP_PAD,
             template={
+                **NO_CAPABILITIES,
                 Attribute.TOKEN: False,
                 Attribute.PRIVATE: False,
                 Attribute.SENSITIVE: True,
                 Attribute.EXTRACTABLE: False,
-                Attribute.SIGN: False,
                 Attribute.VERIFY: True,
-                Attribute.ENCRYPT: False,
-                Attribute.DECRYPT: False,
-                Attribute.WRAP: False,
-                Attribute.UNWRAP: False,
-                Attribute.DERIVE: False,
             },
         )
     except PKCS11Error as e:
@@ -453,7 +444,7 @@ def public_template(entry: Mapping[str, Any]) -> dict[Any, Any]:
         Attribute.LABEL: entry["label"],
         Attribute.ID: bytes.fromhex(entry["id"]),
         Attribute.VERIFY: True,
-        **{Attribute[name]: _unb64(value) for name, value in public["values"].items()},
+        **{Attribute[name]: unb64(value) for name, value in public["values"].items()},
     }
 
 
@@ -496,17 +487,3 @@ def seeded_key_objects(
         Attribute.EC_POINT: asn1_core.OctetString(public).dump(),
     }
     return [private, public_object], public
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
-def _unb64(text: Any) -> bytes:
-    if not isinstance(text, str):
-        raise TypeError("not base64 text")
-    return base64.b64decode(text, validate=True)
-
-
-unb64 = _unb64
-b64 = _b64

@@ -67,9 +67,11 @@ from hsm_bridge.shares import (
     CustodianShare,
     ShareError,
     ShareFile,
+    b64,
     combine_archive_key,
     kcv,
     split_archive_key,
+    unb64,
 )
 
 SEALING_PURPOSES: Final = ("credential", "totp", "biometric")
@@ -385,7 +387,7 @@ def _seeded_key(user: Any, label: str, algorithm: str, archive_key: bytes) -> di
     EdDSA keys)."""
     from cryptography.hazmat.primitives.keywrap import aes_key_wrap_with_padding
 
-    from hsm_bridge.backup import b64, seeded_key_objects
+    from hsm_bridge.backup import seeded_key_objects
 
     if algorithm != "ed25519":
         raise HsmConfigurationError(f"no seeded keys of type {algorithm}")
@@ -425,7 +427,6 @@ def _restore(
         public_template,
         retired,
         seeded_key_objects,
-        unb64,
         unwrap_template,
         verify_archive_mac,
     )
@@ -585,7 +586,7 @@ def _user_keys(user: Any) -> list[str]:
     import pkcs11
     from pkcs11 import Attribute, KeyType, ObjectClass
 
-    from hsm_bridge.templates import EXPORTABLE_UNDER_TRUSTED
+    from hsm_bridge.templates import EXPORTABLE_UNDER_TRUSTED, NO_CAPABILITIES
 
     have = {
         obj[Attribute.LABEL] for obj in user.get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY})
@@ -601,13 +602,9 @@ def _user_keys(user: Any) -> list[str]:
                 store=True,
                 template={
                     **EXPORTABLE_UNDER_TRUSTED,
+                    **NO_CAPABILITIES,
                     Attribute.ENCRYPT: True,
                     Attribute.DECRYPT: True,
-                    Attribute.WRAP: False,
-                    Attribute.UNWRAP: False,
-                    Attribute.SIGN: False,
-                    Attribute.VERIFY: False,
-                    Attribute.DERIVE: False,
                 },
             )
             created.append(label)
@@ -622,13 +619,9 @@ def _user_keys(user: Any) -> list[str]:
                 mechanism=pkcs11.Mechanism.GENERIC_SECRET_KEY_GEN,
                 template={
                     **EXPORTABLE_UNDER_TRUSTED,
+                    **NO_CAPABILITIES,
                     Attribute.SIGN: True,
                     Attribute.VERIFY: True,
-                    Attribute.ENCRYPT: False,
-                    Attribute.DECRYPT: False,
-                    Attribute.WRAP: False,
-                    Attribute.UNWRAP: False,
-                    Attribute.DERIVE: False,
                 },
             )
             created.append(label)
@@ -665,6 +658,7 @@ def _stage_archive_key(so: Any, value: bytes, *, wrap_only: bool) -> Any:
     from pkcs11 import Attribute, KeyType, ObjectClass
 
     from hsm_bridge.backup import ARCHIVE_KEY_LABEL
+    from hsm_bridge.templates import NO_CAPABILITIES
 
     return so.create_object(
         {
@@ -676,14 +670,10 @@ def _stage_archive_key(so: Any, value: bytes, *, wrap_only: bool) -> Any:
             Attribute.SENSITIVE: True,
             Attribute.EXTRACTABLE: False,
             Attribute.LABEL: ARCHIVE_KEY_LABEL + (STAGING_SUFFIX if wrap_only else RESTORE_SUFFIX),
+            **NO_CAPABILITIES,
             Attribute.WRAP: wrap_only,
             Attribute.UNWRAP: not wrap_only,
             Attribute.TRUSTED: wrap_only,
-            Attribute.ENCRYPT: False,
-            Attribute.DECRYPT: False,
-            Attribute.SIGN: False,
-            Attribute.VERIFY: False,
-            Attribute.DERIVE: False,
         }
     )
 

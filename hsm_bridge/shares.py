@@ -116,10 +116,10 @@ class ShareFile:
                     "memory_kib": ARGON2_MEMORY_KIB,
                     "time": ARGON2_TIME,
                     "lanes": ARGON2_LANES,
-                    "salt": _b64(self.salt),
+                    "salt": b64(self.salt),
                 },
-                "nonce": _b64(self.nonce),
-                "sealed": _b64(self.sealed),
+                "nonce": b64(self.nonce),
+                "sealed": b64(self.sealed),
             },
             indent=1,
         )
@@ -145,9 +145,9 @@ class ShareFile:
                 threshold=int(raw["threshold"]),
                 shares=int(raw["shares"]),
                 key_check=str(raw["key_check"]),
-                salt=_unb64(kdf["salt"]),
-                nonce=_unb64(raw["nonce"]),
-                sealed=_unb64(raw["sealed"]),
+                salt=unb64(kdf["salt"]),
+                nonce=unb64(raw["nonce"]),
+                sealed=unb64(raw["sealed"]),
             )
         except ShareError:
             raise
@@ -284,11 +284,12 @@ def _aad(ceremony: str, custodian: str, index: int, key_check: str) -> bytes:
     return _AAD_LABEL + json.dumps([ceremony, custodian, index, key_check]).encode()
 
 
-def _b64(data: bytes) -> str:
+def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-def _unb64(text: Any) -> bytes:
+def unb64(text: Any) -> bytes:
+    """Strict base64 text; a ValueError (binascii.Error) or TypeError else."""
     if not isinstance(text, str):
-        raise ValueError("not base64 text")
+        raise TypeError("not base64 text")
     return base64.b64decode(text, validate=True)

@@ -42,6 +42,7 @@ from pkcs11.attributes import AttributeMapper
 __all__ = [
     "EXPORTABLE_UNDER_TRUSTED",
     "MASTER_UNWRAP_TEMPLATE",
+    "NO_CAPABILITIES",
     "RETIRED_MASTER_UNWRAP_TEMPLATE",
     "TemplateMapper",
 ]
@@ -52,6 +53,18 @@ EXPORTABLE_UNDER_TRUSTED: Final = {
     Attribute.EXTRACTABLE: True,
     Attribute.WRAP_WITH_TRUSTED: True,
     Attribute.PRIVATE: True,
+}
+
+#: Every capability off: secret-key templates start here and turn on the
+#: one or two they need.
+NO_CAPABILITIES: Final = {
+    Attribute.ENCRYPT: False,
+    Attribute.DECRYPT: False,
+    Attribute.SIGN: False,
+    Attribute.VERIFY: False,
+    Attribute.WRAP: False,
+    Attribute.UNWRAP: False,
+    Attribute.DERIVE: False,
 }
 
 #: What anything the master key unwraps must be: usable, never readable,

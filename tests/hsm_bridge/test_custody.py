@@ -160,14 +160,19 @@ async def test_owner_private_key_cannot_be_read_or_wrapped_by_another_key(
     await bridge.run_with_session(_owner_key_properties)
 
 
-def _owner_key_properties(raw_session: Any) -> None:
-    """Raw python-pkcs11 calls, on the bridge's PKCS#11 thread and session."""
+def _owner_pair(raw_session: Any) -> tuple[Any, Any]:
+    """A P-256 owner key pair as `create_owner_key` makes it (session objects)."""
     params = raw_session.create_domain_parameters(
         KeyType.EC,
         {Attribute.EC_PARAMS: encode_named_curve_parameters("1.2.840.10045.3.1.7")},
         local=True,
     )
-    pub, priv = params.generate_keypair(store=False, private_template=OWNER_KEY_TEMPLATE)
+    return params.generate_keypair(store=False, private_template=OWNER_KEY_TEMPLATE)  # type: ignore[no-any-return]
+
+
+def _owner_key_properties(raw_session: Any) -> None:
+    """Raw python-pkcs11 calls, on the bridge's PKCS#11 thread and session."""
+    pub, priv = _owner_pair(raw_session)
     other = raw_session.generate_key(KeyType.AES, 256, store=False, template={Attribute.WRAP: True})
     master = raw_session.get_key(object_class=ObjectClass.SECRET_KEY, label=MASTER_KEY_LABEL)
     try:
@@ -300,12 +305,7 @@ async def test_the_master_key_unwraps_nothing_readable_or_exportable(bridge: Hsm
 
 
 def _unwrap_refusals(raw_session: Any) -> None:
-    params = raw_session.create_domain_parameters(
-        KeyType.EC,
-        {Attribute.EC_PARAMS: encode_named_curve_parameters("1.2.840.10045.3.1.7")},
-        local=True,
-    )
-    pub, priv = params.generate_keypair(store=False, private_template=OWNER_KEY_TEMPLATE)
+    pub, priv = _owner_pair(raw_session)
     sealing = raw_session.get_key(
         object_class=ObjectClass.SECRET_KEY, label="cloudsign-seal-credential"
     )

@@ -33,7 +33,7 @@ from typing import Any, Final
 from asn1crypto import pem
 
 from cloudsign.audit import NOTE_KEY_LABEL
-from cloudsign.ca import ROOT_LABEL
+from cloudsign.ca import ROOT_LABEL, CertificateAuthority
 from cloudsign.clock import Clock, utc_now
 from cloudsign.errors import ConfigurationError
 from cloudsign.events import EventType, NewEvent, append_events
@@ -124,6 +124,44 @@ def _read_record(settings: Settings) -> dict[str, Any]:
     return record
 
 
+def _check_record_free(settings: Settings, key_check: str | None) -> None:
+    """Before a new token: no archive key record beside it, or (a restore)
+    one of the same archive key, left behind with a lost token."""
+    path = _record_path(settings)
+    if not path.exists():
+        return
+    try:
+        same = key_check is not None and json.loads(path.read_text())["key_check"] == key_check
+    except (OSError, ValueError, KeyError, TypeError):
+        same = False
+    if not same:
+        raise ConfigurationError(
+            f"{path} is the record of another archive key: move it away with the old token"
+        )
+
+
+def _check_ceremony_paths(settings: Settings, outputs: list[Path]) -> None:
+    """A ceremony writes only new files, on a data dir without a CA."""
+    if any(p.exists() for p in CertificateAuthority.files(settings.pki_dir)):
+        raise ConfigurationError(
+            f"{settings.pki_dir} already holds CA certificates: a ceremony starts a new CA, "
+            "on a new data dir"
+        )
+    for path in outputs:
+        if path.exists():
+            raise ConfigurationError(f"{path} exists; it is not overwritten")
+        if not path.parent.is_dir():
+            raise ConfigurationError(f"{path.parent} is not a directory")
+
+
+def _write_record(settings: Settings, record: dict[str, Any]) -> None:
+    """The archive key record, replaced in one rename (0600 from the start)."""
+    path = _record_path(settings)
+    staged = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    _write_new(staged, json.dumps(record, indent=1))
+    staged.replace(path)
+
+
 def _pki_files(settings: Settings) -> dict[str, str]:
     pki = settings.pki_dir
     if not pki.is_dir():
@@ -195,7 +233,10 @@ async def create_backup(
                 )
             ],
         )
-        await asyncio.to_thread(os.link, staged, out)
+        try:
+            await asyncio.to_thread(os.link, staged, out)
+        except FileExistsError as e:
+            raise ConfigurationError(f"{out} appeared meanwhile; it is not overwritten") from e
     finally:
         await asyncio.to_thread(staged.unlink, missing_ok=True)
     return {
@@ -236,6 +277,7 @@ async def restore_backup(
         raw = await asyncio.to_thread(_read_capped, path, MAX_SHARE_BYTES, "share file")
         opened.append((ShareFile.from_json(raw), passphrase))
     files = await asyncio.to_thread(_files_to_restore, settings, document["files"])
+    await asyncio.to_thread(_check_record_free, settings, document["key_check"])
     access, report = await asyncio.to_thread(
         new_token, settings, restore=RestoreRequest(document, opened, new_master=new_master)
     )
@@ -249,7 +291,7 @@ async def restore_backup(
             if e["wrapping"] == SOFTWARE_WRAPPED
         },
     }
-    await asyncio.to_thread(_write_new, _record_path(settings), json.dumps(record, indent=1))
+    await asyncio.to_thread(_write_record, settings, record)
     now = clock()
     digest = archive_digest(document)
     custodians = sorted(share.custodian for share, _ in opened)
@@ -358,11 +400,7 @@ async def run_ceremony(
         raise ConfigurationError(
             "each custodian's share goes to their own medium: one directory per custodian"
         )
-    for path in [*paths, backup_out]:
-        if path.exists():
-            raise ConfigurationError(f"{path} exists; it is not overwritten")
-        if not path.parent.is_dir():
-            raise ConfigurationError(f"{path.parent} is not a directory")
+    await asyncio.to_thread(_check_ceremony_paths, settings, [*paths, backup_out])
     started = clock()
     ceremony_id = secrets.token_hex(8)
     request = CeremonyRequest(
@@ -371,6 +409,7 @@ async def run_ceremony(
         [CustodianShare(c.name, c.passphrase) for c in custodians],
         software_keys=[(NOTE_KEY_LABEL, KeyAlgorithm.ED25519.value)],
     )
+    await asyncio.to_thread(_check_record_free, settings, None)
     access, report = await asyncio.to_thread(new_token, settings, ceremony=request)
     details = report.details
     record = {
@@ -378,7 +417,7 @@ async def run_ceremony(
         "key_check": details["key_check"],
         "keys": {label: {"wrapped": k["wrapped"]} for label, k in details["keys"].items()},
     }
-    await asyncio.to_thread(_write_new, _record_path(settings), json.dumps(record, indent=1))
+    await asyncio.to_thread(_write_record, settings, record)
     issued = []
     for custodian, path, text in zip(custodians, paths, details["shares"], strict=True):
         share = ShareFile.from_json(text)

@@ -328,7 +328,48 @@ def parse_archive(text: str | bytes) -> dict[str, Any]:
         bytes.fromhex(document["mac"])
     except (KeyError, TypeError, ValueError) as e:
         raise BackupError(f"the archive is malformed ({e})") from e
+    _check_roles(keys)
     return document
+
+
+def _check_roles(entries: list[dict[str, Any]]) -> None:
+    """What a restore will make trusted, or able to wrap and unwrap, follows
+    from fixed rules, not from the archive: exactly one master key (trusted,
+    under `MASTER_UNWRAP_TEMPLATE`), retired masters (unwrap only, under
+    theirs), and no other key with `CKA_TRUSTED`, `CKA_WRAP` or
+    `CKA_UNWRAP`. The MAC cannot be relied on for this: a holder of the user
+    PIN can wrap a key of their own under the live token's archive key and
+    MAC a document around it; such a document still cannot add a trusted
+    or wrapping key, or take the master key's template off."""
+    labels = [e["label"] for e in entries]
+    if len(set(labels)) != len(labels):
+        raise BackupError("the archive names a key twice")
+    masters = [e for e in entries if e["label"] == MASTER_KEY_LABEL]
+    if len(masters) != 1:
+        raise BackupError("the archive does not hold exactly one master key")
+    for entry in entries:
+        label = entry["label"]
+        wraps = entry["flags"].get("WRAP", False) or entry["flags"].get("UNWRAP", False)
+        if label == MASTER_KEY_LABEL:
+            ok = (
+                entry.get("trusted") is True
+                and entry.get("unwrap_template") == "master"
+                and entry["class"] == "secret"
+            )
+        elif label.startswith(RETIRED_MASTER_PREFIX):
+            ok = (
+                not entry.get("trusted")
+                and entry.get("unwrap_template") == "retired"
+                and not entry["flags"].get("WRAP", False)
+                and entry["class"] == "secret"
+            )
+        else:
+            ok = not entry.get("trusted") and not wraps and "unwrap_template" not in entry
+        if not ok:
+            raise BackupError(
+                f"the archive gives {label[:64]!r} a role no restore grants "
+                "(trust, wrapping or an unwrap template of its own)"
+            )
 
 
 def _check_entry(entry: Any) -> None:
@@ -478,6 +519,10 @@ def seeded_key_objects(
         Attribute.SENSITIVE: True,
         Attribute.EXTRACTABLE: False,
         Attribute.SIGN: True,
+        # Stated: SoftHSM2's defaults for a created private key allow more.
+        Attribute.DECRYPT: False,
+        Attribute.UNWRAP: False,
+        Attribute.DERIVE: False,
         Attribute.VALUE: seed,
     }
     public_object = {

@@ -114,6 +114,7 @@ def cmd_backup_restore(args: argparse.Namespace, load: SettingsLoader) -> int:
             actor=_actor(),
             publish_notice=args.publish_notice,
             new_master=args.new_master,
+            unrecorded=args.unrecorded_archive,
         )
     )
     print(json.dumps(result, indent=1))
@@ -170,5 +171,11 @@ def add_parsers(sub: Any, load: SettingsLoader, keys: ServiceKeyMaker) -> None:
         action="store_true",
         help="rotate the master key: the archive's comes back retired, owner keys move to "
         "the new one at their next use",
+    )
+    restore.add_argument(
+        "--unrecorded-archive",
+        action="store_true",
+        help="restore an archive no backup.create event of this database records "
+        "(a database older than the archive); the officers checked it otherwise",
     )
     restore.set_defaults(fn=lambda a: cmd_backup_restore(a, load))

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from asn1crypto import pem
+from sqlalchemy import select
 
 from cloudsign.audit import NOTE_KEY_LABEL
 from cloudsign.ca import ROOT_LABEL, CertificateAuthority
@@ -41,6 +42,7 @@ from cloudsign.instance import ServiceKeyMaker, initialise, new_token, prepare_h
 from cloudsign.settings import Settings
 from cloudsign.status import NoticeService
 from cloudsign.storage import Database
+from cloudsign.storage.schema import events
 from hsm_bridge import HASHES, HsmBridge, KeyAlgorithm, Secret, SignatureScheme
 from hsm_bridge.backup import (
     ARCHIVE_RECORD_FILE,
@@ -259,12 +261,21 @@ async def restore_backup(
     actor: str,
     publish_notice: bool = False,
     new_master: bool = False,
+    unrecorded: bool = False,
     clock: Clock = utc_now,
 ) -> dict[str, Any]:
     """A new token from the archive and the custodians' shares; the CA
     certificates back in `pki/`; `backup.restore` logged (and a notice
     published if asked). Every refusal comes before anything is written.
-    `new_master`: rotate the master key on the way (`hsm_bridge.custody`)."""
+    `new_master`: rotate the master key on the way (`hsm_bridge.custody`).
+
+    The archive must be one this instance's `backup create` recorded (a
+    `backup.create` event with its digest, in the audit log): its MAC is
+    made under the archive key, which a holder of the user PIN may use on
+    the live token, so the MAC alone shows the archive was not altered in
+    storage, not that the centre made it. `unrecorded` restores an archive
+    the database does not know (a database older than the archive, or lost),
+    after the officers checked it otherwise; the event says so."""
     text = await asyncio.to_thread(_read_capped, archive_path, MAX_ARCHIVE_BYTES, "HSM archive")
     document = parse_archive(text)
     if document["token_label"] != settings.hsm_token_label:
@@ -278,6 +289,15 @@ async def restore_backup(
         opened.append((ShareFile.from_json(raw), passphrase))
     files = await asyncio.to_thread(_files_to_restore, settings, document["files"])
     await asyncio.to_thread(_check_record_free, settings, document["key_check"])
+    digest = archive_digest(document)
+    recorded = await _recorded(settings, digest)
+    if not recorded and not unrecorded:
+        raise ConfigurationError(
+            f"no backup.create event in this database records the archive (sha256 {digest}): "
+            "it was not made by this instance's `backup create`, or the database is older "
+            "than the archive; check it with the officers, then restore with "
+            "--unrecorded-archive"
+        )
     access, report = await asyncio.to_thread(
         new_token, settings, restore=RestoreRequest(document, opened, new_master=new_master)
     )
@@ -293,7 +313,6 @@ async def restore_backup(
     }
     await asyncio.to_thread(_write_record, settings, record)
     now = clock()
-    digest = archive_digest(document)
     custodians = sorted(share.custodian for share, _ in opened)
     await _append(
         settings,
@@ -309,6 +328,7 @@ async def restore_backup(
                     "custodians": custodians,
                     "keys": len(report.created),
                     "new_master": new_master,
+                    "recorded": recorded,
                     "actor": actor,
                 },
             )
@@ -326,6 +346,29 @@ async def restore_backup(
         "custodians": custodians,
         "notice": notice_id,
     }
+
+
+async def _recorded(settings: Settings, digest: str) -> bool:
+    """Whether a `backup.create` event of this database names `digest`."""
+    db = Database(settings.effective_database_url, immediate=True)
+    try:
+        await db.migrate()
+        async with db.read() as conn:
+            rows = (
+                await conn.execute(
+                    select(events.c.data).where(
+                        events.c.event_type == EventType.BACKUP_CREATE.value
+                    )
+                )
+            ).all()
+    finally:
+        await db.close()
+    for (data,) in rows:
+        if isinstance(data, str):
+            data = json.loads(data)
+        if isinstance(data, dict) and data.get("sha256") == digest:
+            return True
+    return False
 
 
 def _files_to_restore(settings: Settings, files: dict[str, str]) -> dict[Path, str]:

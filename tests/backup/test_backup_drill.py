@@ -58,6 +58,7 @@ pytestmark = pytest.mark.slow
 PASSWORD = "correct horse battery"
 CUSTODIANS = ("aigerim", "bolat", "dana", "erlan", "farida")
 CLI_TIMEOUT = 300
+UNRECORDED = ["--unrecorded-archive"]
 
 
 def _env(database_url: str) -> dict[str, str]:
@@ -443,11 +444,20 @@ async def test_ceremony_backup_destroy_restore_from_three_of_five(
             [*drill.share_args(backup, "aigerim", "bolat"), *extra(foreign, "aigerim")],
             "different ceremonies",
         ),
-        (drill.share_args(tampered, "aigerim", "bolat", "dana"), "altered"),
-        (drill.share_args(swapped, "aigerim", "bolat", "dana"), "altered"),
+        # Not made by this instance's `backup create`: no event records it.
+        (drill.share_args(tampered, "aigerim", "bolat", "dana"), "no backup.create event"),
+        # Let through that check, the MAC (checked in the new HSM) refuses it.
+        (drill.share_args(tampered, "aigerim", "bolat", "dana") + UNRECORDED, "altered"),
+        (drill.share_args(swapped, "aigerim", "bolat", "dana") + UNRECORDED, "altered"),
     ]
-    for args, why in refusals:
-        refused = await asyncio.to_thread(drill.restore, *args)
+    # A genuine archive against a database that never recorded it.
+    other_db = {**drill.env, "CLOUDSIGN_DATABASE_URL": f"sqlite:///{tmp_path / 'other.db'}"}
+    cases = [(drill.env, args, why) for args, why in refusals]
+    cases.append(
+        (other_db, drill.share_args(backup, "aigerim", "bolat", "dana"), "no backup.create")
+    )
+    for env, args, why in cases:
+        refused = await asyncio.to_thread(_cli, data, env, "backup", "restore", *args)
         assert refused.returncode != 0, refused.stdout
         assert why in refused.stderr, refused.stderr
         for name in CUSTODIANS:
@@ -497,6 +507,7 @@ async def test_ceremony_backup_destroy_restore_from_three_of_five(
     assert restore_event["archive_id"] == archive["archive_id"]
     assert restore_event["custodians"] == ["bolat", "dana", "farida"]
     assert restore_event["new_master"] is False
+    assert restore_event["recorded"] is True
     assert kinds[-1] == "notice.publish"
     assert not await _events(database, "key.rewrap")
 

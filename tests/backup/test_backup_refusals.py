@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -104,10 +105,9 @@ async def test_a_restore_refuses_an_unreadable_archive(
     _nothing_written(fresh)
 
 
-async def test_a_restore_refuses_another_token_or_another_ca(
-    fresh: Settings, tmp_path: Path
-) -> None:
-    doc = {
+def _archive(token_label: str = "someone-else") -> dict[str, Any]:
+    """A well-formed archive (its MAC is not checked before the HSM)."""
+    return {
         "format": "cloudsign-hsm-backup/1",
         "archive_id": "a" * 32,
         "created_at": "2026-12-04T00:00:00+00:00",
@@ -120,8 +120,9 @@ async def test_a_restore_refuses_another_token_or_another_ca(
                 "id": "",
                 "class": "secret",
                 "key_type": "AES",
-                "flags": {"WRAP": True},
+                "flags": {"WRAP": True, "UNWRAP": True},
                 "trusted": True,
+                "unwrap_template": "master",
                 "wrapped": "AAAA",
                 "wrapping": "C_WrapKey/CKM_AES_KEY_WRAP_PAD",
             }
@@ -130,6 +131,26 @@ async def test_a_restore_refuses_another_token_or_another_ca(
         "mac_key": "AAAA",
         "mac": "00",
     }
+
+
+def _key(label: str, **over: Any) -> dict[str, Any]:
+    return {
+        "label": label,
+        "id": "",
+        "class": "secret",
+        "key_type": "AES",
+        "flags": {"ENCRYPT": True, "DECRYPT": True},
+        "trusted": False,
+        "wrapped": "AAAA",
+        "wrapping": "C_WrapKey/CKM_AES_KEY_WRAP_PAD",
+        **over,
+    }
+
+
+async def test_a_restore_refuses_another_token_or_another_ca(
+    fresh: Settings, tmp_path: Path
+) -> None:
+    doc = _archive()
     path = tmp_path / "archive.json"
     path.write_text(json.dumps(doc))
     with pytest.raises(ConfigurationError, match="archive is of token 'someone-else'"):
@@ -144,4 +165,46 @@ async def test_a_restore_refuses_another_token_or_another_ca(
     path.write_text(json.dumps(doc))
     with pytest.raises(ConfigurationError, match="outside pki/"):
         await restore_backup(fresh, path, [], actor="operator:cli:test")
+    _nothing_written(fresh)
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        # A key of one's own, made trusted, wrapping, or under no template.
+        (lambda keys: keys.append(_key("mine", trusted=True)), "a role no restore grants"),
+        (
+            lambda keys: keys.append(_key("mine", flags={"UNWRAP": True})),
+            "a role no restore grants",
+        ),
+        (lambda keys: keys.append(_key("mine", flags={"WRAP": True})), "a role no restore grants"),
+        (
+            lambda keys: keys.append(_key("mine", unwrap_template="retired")),
+            "a role no restore grants",
+        ),
+        (lambda keys: keys[0].pop("unwrap_template"), "a role no restore grants"),
+        (lambda keys: keys[0].update(trusted=False), "a role no restore grants"),
+        (
+            lambda keys: keys.append(
+                _key("cloudsign-master-retired-x", unwrap_template="retired", flags={"WRAP": True})
+            ),
+            "a role no restore grants",
+        ),
+        (lambda keys: keys.append(dict(keys[0])), "twice"),
+        (lambda keys: keys.pop(0) and keys.append(_key("other")), "exactly one master key"),
+    ],
+)
+async def test_an_archive_cannot_grant_trust_or_wrapping(
+    fresh: Settings, tmp_path: Path, change: Any, why: str
+) -> None:
+    """What becomes trusted or able to wrap follows fixed rules: a holder of
+    the user PIN can make a validly MACed archive around keys of their own
+    (the live token's archive key wraps for them), and it must not give
+    those keys a role."""
+    doc = _archive(fresh.hsm_token_label)
+    change(doc["keys"])
+    path = tmp_path / "archive.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(BackupError, match=why):
+        await restore_backup(fresh, path, [], actor="operator:cli:test", unrecorded=True)
     _nothing_written(fresh)

@@ -182,14 +182,7 @@ def _owner_key_properties(raw_session: Any) -> None:
             other.wrap_key(priv, mechanism=Mechanism.AES_KEY_WRAP_PAD)
         inner = master.wrap_key(priv, mechanism=Mechanism.AES_KEY_WRAP_PAD)
         # As it exists while signing: nothing can wrap it, not even the master key.
-        signing = master.unwrap_key(
-            ObjectClass.PRIVATE_KEY,
-            KeyType.EC,
-            inner,
-            mechanism=Mechanism.AES_KEY_WRAP_PAD,
-            capabilities=pkcs11.MechanismFlag.SIGN,
-            template=SIGNING_KEY_TEMPLATE,
-        )
+        signing = _as_signing_key(master, inner, SIGNING_KEY_TEMPLATE)
         assert signing[Attribute.EXTRACTABLE] is False
         with pytest.raises((KeyUnextractable, KeyNotWrappable)):
             master.wrap_key(signing, mechanism=Mechanism.AES_KEY_WRAP_PAD)
@@ -304,6 +297,19 @@ async def test_the_master_key_unwraps_nothing_readable_or_exportable(bridge: Hsm
     await bridge.run_with_session(_unwrap_refusals)
 
 
+def _as_signing_key(master: Any, inner: bytes, template: dict[Any, Any], **kw: Any) -> Any:
+    """The owner key unwrapped under the master key, as signing does it."""
+    return master.unwrap_key(
+        ObjectClass.PRIVATE_KEY,
+        KeyType.EC,
+        inner,
+        mechanism=Mechanism.AES_KEY_WRAP_PAD,
+        capabilities=pkcs11.MechanismFlag.SIGN,
+        template=template,
+        **kw,
+    )
+
+
 def _unwrap_refusals(raw_session: Any) -> None:
     pub, priv = _owner_pair(raw_session)
     sealing = raw_session.get_key(
@@ -314,32 +320,16 @@ def _unwrap_refusals(raw_session: Any) -> None:
         owner_inner = master.wrap_key(priv, mechanism=Mechanism.AES_KEY_WRAP_PAD)
         # A service key is wrappable by the trusted master key too.
         service_inner = master.wrap_key(sealing, mechanism=Mechanism.AES_KEY_WRAP_PAD)
-        attempts = [
-            {**SIGNING_KEY_TEMPLATE, Attribute.EXTRACTABLE: True},
-            {**SIGNING_KEY_TEMPLATE, Attribute.SENSITIVE: False},
-            {**SIGNING_KEY_TEMPLATE, Attribute.EXTRACTABLE: pkcs11.DEFAULT},
-            {**SIGNING_KEY_TEMPLATE, Attribute.EXTRACTABLE: True, Attribute.SENSITIVE: False},
+        attempts: list[tuple[dict[Any, Any], dict[str, Any]]] = [
+            ({**SIGNING_KEY_TEMPLATE, Attribute.EXTRACTABLE: True}, {}),
+            ({**SIGNING_KEY_TEMPLATE, Attribute.SENSITIVE: False}, {}),
+            ({**SIGNING_KEY_TEMPLATE, Attribute.EXTRACTABLE: pkcs11.DEFAULT}, {}),
+            ({**SIGNING_KEY_TEMPLATE, Attribute.EXTRACTABLE: True, Attribute.SENSITIVE: False}, {}),
+            (SIGNING_KEY_TEMPLATE, {"store": True}),
         ]
-        for template in attempts:
+        for template, kw in attempts:
             with pytest.raises(pkcs11.exceptions.TemplateInconsistent):
-                master.unwrap_key(
-                    ObjectClass.PRIVATE_KEY,
-                    KeyType.EC,
-                    owner_inner,
-                    mechanism=Mechanism.AES_KEY_WRAP_PAD,
-                    capabilities=pkcs11.MechanismFlag.SIGN,
-                    template=template,
-                )
-        with pytest.raises(pkcs11.exceptions.TemplateInconsistent):
-            master.unwrap_key(
-                ObjectClass.PRIVATE_KEY,
-                KeyType.EC,
-                owner_inner,
-                mechanism=Mechanism.AES_KEY_WRAP_PAD,
-                capabilities=pkcs11.MechanismFlag.SIGN,
-                store=True,
-                template=SIGNING_KEY_TEMPLATE,
-            )
+                _as_signing_key(master, owner_inner, template, **kw)
         for template in (
             {Attribute.EXTRACTABLE: True, Attribute.SENSITIVE: True},
             {Attribute.EXTRACTABLE: False, Attribute.SENSITIVE: False},
@@ -353,14 +343,7 @@ def _unwrap_refusals(raw_session: Any) -> None:
                     template=template,
                 )
         # What signing does is still allowed.
-        signing = master.unwrap_key(
-            ObjectClass.PRIVATE_KEY,
-            KeyType.EC,
-            owner_inner,
-            mechanism=Mechanism.AES_KEY_WRAP_PAD,
-            capabilities=pkcs11.MechanismFlag.SIGN,
-            template=SIGNING_KEY_TEMPLATE,
-        )
+        signing = _as_signing_key(master, owner_inner, SIGNING_KEY_TEMPLATE)
         assert signing[Attribute.EXTRACTABLE] is False
         signing.destroy()
     finally:

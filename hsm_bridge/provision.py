@@ -346,6 +346,11 @@ def _create(
             user.close()
     finally:
         so.close()
+    return _new_token_report(created, details)
+
+
+def _new_token_report(created: list[str], details: dict[str, Any]) -> dict[str, Any]:
+    """The report of a child that made a new token (with its master key)."""
     return {
         "token_found": True,
         "master_key": True,
@@ -496,13 +501,7 @@ def _restore(
             user.close()
     finally:
         so.close()
-    return {
-        "token_found": True,
-        "master_key": True,
-        "created": restored,
-        "legacy_so_pin": "",
-        "details": {"archive_id": archive["archive_id"]},
-    }
+    return _new_token_report(restored, {"archive_id": archive["archive_id"]})
 
 
 def _init_token(module_path: str, slot_id: int, token_label: str, so_pin: str) -> None:

@@ -223,49 +223,49 @@ class CredentialService:
             blob = await self.custody.rewrap_owner_key(unlocked, message)
         except TransportKeyError as e:
             raise FactorError("the wrapped new password could not be opened by the HSM") from e
-        now = self.clock()
-        async with self.db.transaction() as conn:
-            done = await conn.execute(
-                update(credentials)
-                .where(credentials.c.id == cred.id, credentials.c.status == "active")
-                .values(key_blob=blob)
-            )
-            if done.rowcount != 1:
-                raise ConflictError("the credential is no longer active")
-            await append_event(
-                conn,
-                EventType.FACTOR_CHANGE,
-                owner_id=owner.id,
-                credential_id=cred.id,
-                data={"factor": "password"},
-                at=now,
-            )
+        if not await self._replace_blob(
+            cred, blob, EventType.FACTOR_CHANGE, {"factor": "password"}
+        ):
+            raise ConflictError("the credential is no longer active")
 
     async def store_rewrapped(self, cred: Credential, blob: bytes) -> None:
         """The owner's blob after the HSM moved the key to a new master key
         (`hsm_bridge.custody`, master key rotation): stored in place of the
         blob it was opened from, with a `key.rewrap` event. A blob changed
         meanwhile (a new password) is left alone; the next use moves it."""
+        await self._replace_blob(
+            cred, blob, EventType.KEY_REWRAP, {"reason": "master key rotation"}, unchanged=True
+        )
+
+    async def _replace_blob(
+        self,
+        cred: Credential,
+        blob: bytes,
+        event_type: EventType,
+        data: dict[str, str],
+        *,
+        unchanged: bool = False,
+    ) -> bool:
+        """A new blob for an active credential (only if its blob is still
+        `cred.blob`, with `unchanged`) and its event, in one transaction;
+        False if nothing was replaced."""
         now = self.clock()
+        where = [credentials.c.id == cred.id, credentials.c.status == "active"]
+        if unchanged:
+            where.append(credentials.c.key_blob == cred.blob)
         async with self.db.transaction() as conn:
-            done = await conn.execute(
-                update(credentials)
-                .where(
-                    credentials.c.id == cred.id,
-                    credentials.c.status == "active",
-                    credentials.c.key_blob == cred.blob,
-                )
-                .values(key_blob=blob)
+            done = await conn.execute(update(credentials).where(*where).values(key_blob=blob))
+            if done.rowcount != 1:
+                return False
+            await append_event(
+                conn,
+                event_type,
+                owner_id=cred.owner_id,
+                credential_id=cred.id,
+                data=data,
+                at=now,
             )
-            if done.rowcount == 1:
-                await append_event(
-                    conn,
-                    EventType.KEY_REWRAP,
-                    owner_id=cred.owner_id,
-                    credential_id=cred.id,
-                    data={"reason": "master key rotation"},
-                    at=now,
-                )
+        return True
 
     async def _new_key(
         self, owner_id: str, algorithm: KeyAlgorithm, message: TransportMessage

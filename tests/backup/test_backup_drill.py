@@ -51,7 +51,7 @@ from tests.helpers import (
 )
 from tests.serving import CLI, clean_env, create_security_officer, serve, stop, wait_ready
 from tests.staff import OperatorClient, registration_desk
-from tests.status.status_helpers import cert_id, load_pem, ocsp_request, post_ocsp
+from tests.status.status_helpers import cert_id, eventually, load_pem, ocsp_request, post_ocsp
 
 pytestmark = pytest.mark.slow
 
@@ -124,17 +124,18 @@ def _verify(cert_pem: str, digest: bytes, signature: bytes) -> None:
     key.verify(signature, digest, ec.ECDSA(Prehashed(hashes.SHA256())))
 
 
-async def _log_keys(http: aiohttp.ClientSession, url: str, within: float = 90.0) -> dict[str, Any]:
+async def _log_keys(http: aiohttp.ClientSession, url: str) -> dict[str, Any]:
     """`/log/keys` once the anchorer has reached its chain (contract known)."""
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
+
+    async def read() -> dict[str, Any]:
         async with http.get(f"{url}/log/keys") as r:
             assert r.status == 200
             keys: dict[str, Any] = await r.json()
-        if keys["contract"] is not None:
             return keys
-        assert asyncio.get_running_loop().time() < deadline, f"no anchoring contract: {keys}"
-        await asyncio.sleep(0.2)
+
+    keys = await eventually(read, lambda k: k["contract"] is not None, within=90.0)
+    assert keys["contract"] is not None, f"no anchoring contract: {keys}"
+    return keys
 
 
 async def _responder_and_tsa_certs(
